@@ -1,0 +1,1 @@
+"""The `diffuse` command."""

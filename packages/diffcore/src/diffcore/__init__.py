@@ -1,0 +1,1 @@
+"""The domain-free diffusion engine."""

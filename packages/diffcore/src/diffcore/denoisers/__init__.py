@@ -1,0 +1,32 @@
+"""Denoisers: the protocols, network wrappers and ``Denoiser -> Denoiser`` transforms."""
+
+from diffcore.denoisers.network import NetworkDenoiser, Prediction, preconditioning
+from diffcore.denoisers.protocols import Denoiser, TokenDenoiser
+from diffcore.denoisers.transforms import (
+    Cascade,
+    Clamped,
+    ClassifierFreeGuidance,
+    Conditioned,
+    DynamicThreshold,
+    NoiseLevelExperts,
+    condition,
+    guidance,
+    noise_augment,
+)
+
+__all__ = [
+    "Cascade",
+    "Clamped",
+    "ClassifierFreeGuidance",
+    "Conditioned",
+    "Denoiser",
+    "DynamicThreshold",
+    "NetworkDenoiser",
+    "NoiseLevelExperts",
+    "Prediction",
+    "TokenDenoiser",
+    "condition",
+    "guidance",
+    "noise_augment",
+    "preconditioning",
+]

@@ -1,0 +1,329 @@
+"""Samplers for continuous (Gaussian) diffusion: pure functions of a denoiser and a grid.
+
+All share one signature::
+
+    sample_<algo>(denoiser, x, sigmas, /, *, generator=None, callback=None,
+                  x_init=None, t_start=None, known=None, mask=None, **algo_options) -> Tensor
+
+- ``denoiser``: ``D(x, sigma) -> x0`` (bind conditioning with ``diffcore.denoisers.condition``).
+- ``x``: (B, ...) standard normal noise; sampling starts from ``sigmas[0] * x``.
+- ``sigmas``: 1-D grid of decreasing variance-exploding noise levels ending at 0
+  (``diffcore.schedules.karras_grid`` and friends).
+- ``x_init`` + ``t_start`` (img2img / SDEdit, Meng et al. 2021): start from ``x_init`` noised to the
+  level where the last ``t_start`` share of the grid's steps begins (t_start = 1: all steps).
+- ``known`` + ``mask`` (inpainting, infilling): where ``mask`` is True the sample is ``known``.
+  Inside, the denoiser's estimate is replaced by ``known`` there, so the known entries follow
+  exactly the path the same sampler would take for data equal to ``known``, and the unknown ones
+  see consistently noised context at every level; the result equals ``known`` exactly there.
+  This replacement method is fast but biased (the free part may commit to a mode before the known
+  part is legible); ``diffcore.samplers.smc.sample_smc`` samples the exact conditional.
+- ``callback(step, x, denoised)`` after every step; noise only from ``generator``.
+
+Every step is one call of the fused update ``a*x + b*denoised + c*noise + d*prev``
+(``diffcore.kernels.sampler_update``). Coefficients are Python floats computed from a CPU copy of
+the grid, so no step waits on the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from diffcore.denoisers.protocols import Denoiser
+from diffcore.kernels.sampler_update import sampler_update
+from diffcore.samplers.step import Callback, Step
+
+__all__ = [
+    "sample_ddpm",
+    "sample_ddim",
+    "sample_euler",
+    "sample_euler_ancestral",
+    "sample_heun",
+    "sample_dpmpp_2m",
+]
+
+
+class _Run:
+    """What every continuous sampler sets up the same way: the grid as floats, the starting point,
+    the inpainting wrapper, the callback and noise draws."""
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        x: Tensor,
+        sigmas: Tensor,
+        generator: torch.Generator | None,
+        callback: Callback | None,
+        x_init: Tensor | None,
+        t_start: float | None,
+        known: Tensor | None,
+        mask: Tensor | None,
+    ) -> None:
+        levels = _grid_levels(sigmas)
+        if (x_init is None) != (t_start is None):
+            raise ValueError("x_init and t_start go together: pass both (img2img) or neither")
+        if t_start is not None:
+            if not 0.0 < t_start <= 1.0:
+                raise ValueError(f"t_start must lie in (0, 1], got {t_start}")
+            steps = len(levels) - 1
+            levels = levels[steps - max(1, round(t_start * steps)) :]
+        if (known is None) != (mask is None):
+            raise ValueError("known and mask go together: pass both (inpainting) or neither")
+        base = torch.zeros_like(x) if x_init is None else _same_shape(x_init, x, "x_init")
+        if known is not None:
+            known = _same_shape(known, x, "known")
+            mask = torch.as_tensor(mask, device=x.device).bool().expand_as(x)
+            base = torch.where(mask, known, base)
+            denoiser = _KeepKnown(denoiser, known, mask)
+        self.denoiser, self.known, self.mask = denoiser, known, mask
+        self.levels, self.generator, self.callback = levels, generator, callback
+        self.x = base + levels[0] * x
+
+    def steps(self) -> range:
+        return range(len(self.levels) - 1)
+
+    def denoise(self, x: Tensor, level: float) -> Tensor:
+        return self.denoiser(x, x.new_full((x.shape[0],), level))
+
+    def noise(self, x: Tensor) -> Tensor:
+        return torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+
+    def report(self, i: int, x: Tensor, denoised: Tensor) -> None:
+        if self.callback is not None:
+            total = len(self.levels) - 1
+            self.callback(Step(i, total, self.levels[i], self.levels[i + 1]), x, denoised)
+
+    def finish(self, x: Tensor) -> Tensor:
+        return x if self.known is None else torch.where(self.mask, self.known, x)
+
+
+class _KeepKnown:
+    def __init__(self, denoiser: Denoiser, known: Tensor, mask: Tensor) -> None:
+        self.denoiser, self.known, self.mask = denoiser, known, mask
+
+    def __call__(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
+        return torch.where(self.mask, self.known, self.denoiser(x, sigma, **cond))
+
+
+def _grid_levels(sigmas: Tensor) -> list[float]:
+    sigmas = torch.as_tensor(sigmas)
+    if sigmas.ndim != 1 or sigmas.numel() < 2:
+        raise ValueError(
+            f"sigmas must be a 1-D grid with at least 2 levels, got shape {tuple(sigmas.shape)}"
+        )
+    levels = sigmas.detach().double().cpu().tolist()
+    if levels[-1] != 0.0:
+        raise ValueError(f"a sampling grid must end at sigma = 0, got {levels[-1]}")
+    if any(b >= a for a, b in zip(levels, levels[1:], strict=False)) or levels[0] <= 0:
+        raise ValueError(f"sigmas must decrease strictly, got {levels[:5]}...")
+    return levels
+
+
+def _same_shape(t: Tensor, x: Tensor, name: str) -> Tensor:
+    if t.shape != x.shape:
+        raise ValueError(f"{name} must be shaped like x {tuple(x.shape)}, got {tuple(t.shape)}")
+    return t.to(device=x.device, dtype=x.dtype)
+
+
+def ancestral_split(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
+    """Split a step sigma -> sigma_next into a deterministic part down to ``sigma_down`` and fresh
+    noise of std ``sigma_up`` (sigma_down^2 + sigma_up^2 = sigma_next^2). eta = 1 is the exact
+    posterior q(x_next | x, x0) of the forward process (DDPM); eta = 0 is deterministic (DDIM)."""
+    if sigma_next == 0.0:
+        return 0.0, 0.0
+    up = min(sigma_next, eta * math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2))
+    return math.sqrt(sigma_next**2 - up**2), up
+
+
+def _ancestral_loop(run: _Run, eta: float) -> Tensor:
+    x = run.x
+    for i in run.steps():
+        sigma, sigma_next = run.levels[i], run.levels[i + 1]
+        denoised = run.denoise(x, sigma)
+        down, up = ancestral_split(sigma, sigma_next, eta)
+        ratio = down / sigma
+        noise = run.noise(x) if up > 0 else None
+        x = sampler_update(x, denoised, ratio, 1.0 - ratio, noise=noise, c=up)
+        run.report(i, x, denoised)
+    return run.finish(x)
+
+
+@torch.no_grad()
+def sample_ddim(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    /,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    x_init: Tensor | None = None,
+    t_start: float | None = None,
+    known: Tensor | None = None,
+    mask: Tensor | None = None,
+    eta: float = 0.0,
+) -> Tensor:
+    """DDIM (Song et al. 2020, https://arxiv.org/abs/2010.02502) with stochasticity ``eta``, in
+    variance-exploding coordinates: move to ``sigma_down`` along the estimated noise direction,
+    then add ``sigma_up`` fresh noise. eta = 0: deterministic DDIM; eta = 1: DDPM's posterior."""
+    run = _Run(denoiser, x, sigmas, generator, callback, x_init, t_start, known, mask)
+    return _ancestral_loop(run, eta)
+
+
+@torch.no_grad()
+def sample_ddpm(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    /,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    x_init: Tensor | None = None,
+    t_start: float | None = None,
+    known: Tensor | None = None,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, https://arxiv.org/abs/2006.11239): every step draws
+    from the forward process's posterior q(x_next | x, x0 = D(x)), i.e. DDIM with eta = 1."""
+    run = _Run(denoiser, x, sigmas, generator, callback, x_init, t_start, known, mask)
+    return _ancestral_loop(run, 1.0)
+
+
+@torch.no_grad()
+def sample_euler_ancestral(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    /,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    x_init: Tensor | None = None,
+    t_start: float | None = None,
+    known: Tensor | None = None,
+    mask: Tensor | None = None,
+    eta: float = 1.0,
+) -> Tensor:
+    """Euler-ancestral (k-diffusion): an Euler step of the probability-flow ODE down to
+    ``sigma_down`` plus ``sigma_up`` fresh noise. In VE coordinates this is exactly DDIM(eta)."""
+    run = _Run(denoiser, x, sigmas, generator, callback, x_init, t_start, known, mask)
+    return _ancestral_loop(run, eta)
+
+
+@torch.no_grad()
+def sample_euler(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    /,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    x_init: Tensor | None = None,
+    t_start: float | None = None,
+    known: Tensor | None = None,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Euler's method on the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma
+    (Karras et al. 2022, https://arxiv.org/abs/2206.00364): the same steps as deterministic DDIM."""
+    run = _Run(denoiser, x, sigmas, generator, callback, x_init, t_start, known, mask)
+    return _ancestral_loop(run, 0.0)
+
+
+@torch.no_grad()
+def sample_heun(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    /,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    x_init: Tensor | None = None,
+    t_start: float | None = None,
+    known: Tensor | None = None,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Heun's second-order method (Karras et al. 2022, Algorithm 1 without churn): an Euler
+    step, then the average of the slopes at both ends; the final step to sigma = 0 is plain Euler.
+    Two network calls per step except the last."""
+    run = _Run(denoiser, x, sigmas, generator, callback, x_init, t_start, known, mask)
+    x = run.x
+    for i in run.steps():
+        sigma, sigma_next = run.levels[i], run.levels[i + 1]
+        denoised = run.denoise(x, sigma)
+        if sigma_next == 0.0:
+            x = sampler_update(x, denoised, 0.0, 1.0)
+        else:
+            # x' = x + h/2 (d1 + d2) with d1 = (x - D1)/sigma, d2 = (x_euler - D2)/sigma_next,
+            # x_euler = x + h d1, expanded into one linear combination of x, D1 and D2.
+            h = sigma_next - sigma
+            x_euler = sampler_update(x, denoised, sigma_next / sigma, 1.0 - sigma_next / sigma)
+            denoised_2 = run.denoise(x_euler, sigma_next)
+            b = h / (2 * sigma_next) - h / sigma
+            x = sampler_update(
+                x, denoised, sigma_next / sigma, b, prev=denoised_2, d=-h / (2 * sigma_next)
+            )
+        run.report(i, x, denoised)
+    return run.finish(x)
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    /,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    x_init: Tensor | None = None,
+    t_start: float | None = None,
+    known: Tensor | None = None,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, https://arxiv.org/abs/2211.01095): a multistep
+    second-order solver in log-sigma time that reuses the previous step's estimate, so it costs
+    one network call per step."""
+    run = _Run(denoiser, x, sigmas, generator, callback, x_init, t_start, known, mask)
+    x = run.x
+    old_denoised, h_last = None, None
+    for i in run.steps():
+        sigma, sigma_next = run.levels[i], run.levels[i + 1]
+        denoised = run.denoise(x, sigma)
+        if sigma_next == 0.0:
+            x = sampler_update(x, denoised, 0.0, 1.0)
+        else:
+            h = math.log(sigma / sigma_next)
+            phi = -math.expm1(-h)
+            if old_denoised is None:
+                x = sampler_update(x, denoised, sigma_next / sigma, phi)
+            else:
+                half_inv_r = h / (2 * h_last)  # 1 / (2 r) with r = h_last / h
+                x = sampler_update(
+                    x,
+                    denoised,
+                    sigma_next / sigma,
+                    phi * (1 + half_inv_r),
+                    prev=old_denoised,
+                    d=-phi * half_inv_r,
+                )
+            old_denoised, h_last = denoised, h
+        run.report(i, x, denoised)
+    return run.finish(x)
+
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+    "euler": sample_euler,
+    "euler_ancestral": sample_euler_ancestral,
+    "heun": sample_heun,
+    "dpmpp_2m": sample_dpmpp_2m,
+}
+"""Continuous samplers by name (for command lines and studies)."""
