@@ -1,8 +1,15 @@
-"""Choosing between a kernel's Triton version and its PyTorch reference."""
+"""Choosing between a kernel's Triton version and its PyTorch reference.
+
+Every op in ``diffcore.kernels`` asks :func:`backend_for` once per call. The answer depends on
+what was requested (innermost :func:`use_backend` block, else ``DIFFCORE_KERNELS``, else "auto")
+and on the tensor: "auto" means Triton for CUDA tensors when Triton imports, the reference
+otherwise, so a CPU-only or Triton-less install never touches Triton.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 from collections.abc import Iterator
@@ -10,36 +17,52 @@ from collections.abc import Iterator
 from torch import Tensor
 
 BACKENDS = ("auto", "reference", "triton")
-_forced: list[str] = []  # a stack, so nested use_backend() blocks restore correctly
+ENV_VAR = "DIFFCORE_KERNELS"
+
+# A context variable rather than a global: nested blocks restore by token, and threads or
+# asyncio tasks forcing different backends do not see each other's choice.
+_forced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "diffcore_kernels", default=None
+)
 
 
 @functools.cache
 def triton_available() -> bool:
-    """True when Triton imports (it ships with torch on Linux)."""
+    """True when Triton imports (it ships with torch's Linux wheels). Cached after the first call."""
     try:
         import triton  # noqa: F401
-    except Exception:  # a broken install must not break the reference path
+    except Exception:  # a missing or broken install must leave the reference path working
         return False
     return True
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+def interpreting() -> bool:
+    """True when ``TRITON_INTERPRET`` asks Triton to run kernels in its CPU interpreter.
+
+    Triton reads the variable when a kernel is decorated, so it must be set before the first
+    Triton kernel module of diffcore is imported (in practice: before the process starts).
+    """
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 def requested_backend() -> str:
-    """The backend asked for: the innermost ``use_backend`` block, else ``DIFFCORE_KERNELS``."""
-    choice = _forced[-1] if _forced else os.environ.get("DIFFCORE_KERNELS", "auto")
+    """The backend asked for: the innermost ``use_backend`` block, else ``$DIFFCORE_KERNELS``,
+    else "auto". The environment is read at every call, so it can be changed at run time."""
+    forced = _forced.get()
+    if forced is not None:
+        return forced
+    choice = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if choice not in BACKENDS:
-        raise ValueError(f"DIFFCORE_KERNELS must be one of {BACKENDS}, got {choice!r}")
+        raise ValueError(f"{ENV_VAR} must be one of {', '.join(BACKENDS)}; got {choice!r}")
     return choice
 
 
 def backend_for(x: Tensor) -> str:
-    """ "triton" or "reference" for a call on tensor ``x``.
+    """Which implementation runs a call on ``x``: "triton" or "reference".
 
-    auto: Triton on CUDA tensors when it imports, else the reference. Forcing "triton" on a CPU
-    tensor needs ``TRITON_INTERPRET=1`` (Triton's interpreter), which is how the tests run it.
+    auto: "triton" for CUDA tensors when Triton imports, else "reference".
+    triton (forced): CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``; anything else
+    raises RuntimeError rather than quietly running the reference.
     """
     choice = requested_backend()
     if choice == "reference":
@@ -47,22 +70,29 @@ def backend_for(x: Tensor) -> str:
     if choice == "auto":
         return "triton" if x.is_cuda and triton_available() else "reference"
     if not triton_available():
-        raise RuntimeError("the triton kernel backend was requested but triton does not import")
-    if not x.is_cuda and not _interpreting():
         raise RuntimeError(
-            "the triton kernel backend runs on CUDA tensors; on the CPU set TRITON_INTERPRET=1 "
-            "(before triton is imported) to use Triton's interpreter"
+            f"the 'triton' kernel backend was requested (use_backend or {ENV_VAR}) but triton "
+            "does not import here; install it or request 'auto' / 'reference'"
         )
-    return "triton"
+    if x.is_cuda or (x.device.type == "cpu" and interpreting()):
+        return "triton"
+    raise RuntimeError(
+        f"the 'triton' kernel backend runs on CUDA tensors, got a tensor on {x.device}; on the "
+        "CPU set TRITON_INTERPRET=1 before starting Python to use Triton's interpreter, or "
+        "request 'auto' / 'reference'"
+    )
 
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Force a backend inside a ``with`` block: "reference", "triton" or "auto"."""
+    """Force a backend inside a ``with`` block: "reference", "triton" or "auto".
+
+    Takes precedence over ``$DIFFCORE_KERNELS``; blocks nest, the innermost wins.
+    """
     if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
-    _forced.append(name)
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")
+    token = _forced.set(name)
     try:
         yield
     finally:
-        _forced.pop()
+        _forced.reset(token)

@@ -1,4 +1,4 @@
-"""The sampler update, specified in plain PyTorch."""
+"""The sampler update, specified in plain PyTorch (the spec and the CPU path)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,19 @@ def sampler_update(
     prev: Tensor | None = None,
     d: float = 0.0,
 ) -> Tensor:
-    """``a * x + b * denoised + c * noise + d * prev``, computed in fp32 (fp64 stays fp64),
-    returned in x's dtype."""
+    """``a * x + b * denoised + c * noise + d * prev`` in fp32 (fp64 stays fp64), returned in
+    x's dtype. Tensors share x's shape; a, b, c, d are Python floats.
+
+    One output buffer accumulates every term: half-precision inputs are upcast term by term
+    inside the in-place adds (mixed-dtype in-place ops compute in the output's dtype), so no
+    full-size temporaries are made and the result is rounded to x's dtype once, at the end.
+    """
     work = torch.promote_types(x.dtype, torch.float32)
-    out = x.to(work) * a + denoised.to(work) * b
+    # copy=True: for fp32 x, .to() would return x itself and mul_ would overwrite the caller's x.
+    out = x.to(work, copy=True).mul_(a)
+    out.add_(denoised, alpha=b)
     if noise is not None:
-        out.add_(noise.to(work), alpha=c)
+        out.add_(noise, alpha=c)
     if prev is not None:
-        out.add_(prev.to(work), alpha=d)
+        out.add_(prev, alpha=d)
     return out.to(x.dtype)

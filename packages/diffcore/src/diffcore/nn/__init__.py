@@ -1,0 +1,7 @@
+"""Shared neural-network backbones: a 2-D U-Net and its embeddings."""
+
+from diffcore.nn.blocks import GroupNormSiLU, group_norm_silu
+from diffcore.nn.embeddings import sinusoidal_features
+from diffcore.nn.unet import UNet, UNetConfig
+
+__all__ = ["GroupNormSiLU", "UNet", "UNetConfig", "group_norm_silu", "sinusoidal_features"]

@@ -1,0 +1,24 @@
+"""One training loop for every domain (``train``), its settings, EMA, checkpoints and the
+distributed helpers."""
+
+from diffcore.training.checkpoint import latest_checkpoint, list_checkpoints
+from diffcore.training.config import LogRow, TrainConfig, TrainResult
+from diffcore.training.data import BatchStream, Position, epoch_permutation
+from diffcore.training.distributed import DistInfo, dist_info
+from diffcore.training.ema import EMA
+from diffcore.training.loop import train
+
+__all__ = [
+    "EMA",
+    "BatchStream",
+    "DistInfo",
+    "LogRow",
+    "Position",
+    "TrainConfig",
+    "TrainResult",
+    "dist_info",
+    "epoch_permutation",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "train",
+]

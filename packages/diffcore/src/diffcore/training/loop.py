@@ -1,0 +1,385 @@
+"""One training loop for every domain: AdamW, one-cycle LR, gradient accumulation and
+clipping, EMA, bf16/fp16 autocast, atomic checkpoints with exact resume, DDP under torchrun.
+
+The domain supplies only ``loss_fn(model, batch, generator) -> scalar``; the loop owns the
+``generator`` (on the training device), so the noise a loss draws is checkpointed with
+everything else and a resumed run is bit-identical to an uninterrupted one (on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from diffcore.io import WEIGHTS_NAME, atomic_directory, save_pretrained, save_weights
+from diffcore.training.checkpoint import (
+    checkpoint_path,
+    latest_checkpoint,
+    prune_checkpoints,
+    read_checkpoint,
+    write_checkpoint,
+)
+from diffcore.training.config import LogRow, TrainConfig, TrainResult
+from diffcore.training.data import BatchStream, Position, to_device
+from diffcore.training.distributed import (
+    DistInfo,
+    all_gather_tensor,
+    barrier,
+    dist_info,
+    init_distributed,
+    mean_over_ranks,
+)
+from diffcore.training.ema import EMA
+
+LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
+
+
+def _seed(seed: int, rank: int, stream: int) -> int:
+    """Independent seeds per (run seed, rank, purpose): ranks must not draw the same noise."""
+    return (seed * 1_000_003 + rank * 8_191 + stream) % 2**63
+
+
+def _resolve_device(device: str | torch.device | None, info: DistInfo) -> torch.device:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", info.local_rank if info.distributed else 0)
+        torch.cuda.set_device(device)
+    return device
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        # Pre-Ampere GPUs lack bf16; fp16 with a GradScaler is their mixed precision.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    # No weight decay on biases and norm gains (ndim < 2): decaying them only hurts (nanoGPT).
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no parameters that require gradients")
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+
+
+def _constant(_: int) -> float:
+    return 1.0
+
+
+def _scheduler(
+    opt: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.lr_schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, _constant)
+    # Smith & Topin 2017, "Super-Convergence": warm up to lr, then cosine-anneal far below it.
+    return torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=config.lr,
+        total_steps=config.steps,
+        pct_start=config.warmup,
+        anneal_strategy="cos",
+        cycle_momentum=False,  # keep the configured betas
+        div_factor=config.div_factor,
+        final_div_factor=config.final_div_factor,
+    )
+
+
+def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
+    state = {"cpu": torch.get_rng_state(), "loss": generator.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(
+    state: dict[str, Tensor], generator: torch.Generator, device: torch.device
+) -> None:
+    torch.set_rng_state(state["cpu"])
+    generator.set_state(state["loss"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, so an interrupt never lands between the optimizer
+    update and the bookkeeping that a checkpoint must agree with."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+@dataclasses.dataclass
+class _Snapshot:
+    """Everything that is not in the model/optimizer objects, as of a step boundary."""
+
+    step: int
+    position: Position
+    rng: dict[str, Tensor]
+
+
+def _save_final(model: nn.Module, directory: Path) -> Path:
+    if dataclasses.is_dataclass(getattr(model, "config", None)):
+        return save_pretrained(model, directory)
+    # A model outside the config convention still gets its weights (no config.json).
+    with atomic_directory(directory) as tmp:
+        save_weights(model, tmp / WEIGHTS_NAME)
+    return directory
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    dataset: Any,
+    config: TrainConfig,
+    *,
+    out_dir: str | Path,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    device: str | torch.device | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    on_log: Callable[[LogRow], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` to ``config.steps`` optimizer steps, resuming from ``out_dir`` if a
+    checkpoint is there (``resume=True``).
+
+    loss_fn(model, batch, generator) -> scalar loss; ``model`` is the (DDP-wrapped) module,
+    ``batch`` the collated micro-batch on the device, ``generator`` the loop's seeded RNG on
+    the device (draw all training noise from it). dataset: map-style (``__len__`` and
+    ``__getitem__``) or a tensor whose rows are samples. on_log(row) is called on rank 0.
+    Writes ``out_dir/checkpoints/step_*/`` and ``out_dir/final/`` (EMA weights when EMA is on,
+    through ``save_pretrained`` for models with a dataclass ``config``).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    info = dist_info()
+    device = _resolve_device(device, info)
+    owns_group = init_distributed(device)
+    try:
+        return _run(
+            model,
+            loss_fn,
+            dataset,
+            config,
+            Path(out_dir),
+            collate_fn,
+            device,
+            info,
+            resume,
+            progress,
+            on_log,
+        )
+    finally:
+        if owns_group:
+            dist.destroy_process_group()
+
+
+def _run(
+    model: nn.Module,
+    loss_fn: LossFn,
+    dataset: Any,
+    config: TrainConfig,
+    out_dir: Path,
+    collate_fn: Callable[[list[Any]], Any] | None,
+    device: torch.device,
+    info: DistInfo,
+    resume: bool,
+    progress: bool,
+    on_log: Callable[[LogRow], None] | None,
+) -> TrainResult:
+    model.to(device)
+    amp_dtype = _autocast_dtype(config.precision, device)
+    optimizer = _optimizer(model, config)
+    scheduler = _scheduler(optimizer, config)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
+    generator = torch.Generator(device=device)
+
+    step, position = 0, Position()
+    last_ckpt = latest_checkpoint(out_dir)
+    if last_ckpt is not None and not resume:
+        raise ValueError(
+            f"{out_dir} already holds checkpoints (newest: {last_ckpt.name}); pass resume=True "
+            "to continue that run, or use an empty out_dir to start a new one"
+        )
+    if last_ckpt is not None:
+        state = read_checkpoint(last_ckpt, model=model, ema=ema)
+        old = state["config"]
+        if old["lr_schedule"] != config.lr_schedule or (
+            config.lr_schedule == "one_cycle" and old["steps"] != config.steps
+        ):
+            raise ValueError(
+                f"{last_ckpt} was trained with lr_schedule={old['lr_schedule']!r}, "
+                f"steps={old['steps']}; the config asks for {config.lr_schedule!r}, "
+                f"steps={config.steps}. A one-cycle schedule cannot be stretched: resume with "
+                "the same settings or start a new out_dir"
+            )
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"] and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
+        step, position = state["step"], Position(state["epoch"], state["offset"])
+        rngs = state["rng"]
+        if info.rank < len(rngs) and state["world_size"] == info.world_size:
+            _set_rng_state(rngs[info.rank], generator, device)
+        else:
+            warnings.warn(
+                f"{last_ckpt} holds no RNG state for rank {info.rank} of {info.world_size}; "
+                "reseeding it, so this rank's noise differs from an uninterrupted run",
+                stacklevel=2,
+            )
+            torch.manual_seed(_seed(config.seed, info.rank, 2 * step + 1))
+            generator.manual_seed(_seed(config.seed, info.rank, 2 * step + 2))
+    else:
+        torch.manual_seed(_seed(config.seed, info.rank, 1))
+        generator.manual_seed(_seed(config.seed, info.rank, 2))
+
+    wrapped: nn.Module = model
+    if info.distributed:
+        wrapped = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    stream = BatchStream(
+        dataset,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        rank=info.rank,
+        world_size=info.world_size,
+        collate_fn=collate_fn,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        position=position,
+    )
+
+    def checkpoint(snap: _Snapshot, *, gather: bool) -> Path:
+        """Write the checkpoint of ``snap`` (rank 0). gather: collect every rank's RNG state
+        (a collective, so all ranks must call); without it only this rank's is stored."""
+        rngs = [snap.rng]
+        if gather and info.distributed:
+            per_key = {k: all_gather_tensor(v) for k, v in snap.rng.items()}
+            rngs = [{k: v[r] for k, v in per_key.items()} for r in range(info.world_size)]
+        directory = checkpoint_path(out_dir, snap.step)
+        if info.is_main:
+            state = {
+                "step": snap.step,
+                "epoch": snap.position.epoch,
+                "offset": snap.position.offset,
+                "world_size": info.world_size,
+                "config": dataclasses.asdict(config),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rngs,
+            }
+            write_checkpoint(directory, model=model, ema=ema, state=state)
+            prune_checkpoints(out_dir, config.keep_checkpoints)
+        return directory
+
+    snap = _Snapshot(step, stream.position, _rng_state(generator, device))
+    ckpt_step = step if last_ckpt is not None else -1
+    rows: list[LogRow] = []
+    # Losses stay on the device between log rows: no GPU sync per step.
+    last_loss = torch.full((), math.nan, device=device)
+    interval_sum, interval_n = torch.zeros((), device=device), 0
+    show = progress and info.is_main
+    bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not show)
+    try:
+        while step < config.steps:
+            wrapped.train()
+            step_loss = torch.zeros((), device=device)
+            for micro in range(config.grad_accum):
+                batch = to_device(next(stream), device)
+                last_micro = micro == config.grad_accum - 1
+                # Synchronise gradients across ranks only once, after the last micro-batch.
+                sync = (
+                    wrapped.no_sync()
+                    if info.distributed and not last_micro
+                    else contextlib.nullcontext()
+                )
+                with sync:
+                    with torch.autocast(
+                        device.type, dtype=amp_dtype, enabled=amp_dtype is not None
+                    ):
+                        loss = loss_fn(wrapped, batch, generator)
+                    if not isinstance(loss, Tensor) or loss.ndim != 0:
+                        raise TypeError(f"loss_fn must return a scalar tensor, got {loss!r:.80}")
+                    scaler.scale(loss.float() / config.grad_accum).backward()
+                step_loss += loss.detach().float()
+            with _deferred_interrupt():
+                if config.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                lr = optimizer.param_groups[0]["lr"]
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                if ema is not None:
+                    ema.update(model)
+                step += 1
+                snap = _Snapshot(step, stream.position, _rng_state(generator, device))
+            last_loss = step_loss / config.grad_accum
+            interval_sum, interval_n = interval_sum + last_loss, interval_n + 1
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                row = LogRow(step, mean_over_ranks(float(interval_sum) / interval_n), lr)
+                rows.append(row)
+                interval_sum, interval_n = torch.zeros((), device=device), 0
+                bar.set_postfix(loss=f"{row.loss:.4g}", lr=f"{row.lr:.3g}")
+                if on_log is not None and info.is_main:
+                    on_log(row)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                checkpoint(snap, gather=True)
+                ckpt_step = step
+    except KeyboardInterrupt:
+        # Save the last completed step (the model and optimizer have not moved past it);
+        # no collectives here, other ranks may already be gone.
+        optimizer.zero_grad(set_to_none=True)
+        if snap.step != ckpt_step:
+            checkpoint(snap, gather=False)
+        raise
+    finally:
+        bar.close()
+        stream.close()
+
+    final = out_dir / "final"
+    if info.is_main:
+        _save_final(ema.averaged_model(model) if ema is not None else model, final)
+    barrier()
+    return TrainResult(step, float(last_loss), final, checkpoint_path(out_dir, step), rows)

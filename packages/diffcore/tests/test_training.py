@@ -1,0 +1,354 @@
+"""diffcore.training: the one training loop (exact resume, atomic checkpoints, accumulation,
+EMA, mixed precision, interrupts) on a tiny MLP that runs in milliseconds per step."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+import torch.nn.functional as F
+from diffcore.io import from_pretrained, load_state
+from diffcore.training import (
+    EMA,
+    BatchStream,
+    Position,
+    TrainConfig,
+    dist_info,
+    epoch_permutation,
+    latest_checkpoint,
+    list_checkpoints,
+    train,
+)
+from safetensors.torch import load_file
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    dim: int = 4
+    hidden: int = 16
+
+
+class MLP(nn.Module):
+    config_class: ClassVar[type] = MLPConfig
+
+    def __init__(self, config: MLPConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.net = nn.Sequential(
+            nn.Linear(config.dim, config.hidden), nn.SiLU(), nn.Linear(config.hidden, config.dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def make_model() -> MLP:
+    torch.manual_seed(0)
+    return MLP(MLPConfig())
+
+
+def make_data(n: int = 36) -> torch.Tensor:
+    """(n, 4) samples; 36 is not a multiple of the batch, so epochs drop a partial batch."""
+    return torch.randn(n, 4, generator=torch.Generator().manual_seed(1))
+
+
+def denoising_loss(model, batch, generator):
+    """x0-prediction at a random noise level: all randomness comes from the loop's generator."""
+    noise = torch.randn(batch.shape, generator=generator, device=batch.device)
+    sigma = torch.rand(batch.shape[0], 1, generator=generator, device=batch.device)
+    return F.mse_loss(model(batch + sigma * noise), batch)
+
+
+def regression_loss(model, batch, generator):
+    """Deterministic loss (no noise), so differently batched runs can be compared."""
+    return F.mse_loss(model(batch), 0.5 * batch.flip(-1))
+
+
+BASE = TrainConfig(
+    steps=8, batch_size=8, lr=1e-2, grad_accum=2, ema_decay=0.9, checkpoint_every=3, log_every=2
+)
+
+
+def run(tmp_path, name, loss_fn=denoising_loss, config=BASE, model=None, **kw):
+    model = make_model() if model is None else model
+    result = train(
+        model, loss_fn, make_data(), config, out_dir=tmp_path / name, progress=False, **kw
+    )
+    return model, result
+
+
+def interrupt_at(call: int, loss_fn=denoising_loss):
+    """A loss that raises KeyboardInterrupt on its ``call``-th invocation (1-based)."""
+    calls = {"n": 0}
+
+    def loss(model, batch, generator):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return loss_fn(model, batch, generator)
+
+    return loss
+
+
+def assert_models_equal(a: nn.Module, b: nn.Module) -> None:
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_interrupted_and_resumed_run_matches_the_uninterrupted_run_bit_for_bit(tmp_path):
+    full_model, full = run(tmp_path, "full")
+    # Interrupt on the second micro-batch of step 6: step 6 has already drawn noise and
+    # accumulated a gradient, none of which may leak into the checkpoint of step 5.
+    part_model = make_model()
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "part", interrupt_at(2 * 5 + 2), model=part_model)
+    assert [s for s, _ in list_checkpoints(tmp_path / "part")] == [3, 5]
+    resumed_model, resumed = run(tmp_path, "part", model=make_model())
+
+    assert resumed.step == full.step == 8
+    assert resumed.loss == full.loss
+    assert_models_equal(resumed_model, full_model)
+    for name in ("ema.safetensors", "model.safetensors"):
+        a, b = load_file(full.checkpoint / name), load_file(resumed.checkpoint / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert_models_equal(
+        from_pretrained(MLP, resumed.final_model), from_pretrained(MLP, full.final_model)
+    )
+    # Rows average the steps since the previous row of the same call, so the first resumed
+    # row (step 6) covers one step; later rows coincide.
+    assert [r.step for r in resumed.log] == [6, 8] and resumed.log[-1] == full.log[-1]
+
+
+def test_keyboard_interrupt_saves_the_last_completed_step_and_reraises(tmp_path):
+    model = make_model()
+    config = dataclasses.replace(BASE, checkpoint_every=100)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "r", interrupt_at(2 * 4 + 1), config=config, model=model)
+    ((step, path),) = list_checkpoints(tmp_path / "r")
+    assert step == 4
+    saved = load_file(path / "model.safetensors")
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    state = load_state(path / "training_state.safetensors")
+    # 8 micro-batches of 8 from 36 samples (4 per epoch): all of epoch 0, 32 samples of epoch 1.
+    assert (state["epoch"], state["offset"], state["step"]) == (1, 32, 4)
+
+
+def test_ctrl_c_during_the_optimizer_update_takes_effect_once_the_step_is_complete(tmp_path):
+    steps = {"n": 0}
+
+    def press_ctrl_c_on_third_update(optimizer, args, kwargs):
+        steps["n"] += 1
+        if steps["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # lands inside the update, must wait for its end
+
+    model = make_model()
+    handle = register_optimizer_step_pre_hook(press_ctrl_c_on_third_update)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(
+                tmp_path,
+                "part",
+                model=model,
+                config=dataclasses.replace(BASE, checkpoint_every=100),
+            )
+    finally:
+        handle.remove()
+    assert [s for s, _ in list_checkpoints(tmp_path / "part")] == [3]
+    resumed, _ = run(tmp_path, "part", model=make_model())
+    full, _ = run(tmp_path, "full")
+    assert_models_equal(resumed, full)
+
+
+def test_crash_while_writing_a_checkpoint_leaves_the_previous_one_usable(tmp_path, monkeypatch):
+    import diffcore.training.checkpoint as checkpoint_module
+
+    real_save_state, calls = checkpoint_module.save_state, {"n": 0}
+
+    def failing_save_state(state, path):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real_save_state(state, path)
+
+    monkeypatch.setattr(checkpoint_module, "save_state", failing_save_state)
+    with pytest.raises(OSError, match="disk full"):
+        run(tmp_path, "crash")  # checkpoint 3 is written, checkpoint 6 fails
+    monkeypatch.setattr(checkpoint_module, "save_state", real_save_state)
+    ckpts = tmp_path / "crash" / "checkpoints"
+    # What a hard kill would leave: a temporary directory that looks newer and is incomplete.
+    leftover = ckpts / ".tmp-step_000006-abc"
+    shutil.copytree(ckpts / "step_000003", leftover)
+    (leftover / "training_state.safetensors").write_bytes(b"truncated")
+    assert latest_checkpoint(tmp_path / "crash") == ckpts / "step_000003"
+
+    resumed_model, _ = run(tmp_path, "crash", model=make_model())
+    full_model, _ = run(tmp_path, "full")
+    assert_models_equal(resumed_model, full_model)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_000006", "step_000008"]
+
+
+def test_accumulating_two_micro_batches_matches_one_batch_twice_as_large(tmp_path):
+    cfg = dataclasses.replace(BASE, ema_decay=None, steps=6)
+    accum, _ = run(
+        tmp_path, "a", regression_loss, dataclasses.replace(cfg, batch_size=8, grad_accum=2)
+    )
+    big, _ = run(
+        tmp_path, "b", regression_loss, dataclasses.replace(cfg, batch_size=16, grad_accum=1)
+    )
+    for (name, a), (_, b) in zip(accum.state_dict().items(), big.state_dict().items(), strict=True):
+        # Only the summation order differs: float32 rounding.
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+class DictRows(torch.utils.data.Dataset):
+    """A map-style dataset of dict samples, collated by the default collate into a dict."""
+
+    def __init__(self, data: torch.Tensor) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.data[i]}
+
+
+def dropout_loss(model, batch, generator):
+    """Uses the global RNG too (like dropout inside a model), besides the loop's generator."""
+    x = F.dropout(batch["x"], p=0.25, training=True)
+    return denoising_loss(model, x, generator)
+
+
+def test_map_style_dataset_resumes_exactly_when_the_loss_uses_the_global_rng(tmp_path):
+    def go(name, loss_fn, model):
+        return train(
+            model, loss_fn, DictRows(make_data()), BASE, out_dir=tmp_path / name, progress=False
+        )
+
+    full = make_model()
+    go("full", dropout_loss, full)
+    with pytest.raises(KeyboardInterrupt):
+        go("part", interrupt_at(2 * 4 + 2, dropout_loss), make_model())
+    resumed = make_model()
+    go("part", dropout_loss, resumed)  # resumes mid-epoch: a new DataLoader is made there
+    assert_models_equal(resumed, full)
+
+
+def test_gradients_are_clipped_to_max_norm_before_the_optimizer_step(tmp_path):
+    norms = []
+
+    def record(optimizer, args, kwargs):
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    def steep_loss(model, batch, generator):
+        return 1e3 * regression_loss(model, batch, generator)
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        for clip in (0.5, None):
+            cfg = dataclasses.replace(BASE, steps=3, grad_clip=clip)
+            run(tmp_path, f"clip{clip}", steep_loss, cfg)
+    finally:
+        handle.remove()
+    clipped, free = norms[:3], norms[3:]
+    assert max(clipped) <= 0.5 * (1 + 1e-5) and min(free) > 0.5
+
+
+def test_ema_follows_decay_times_average_plus_one_minus_decay_times_weights(tmp_path):
+    model = make_model()
+    theta0 = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = dataclasses.replace(BASE, steps=2, checkpoint_every=1, ema_decay=0.75, grad_accum=1)
+    _, result = run(tmp_path, "ema", config=cfg, model=model)
+    ckpts = dict(list_checkpoints(tmp_path / "ema"))
+    previous = theta0
+    for step in (1, 2):
+        weights = load_file(ckpts[step] / "model.safetensors")
+        ema = load_file(ckpts[step] / "ema.safetensors")
+        for k in weights:
+            expected = 0.75 * previous[k] + 0.25 * weights[k]
+            torch.testing.assert_close(ema[k], expected, rtol=0, atol=1e-6)
+        previous = ema
+    final = from_pretrained(MLP, result.final_model)
+    assert all(torch.equal(v, previous[k]) for k, v in final.state_dict().items())
+
+
+def test_ema_shadow_stays_float32_and_keeps_ties():
+    model = nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 5, bias=False)).to(torch.bfloat16)
+    model[1].weight = model[0].weight
+    ema = EMA(model, decay=0.5)
+    assert list(ema.params) == ["0.weight"] and ema.params["0.weight"].dtype == torch.float32
+    averaged = ema.averaged_model(model)
+    assert averaged[1].weight is averaged[0].weight
+
+
+def test_log_rows_follow_the_one_cycle_schedule(tmp_path):
+    rows = []
+    cfg = dataclasses.replace(BASE, ema_decay=None, warmup=0.25, div_factor=10.0)
+    _, result = run(tmp_path, "log", config=cfg, on_log=rows.append)
+    assert rows == result.log and [r.step for r in rows] == [2, 4, 6, 8]
+    lrs = [r.lr for r in rows]  # the rate used by steps 2, 4, 6, 8 (1-based)
+    peak = lrs.index(max(lrs))
+    assert peak == 0 and pytest.approx(lrs[0]) == cfg.lr  # warmup ends after step 2
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < cfg.lr / 10
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_runs_on_cpu_and_checkpoints_the_grad_scaler(tmp_path, precision):
+    cfg = dataclasses.replace(BASE, steps=2, precision=precision)
+    model, result = run(tmp_path, precision, config=cfg)
+    assert model.net[0].weight.dtype == torch.float32  # autocast, not a cast of the weights
+    assert torch.isfinite(torch.tensor(result.loss))
+    scaler = load_state(result.checkpoint / "training_state.safetensors")["scaler"]
+    assert ("scale" in scaler) == (precision == "fp16")
+
+
+def test_batches_resume_exactly_and_ranks_split_each_global_batch():
+    data = torch.arange(10)
+    whole = BatchStream(data, batch_size=4, seed=3)
+    seen = [next(whole) for _ in range(5)]  # 2 batches per epoch: crosses two epoch ends
+    assert torch.equal(
+        torch.cat(seen[:2]).sort().values, epoch_permutation(10, 3, 0)[:8].sort().values
+    )
+    later = BatchStream(data, batch_size=4, seed=3, position=Position(1, 4))
+    assert all(torch.equal(next(later), s) for s in seen[3:])
+    halves = [BatchStream(data, batch_size=2, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    for s in seen:
+        assert torch.equal(torch.cat([next(h) for h in halves]), s)
+
+
+def test_invalid_inputs_are_rejected_with_the_reason(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="grad_accum"):
+        TrainConfig(grad_accum=0)
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(TypeError, match="scalar"):
+        run(tmp_path, "vec", lambda m, b, g: (m(b) - b).square())
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        train(
+            make_model(),
+            denoising_loss,
+            make_data(4),
+            BASE,
+            out_dir=tmp_path / "tiny",
+            progress=False,
+        )
+    run(tmp_path, "done", config=dataclasses.replace(BASE, steps=2))
+    with pytest.raises(ValueError, match="resume=True"):
+        run(tmp_path, "done", config=dataclasses.replace(BASE, steps=2), resume=False)
+    with pytest.raises(ValueError, match="one-cycle schedule cannot be stretched"):
+        run(tmp_path, "done", config=dataclasses.replace(BASE, steps=4))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert (dist_info().rank, dist_info().world_size) == (1, 2)
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match="RANK=2"):
+        dist_info()
