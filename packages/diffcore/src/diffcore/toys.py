@@ -104,3 +104,49 @@ def uneven_mixture() -> GaussianMixture:
     stds = torch.tensor([0.1, 0.3, 0.2, 0.05], dtype=torch.float64)
     weights = torch.tensor([0.4, 0.2, 0.3, 0.1], dtype=torch.float64)
     return GaussianMixture(means, stds, weights)
+
+
+class MarkovChainTokens:
+    """The exact ``TokenDenoiser`` of a Markov chain over short sequences: the logits are
+    log p(x0^l = v | visible tokens), by enumerating all K^L sequences and tabulating every
+    partially masked input ((K+1)^L of them). Token K is the mask; it gets ``mask_logit``, which
+    samplers must ignore. Counts its calls in ``calls``.
+
+    init: (K,) first-token probabilities; trans: (K, K) transition matrix; length: L.
+    """
+
+    def __init__(self, init: Tensor, trans: Tensor, length: int, *, mask_logit: float = 30.0):
+        k = init.shape[0]
+        if trans.shape != (k, k):
+            raise ValueError(f"trans must be ({k}, {k}) for {k} symbols, got {tuple(trans.shape)}")
+        if (k + 1) ** length > 100_000:
+            raise ValueError(f"{k} symbols over {length} positions is too many to enumerate")
+        self.symbols, self.length, self.mask_id, self.calls = k, length, k, 0
+        self.seqs = torch.cartesian_prod(*[torch.arange(k)] * length).reshape(
+            -1, length
+        )  # (K^L, L)
+        logp = init.log()[self.seqs[:, 0]] + trans.log()[self.seqs[:, :-1], self.seqs[:, 1:]].sum(1)
+        self.probs = logp.exp()
+        inputs = torch.cartesian_prod(*[torch.arange(k + 1)] * length).reshape(-1, length)
+        onehot = torch.nn.functional.one_hot(self.seqs, k).double()
+        logits = torch.einsum("bn,nlk->blk", self.posterior(inputs), onehot).clamp_min(1e-30).log()
+        self.table = torch.cat([logits, logits.new_full((len(inputs), length, 1), mask_logit)], -1)
+
+    def posterior(self, x: Tensor) -> Tensor:
+        """p(sequence | visible tokens of x) (B, K^L); rows no sequence fits are all 0."""
+        fits = ((x[:, None] == self.seqs) | (x[:, None] == self.mask_id)).all(-1)
+        w = fits * self.probs
+        return w / w.sum(1, keepdim=True).clamp_min(1e-300)
+
+    def index(self, seqs: Tensor) -> Tensor:
+        """Row of each clean sequence (N, L) in ``seqs``/``probs``."""
+        return (seqs * self.symbols ** torch.arange(self.length - 1, -1, -1)).sum(1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n exact sequences (n, L)."""
+        return self.seqs[torch.multinomial(self.probs, n, replacement=True, generator=generator)]
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        self.calls += 1
+        base = (self.symbols + 1) ** torch.arange(self.length - 1, -1, -1)
+        return self.table[(x * base).sum(1)].float()

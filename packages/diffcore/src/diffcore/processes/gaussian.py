@@ -8,23 +8,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from diffcore._utils import per_sample
+from diffcore._utils import per_sample, stratified_time
 from diffcore.denoisers.network import PREDICTIONS, NetworkDenoiser, Prediction, preconditioning
 from diffcore.schedules import LinearSchedule, NoiseSchedule, alpha_sigma
 
 Weighting = Literal["uniform", "min_snr", "snr_plus_one"]
 WEIGHTINGS: tuple[str, ...] = ("uniform", "min_snr", "snr_plus_one")
-
-
-def stratified_time(
-    batch: int, generator: torch.Generator | None, device: torch.device | str, lo: float, hi: float
-) -> Tensor:
-    """One uniform draw per stratum of [lo, hi] (a random offset shared by the batch), shuffled:
-    uniform marginally, with lower loss variance than i.i.d. draws (Kingma et al. 2021)."""
-    offset = torch.rand((), generator=generator, device=device, dtype=torch.float64)
-    u = (torch.arange(batch, device=device, dtype=torch.float64) + offset) / batch
-    u = u[torch.randperm(batch, generator=generator, device=device)]
-    return lo + (hi - lo) * u
 
 
 @dataclass(frozen=True)

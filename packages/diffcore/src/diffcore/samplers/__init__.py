@@ -1,4 +1,11 @@
-"""Samplers: pure functions ``sample_<algo>(denoiser, x, schedule, /, *, generator, callback, ...)``."""
+"""Samplers: pure functions ``sample_<algo>(model, x, schedule, /, *, generator, callback, ...)``.
+
+- continuous (Gaussian): DDPM, DDIM, Euler, Euler-ancestral, Heun, DPM-Solver++(2M), and SMC
+  inpainting — over a grid of noise levels (``diffcore.schedules``);
+- discrete (masking): ancestral and confidence-ordered unmasking — over a grid of mask ratios
+  (``diffcore.processes.mask``);
+- refinement for deterministic degradations (cold diffusion) — over a grid of severities.
+"""
 
 from diffcore.samplers.continuous import (
     SAMPLERS,
@@ -9,18 +16,24 @@ from diffcore.samplers.continuous import (
     sample_euler_ancestral,
     sample_heun,
 )
+from diffcore.samplers.discrete import DISCRETE_SAMPLERS, sample_confidence, sample_masked_ancestral
+from diffcore.samplers.refine import sample_refine
 from diffcore.samplers.smc import sample_smc
 from diffcore.samplers.step import Callback, Step
 
 __all__ = [
+    "DISCRETE_SAMPLERS",
     "SAMPLERS",
     "Callback",
     "Step",
+    "sample_confidence",
     "sample_ddim",
     "sample_ddpm",
     "sample_dpmpp_2m",
     "sample_euler",
     "sample_euler_ancestral",
     "sample_heun",
+    "sample_masked_ancestral",
+    "sample_refine",
     "sample_smc",
 ]

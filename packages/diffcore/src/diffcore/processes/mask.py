@@ -1,0 +1,217 @@
+"""Absorbing-state (masking) diffusion for tokens: MDLM's continuous-time process.
+
+Time t in [0, 1] *is* the masking probability: every token of x0 is replaced by ``mask_id``
+independently with probability t (MDLM, Sahoo et al. 2024, https://arxiv.org/abs/2406.07524,
+with the linear schedule alpha_t = 1 - t). Any other schedule is a change of time variable, under
+which the continuous-time ELBO is invariant; schedules therefore only decide which times training
+visits and where a sampler's grid puts its steps (``linear_mask_grid``, ``cosine_mask_grid``).
+
+The denoiser predicts the clean token at every position with MDLM's "SUBS" parameterization: the
+mask token is never a prediction (its logit is set to -inf) and visible tokens are carried over,
+so they carry no loss. The negative ELBO per sequence is then
+
+    NELBO(x0) = int_0^1 (1/t) E_{x_t ~ q(. | x0)} [ sum_{l : x_t^l = mask} -log p(x0^l | x_t) ] dt,
+
+which equals the any-order autoregressive loss (Ou et al. 2024, https://arxiv.org/abs/2406.03736):
+for a denoiser that returns the exact conditionals it is exactly -log p(x0), so the bound is tight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from diffcore._utils import per_sample, stratified_time
+
+__all__ = ["MaskProcess", "clean_log_probs", "cosine_mask_grid", "linear_mask_grid"]
+
+
+def _check_steps(n: int) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"a grid needs a positive integer number of steps, got {n!r}")
+
+
+def linear_mask_grid(n: int) -> Tensor:
+    """Times t_i = 1 - i/n, i = 0..n: (n + 1,) float64 on the CPU, from 1 down to 0.
+
+    With t the masking probability, every step reveals the same expected number of tokens
+    (LLaDA's schedule: the same count committed per step)."""
+    _check_steps(n)
+    return torch.arange(n, -1, -1, dtype=torch.float64) / n
+
+
+def cosine_mask_grid(n: int) -> Tensor:
+    """Times t_i = cos(pi/2 * i/n), i = 0..n: (n + 1,) float64 on the CPU, from 1 down to 0.
+
+    MaskGIT's schedule (Chang et al. 2022, https://arxiv.org/abs/2202.04200): few tokens are
+    revealed in the first steps and many in the last. Early tokens are drawn with almost no
+    context, where tokens revealed together (sampled independently) conflict most; late tokens
+    are nearly determined by their neighbours, so revealing many at once costs little."""
+    _check_steps(n)
+    t = torch.cos(0.5 * math.pi * torch.arange(n + 1, dtype=torch.float64) / n)
+    t[-1] = 0.0  # cos(pi/2) is 6e-17 in floating point; the grid must end exactly at 0
+    return t
+
+
+def clean_log_probs(logits: Tensor, mask_id: int) -> Tensor:
+    """Log-probabilities (..., V) float32 over clean tokens: the mask token's logit is set to -inf
+    before the softmax, since a clean token is never the mask (SUBS parameterization)."""
+    if not 0 <= mask_id < logits.shape[-1]:
+        raise ValueError(
+            f"mask_id {mask_id} is not a valid index into the logits' last dimension of size "
+            f"{logits.shape[-1]}: the mask token must be part of the vocabulary"
+        )
+    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=logits.device), -math.inf)
+    return torch.log_softmax(logits, dim=-1)
+
+
+@dataclass(frozen=True)
+class MaskProcess:
+    """Absorbing-state diffusion over a vocabulary of ``vocab_size`` tokens, one of which is
+    ``mask_id`` (the absorbing state). The denoiser is a ``TokenDenoiser``:
+    ``D(x_t, t, **cond) -> logits (B, L, vocab_size)`` with t (B,) float32.
+
+    t_min: training times are drawn in [t_min, 1]; the integrand of the ELBO is bounded near 0,
+    but its Monte-Carlo variance grows like 1/t there (few masked tokens weighted by 1/t), so
+    training skips the sliver below t_min (MDLM uses 1e-3). ``nll_bound`` covers all of (0, 1].
+    """
+
+    mask_id: int
+    vocab_size: int
+    t_min: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vocab_size, int) or self.vocab_size < 2:
+            raise ValueError(
+                "vocab_size must be an integer >= 2 (tokens plus the mask), "
+                f"got {self.vocab_size!r}"
+            )
+        if not isinstance(self.mask_id, int) or not 0 <= self.mask_id < self.vocab_size:
+            raise ValueError(
+                f"mask_id must be a token index in [0, {self.vocab_size}), got {self.mask_id!r}"
+            )
+        if not 0.0 <= self.t_min < 1.0:
+            raise ValueError(f"t_min must lie in [0, 1), got {self.t_min}")
+
+    def corrupt(self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Mask each token of x0 (B, ...) long independently with probability t (B,) in [0, 1].
+
+        Returns x_t shaped like x0: ``mask_id`` where masked, x0 elsewhere."""
+        self._check_tokens(x0, "x0")
+        if t.shape != (x0.shape[0],):
+            raise ValueError(
+                f"t must have shape ({x0.shape[0]},) (one time per row of x0), got {tuple(t.shape)}"
+            )
+        u = torch.rand(x0.shape, generator=generator, device=x0.device, dtype=torch.float64)
+        return torch.where(u < per_sample(t.double(), u), self.mask_id, x0)
+
+    def sample_time(
+        self, batch: int, generator: torch.Generator | None = None, device: Any = "cpu"
+    ) -> Tensor:
+        """Training times (B,) float64 in [t_min, 1]: one per stratum of the interval (a shared
+        random offset, shuffled), MDLM's low-discrepancy sampler (Kingma et al. 2021)."""
+        return stratified_time(batch, generator, device, self.t_min, 1.0)
+
+    def loss(
+        self,
+        denoiser: Any,
+        x0: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        loss_mask: Tensor | None = None,
+        **cond: Any,
+    ) -> Tensor:
+        """The continuous-time negative ELBO, a scalar in nats per token, for a batch x0 (B, L).
+
+        Each row gets a time t (``sample_time``), is corrupted, and its masked positions cost
+        ``-log p(x0 | x_t) / t``; the sum is divided by the number of counted tokens.
+        loss_mask: (B, L) bool, True where a token counts. Positions outside it (padding, or a
+        prompt to condition on as in LLaDA's fine-tuning) are never masked and carry no loss.
+        ``cond`` is passed to the denoiser. Unbiased for the ELBO restricted to t >= t_min.
+        """
+        counted = self._counted(x0, loss_mask)
+        t = self.sample_time(x0.shape[0], generator, x0.device)
+        xt = torch.where(counted, self.corrupt(x0, t, generator), x0)
+        nll = self._token_nll(denoiser(xt, t.float(), **cond), x0)
+        # t >= t_min; the clamp only guards t_min = 0, where a zero time would give 0/0 (NaN grads)
+        masked = (xt == self.mask_id) & counted
+        term = torch.where(masked, nll / per_sample(t.clamp_min(1e-6), nll), 0.0)
+        return term.sum() / counted.sum().clamp_min(1)
+
+    @torch.no_grad()
+    def nll_bound(
+        self,
+        denoiser: Any,
+        x0: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        samples: int = 16,
+        loss_mask: Tensor | None = None,
+        **cond: Any,
+    ) -> Tensor:
+        """Monte-Carlo upper bound on -log p(x0) per sequence, in nats per counted token: (B,).
+
+        Uses the ELBO in its count form (LLaDA, Nie et al. 2025, https://arxiv.org/abs/2502.09992,
+        eq. 6): with n counted tokens, draw k uniformly from 1..n, mask k of them uniformly, and
+        score the mean of -log p(x0^l | x_t) over the masked ones. For a denoiser that ignores t
+        (called here with t = k / n, the masked share) its expectation is exactly the
+        continuous-time ELBO of ``loss`` over all of (0, 1] (integrate t out per pattern: a pattern
+        with k masked tokens has weight B(k, n - k + 1)), and its variance is far lower: no 1/t
+        weight. The ``samples`` draws of k are stratified per row. A time-conditioned denoiser is
+        scored at t = k / n too, as LLaDA evaluates.
+
+        ``loss_mask`` as in ``loss``: uncounted positions stay visible, so the bound is on the
+        counted tokens given the others. For a corpus, average rows weighted by their numbers of
+        counted tokens; divide nats by ln 2 for bits per token; exp of the corpus value bounds the
+        perplexity.
+        """
+        if not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        counted = self._counted(x0, loss_mask)
+        n = counted.sum(1)  # (B,)
+        if bool((n == 0).any()):
+            raise ValueError("every row of x0 needs at least one counted token (loss_mask)")
+        batch, device = x0.shape[0], x0.device
+        offset = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
+        total = torch.zeros(batch, device=device, dtype=torch.float64)
+        for s in range(samples):
+            k = ((s + offset) / samples * n).floor().long() + 1  # uniform on 1..n per row
+            scores = torch.rand(x0.shape, generator=generator, device=device)
+            scores = scores.masked_fill(~counted, 2.0)  # uncounted positions rank last
+            chosen = scores.argsort(1).argsort(1) < k[:, None]
+            xt = torch.where(chosen, self.mask_id, x0)
+            nll = self._token_nll(denoiser(xt, (k / n).float(), **cond), x0).double()
+            total += torch.where(chosen, nll, 0.0).sum(1) / k
+        return total / samples
+
+    def _token_nll(self, logits: Tensor, x0: Tensor) -> Tensor:
+        """-log p(x0 | x_t) (B, L) float32 from the denoiser's logits (B, L, V)."""
+        if logits.shape != (*x0.shape, self.vocab_size):
+            raise ValueError(
+                f"the denoiser must return logits of shape {(*x0.shape, self.vocab_size)} "
+                f"(x0's shape plus vocab_size), got {tuple(logits.shape)}"
+            )
+        logp = clean_log_probs(logits, self.mask_id)
+        return -logp.gather(-1, x0.long().unsqueeze(-1)).squeeze(-1)
+
+    def _counted(self, x0: Tensor, loss_mask: Tensor | None) -> Tensor:
+        self._check_tokens(x0, "x0")
+        if x0.ndim != 2:
+            raise ValueError(f"x0 must be (B, L) tokens, got shape {tuple(x0.shape)}")
+        if loss_mask is None:
+            return torch.ones_like(x0, dtype=torch.bool)
+        if loss_mask.shape != x0.shape or loss_mask.dtype != torch.bool:
+            raise ValueError(
+                f"loss_mask must be a bool tensor shaped like x0 {tuple(x0.shape)}, got "
+                f"{loss_mask.dtype} {tuple(loss_mask.shape)}"
+            )
+        return loss_mask
+
+    @staticmethod
+    def _check_tokens(x: Tensor, name: str) -> None:
+        if x.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+            raise TypeError(f"{name} must hold integer token ids, got dtype {x.dtype}")

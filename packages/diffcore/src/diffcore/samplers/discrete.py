@@ -1,0 +1,305 @@
+"""Samplers for absorbing-state (masked) diffusion: pure functions of a TokenDenoiser and a grid.
+
+All share one signature::
+
+    sample_<algo>(denoiser, x, schedule, /, *, generator=None, callback=None, mask_id,
+                  known=None, mask=None, temperature=1.0, reuse_unchanged=None,
+                  time_independent=False, **algo_options) -> Tensor
+
+- ``denoiser``: ``D(x, t) -> logits (B, L, V)`` (bind conditioning with
+  ``diffcore.denoisers.condition``); the mask token's logit is ignored (set to -inf).
+- ``x``: (B, L) integer tokens, ``mask_id`` where a token is to be generated. Every other token
+  is context and never changes (an absorbing process never revisits a revealed token).
+- ``schedule``: 1-D grid of times from t0 <= 1 down to 0, t the masking probability
+  (``diffcore.processes.mask.linear_mask_grid`` / ``cosine_mask_grid``); one step per pair.
+- ``known`` + ``mask`` (infilling, motif scaffolding): where ``mask`` is True the token is
+  ``known`` from the start, exactly as if it were written into ``x``. With an exact denoiser,
+  ancestral sampling then draws from the exact conditional (MDLM issue #18's recipe, built in).
+- ``temperature``: candidates come from softmax(logits / temperature); 0 takes the argmax.
+- ``reuse_unchanged``: when no token changed since the last network call, reuse its logits
+  instead of calling again (MDLM's ``ddpm_cache``). Exact for a denoiser that ignores t, so it
+  defaults to ``time_independent``; for a time-conditioned one it reuses logits from an earlier t.
+- ``callback(Step(i, total, level=t, level_next=s), x, denoised)`` after every step, where
+  ``denoised`` (B, L) is ``x`` with every mask replaced by this step's candidate token.
+- All randomness comes from ``generator``. Gumbel-max runs in float64: low-precision Gumbel noise
+  truncates its tail and silently lowers the temperature (Zheng et al. 2024,
+  https://arxiv.org/abs/2409.02908; LLaDA samples in float64 for the same reason).
+
+Each returns (B, L) long tokens with no mask left.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from diffcore.denoisers.protocols import TokenDenoiser
+from diffcore.processes.mask import clean_log_probs
+from diffcore.samplers.step import Callback, Step
+
+__all__ = ["DISCRETE_SAMPLERS", "sample_confidence", "sample_masked_ancestral"]
+
+Confidence = Literal["probability", "margin"]
+
+
+class _Network:
+    """The denoiser as log-probabilities over clean tokens, reusing the last answer while x is
+    unchanged (when ``reuse``). Samplers never modify x in place, so keeping a reference is safe."""
+
+    def __init__(self, denoiser: TokenDenoiser, mask_id: int, reuse: bool) -> None:
+        self.denoiser, self.mask_id, self.reuse = denoiser, mask_id, reuse
+        self._x: Tensor | None = None
+        self._logp: Tensor | None = None
+
+    def __call__(self, x: Tensor, t: float) -> Tensor:
+        if self.reuse and self._x is not None and torch.equal(x, self._x):
+            return self._logp
+        logits = self.denoiser(x, torch.full((x.shape[0],), t, device=x.device))
+        if logits.ndim != 3 or logits.shape[:2] != x.shape:
+            raise ValueError(
+                f"the denoiser must return logits (B, L, V) = {(*x.shape, 'V')}, "
+                f"got {tuple(logits.shape)}"
+            )
+        self._x, self._logp = x, clean_log_probs(logits, self.mask_id)
+        return self._logp
+
+
+def _setup(
+    x: Tensor, schedule: Tensor, mask_id: int, known: Tensor | None, mask: Tensor | None
+) -> tuple[Tensor, list[float]]:
+    """Check the inputs; return x (long) with known tokens written in, and the grid as floats."""
+    if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+        raise TypeError(f"x must hold integer token ids, got dtype {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"x must be (B, L) tokens, got shape {tuple(x.shape)}")
+    schedule = torch.as_tensor(schedule)
+    if schedule.ndim != 1 or schedule.numel() < 2:
+        raise ValueError(
+            f"schedule must be a 1-D grid with at least 2 times, got shape {tuple(schedule.shape)}"
+        )
+    levels = schedule.detach().double().cpu().tolist()
+    if levels[-1] != 0.0:
+        raise ValueError(f"a masking grid must end at t = 0 (nothing masked), got {levels[-1]}")
+    if not 0.0 < levels[0] <= 1.0 or any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
+        raise ValueError(f"schedule must decrease strictly from t <= 1 to 0, got {levels[:5]}...")
+    if (known is None) != (mask is None):
+        raise ValueError("known and mask go together: pass both (infilling) or neither")
+    if known is not None:
+        try:
+            known = known.to(x.device, x.dtype).expand_as(x)
+            mask = torch.as_tensor(mask, device=x.device).bool().expand_as(x)
+        except RuntimeError as err:
+            raise ValueError(f"known and mask must broadcast to x {tuple(x.shape)}: {err}") from err
+        if bool((mask & (known == mask_id)).any()):
+            raise ValueError(f"known holds mask_id {mask_id} at a position where mask is True")
+        x = torch.where(mask, known, x)
+    return x.long(), levels
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature >= 0.0:
+        raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
+
+
+def _candidates(
+    logp: Tensor,
+    masked: Tensor,
+    temperature: float,
+    generator: torch.Generator | None,
+    top_p: float | None = None,
+) -> Tensor:
+    """One token (B, L) per masked position drawn from softmax(logp / temperature), restricted to
+    the top_p nucleus; unmasked positions get 0. Only masked rows are drawn (memory ~ N x V)."""
+    rows = logp[masked]  # (N, V)
+    if temperature == 0.0:
+        drawn = rows.argmax(-1)
+    else:
+        rows = torch.log_softmax(rows.double() / temperature, dim=-1)
+        if top_p is not None:
+            rows = _nucleus(rows, top_p)
+        u = torch.rand(rows.shape, generator=generator, device=rows.device, dtype=torch.float64)
+        drawn = (rows - torch.log(-torch.log(u))).argmax(-1)  # Gumbel-max
+    return torch.zeros(masked.shape, dtype=torch.long, device=masked.device).masked_scatter(
+        masked, drawn
+    )
+
+
+def _nucleus(logp: Tensor, top_p: float) -> Tensor:
+    """Keep the smallest set of most likely tokens whose mass reaches top_p (Holtzman et al. 2020,
+    https://arxiv.org/abs/1904.09751); the rest get -inf. logp: (N, V) normalized."""
+    ranked, order = logp.sort(-1, descending=True)
+    mass_before = ranked.exp().cumsum(-1) - ranked.exp()
+    ranked = ranked.masked_fill(mass_before >= top_p, -math.inf)  # the top token always stays
+    return torch.full_like(logp, -math.inf).scatter(-1, order, ranked)
+
+
+def _report(callback: Callback | None, step: Step, x: Tensor, denoised: Tensor) -> None:
+    if callback is not None:
+        callback(step, x, denoised)
+
+
+@torch.no_grad()
+def sample_masked_ancestral(
+    denoiser: TokenDenoiser,
+    x: Tensor,
+    schedule: Tensor,
+    /,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    mask_id: int,
+    known: Tensor | None = None,
+    mask: Tensor | None = None,
+    temperature: float = 1.0,
+    reuse_unchanged: bool | None = None,
+    time_independent: bool = False,
+    top_p: float | None = None,
+) -> Tensor:
+    """MDLM's ancestral sampler (Sahoo et al. 2024, https://arxiv.org/abs/2406.07524, eq. 7):
+    from t to s, each masked position is revealed with probability (t - s) / t, its token drawn
+    from softmax(logits / temperature) (nucleus ``top_p`` if given); at s = 0 all are revealed.
+
+    Positions revealed in the same step are drawn independently, so the output follows the
+    model's joint distribution only as steps get fine (about one reveal per step).
+    """
+    x, levels = _setup(x, schedule, mask_id, known, mask)
+    _check_temperature(temperature)
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    reuse = time_independent if reuse_unchanged is None else reuse_unchanged
+    net = _Network(denoiser, mask_id, reuse)
+    total = len(levels) - 1
+    for i in range(total):
+        t, s = levels[i], levels[i + 1]
+        masked = x == mask_id
+        if bool(masked.any()):
+            candidates = _candidates(net(x, t), masked, temperature, generator, top_p)
+            denoised = torch.where(masked, candidates, x)
+            u = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float64)
+            x = torch.where(masked & (u < (t - s) / t), candidates, x)  # s = 0: u < 1 always
+        else:
+            denoised = x  # nothing left to reveal: no network call
+        _report(callback, Step(i, total, t, s), x, denoised)
+    return x
+
+
+def _step_plan(
+    levels: list[float], masked: Tensor, block_size: int | None
+) -> list[tuple[slice, float, float, float]]:
+    """(block columns, block-local level after the step, t, s) for every step.
+
+    Without blocks: one block of all columns, following the grid. With blocks (LLaDA's
+    semi-autoregressive remasking, Nie et al. 2025, https://arxiv.org/abs/2502.09992): blocks of
+    ``block_size`` columns tile the sequence from its first masked column, left to right; each
+    gets n / blocks steps and follows the grid thinned to that many steps (linear stays linear,
+    cosine stays cosine). The time t seen by the denoiser is then the overall masked share,
+    (blocks after this one + the block's own level) / blocks, which decreases from 1 to 0.
+    """
+    n, width = len(levels) - 1, masked.shape[1]
+    if block_size is None:
+        return [(slice(None), levels[i + 1], levels[i], levels[i + 1]) for i in range(n)]
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+    columns = masked.any(0).nonzero()
+    start = int(columns[0]) if len(columns) else 0
+    blocks = max(1, math.ceil((width - start) / block_size))
+    if n % blocks:
+        raise ValueError(
+            f"{n} steps cannot be shared evenly among {blocks} blocks of {block_size} tokens: "
+            f"use a grid whose number of steps is a multiple of {blocks}"
+        )
+    plan = []
+    for j in range(blocks):
+        cols = slice(start + j * block_size, min(width, start + (j + 1) * block_size))
+        for k in range(n // blocks):
+            local_t, local_s = levels[k * blocks], levels[(k + 1) * blocks]
+            left = blocks - 1 - j
+            plan.append((cols, local_s, (left + local_t) / blocks, (left + local_s) / blocks))
+    return plan
+
+
+def _confidence(logp: Tensor, candidates: Tensor, kind: Confidence) -> Tensor:
+    """How sure the model is at each position (B, L): the probability of the drawn candidate, or
+    the margin between its two most likely tokens (Kim et al. 2025,
+    https://arxiv.org/abs/2502.06768)."""
+    if kind == "probability":
+        return logp.gather(-1, candidates.unsqueeze(-1)).squeeze(-1).exp()
+    top2 = logp.topk(2, dim=-1).values.exp()
+    return top2[..., 0] - top2[..., 1]
+
+
+@torch.no_grad()
+def sample_confidence(
+    denoiser: TokenDenoiser,
+    x: Tensor,
+    schedule: Tensor,
+    /,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    mask_id: int,
+    known: Tensor | None = None,
+    mask: Tensor | None = None,
+    temperature: float = 1.0,
+    reuse_unchanged: bool | None = None,
+    time_independent: bool = False,
+    threshold: float | None = None,
+    block_size: int | None = None,
+    confidence: Confidence = "probability",
+) -> Tensor:
+    """Confidence-ordered parallel unmasking (MaskGIT, Chang et al. 2022,
+    https://arxiv.org/abs/2202.04200; LLaDA's low-confidence remasking).
+
+    Each step draws a candidate for every masked position, then reveals the most confident ones
+    (ties: leftmost first): as many as leave floor(s * n0) of the block's n0 originally masked
+    positions masked after a step ending at block level s. ``threshold``: also reveal every
+    candidate whose confidence is >= threshold, and at least one per row (Fast-dLLM, Wu et al.
+    2025, https://arxiv.org/abs/2505.22618); a fine grid (one step per token) then lets the
+    threshold alone set the pace. A step with nothing left to reveal in its block makes no
+    network call (it still reports to the callback). ``block_size``: semi-autoregressive blocks,
+    see ``_step_plan``.
+    ``confidence``: "probability" of the candidate or "margin" between the two best tokens.
+    """
+    x, levels = _setup(x, schedule, mask_id, known, mask)
+    _check_temperature(temperature)
+    if confidence not in ("probability", "margin"):
+        raise ValueError(f"confidence must be 'probability' or 'margin', got {confidence!r}")
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
+    reuse = time_independent if reuse_unchanged is None else reuse_unchanged
+    net = _Network(denoiser, mask_id, reuse)
+    plan = _step_plan(levels, x == mask_id, block_size)
+    block, n0, denoised = None, None, x
+    for i, (cols, level_after, t, s) in enumerate(plan):
+        if block is None or cols != plan[i - 1][0]:
+            block = torch.zeros_like(x, dtype=torch.bool)
+            block[:, cols] = True
+            n0 = ((x == mask_id) & block).sum(1)
+        masked = x == mask_id
+        eligible = masked & block
+        if bool(eligible.any()):  # else the block is done early: no network call
+            logp = net(x, t)
+            candidates = _candidates(logp, masked, temperature, generator)
+            denoised = torch.where(masked, candidates, x)
+            score = torch.where(eligible, _confidence(logp, candidates, confidence), -math.inf)
+            # + 1e-9: grid times like 0.7 * 10 land a hair below the integer they stand for
+            keep_masked = torch.floor(level_after * n0.double() + 1e-9).long()
+            count = (eligible.sum(1) - keep_masked).clamp_min(0)
+            if threshold is not None:
+                count = torch.maximum(count, (score >= threshold).sum(1))
+                count = torch.maximum(count, eligible.any(1).long())
+            rank = torch.argsort(score, dim=1, descending=True, stable=True).argsort(1)
+            x = torch.where(eligible & (rank < count[:, None]), candidates, x)
+        _report(callback, Step(i, len(plan), t, s), x, denoised)
+    return x
+
+
+DISCRETE_SAMPLERS: dict[str, Callable[..., Tensor]] = {
+    "masked_ancestral": sample_masked_ancestral,
+    "confidence": sample_confidence,
+}
+"""Discrete samplers by name (for command lines and studies)."""
