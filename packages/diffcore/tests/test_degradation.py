@@ -399,7 +399,7 @@ def test_sample_refine_has_the_common_sampler_signature():
 @pytest.mark.parametrize(
     "schedule, options, message",
     [
-        (torch.tensor([1.0, 0.5]), {}, "end at severity 0"),
+        (torch.tensor([1.0, 0.5]), {}, "end at severity = 0"),
         (torch.tensor([0.5, 1.0, 0.0]), {}, "decrease"),
         (torch.tensor([2.0, 1.0, 0.0]), {}, r"\[0, 1\]"),
         (torch.tensor([[1.0, 0.0]]), {}, "1-D"),

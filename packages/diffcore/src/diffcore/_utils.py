@@ -20,3 +20,33 @@ def stratified_time(
     u = (torch.arange(batch, device=device, dtype=torch.float64) + offset) / batch
     u = u[torch.randperm(batch, generator=generator, device=device)]
     return lo + (hi - lo) * u
+
+
+def grid_levels(schedule: Tensor, *, var: str, upper: float | None = None) -> list[float]:
+    """A sampler's grid as Python floats, checked: 1-D with at least 2 levels, strictly
+    decreasing, ending at exactly 0, starting at most at ``upper``. ``var`` names the level in
+    messages ("sigma", "t", "severity")."""
+    schedule = torch.as_tensor(schedule)
+    if schedule.ndim != 1 or schedule.numel() < 2:
+        raise ValueError(
+            f"the grid must be a 1-D tensor of at least 2 {var} levels, got shape "
+            f"{tuple(schedule.shape)}"
+        )
+    levels = schedule.detach().double().cpu().tolist()
+    if levels[-1] != 0.0:
+        raise ValueError(f"a sampling grid must end at {var} = 0, got {levels[-1]}")
+    if levels[0] <= 0 or any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
+        raise ValueError(f"the {var} grid must decrease strictly, got {levels[:5]}...")
+    if upper is not None and levels[0] > upper:
+        raise ValueError(
+            f"the grid must decrease strictly from {var} <= {upper:g} to 0 (values in [0, {upper:g}]), "
+            f"it starts at {levels[0]}"
+        )
+    return levels
+
+
+def like(name: str, t: Tensor, x: Tensor) -> Tensor:
+    """``t`` on x's device and dtype, after checking it has x's shape."""
+    if t.shape != x.shape:
+        raise ValueError(f"{name} must be shaped like x {tuple(x.shape)}, got {tuple(t.shape)}")
+    return t.to(device=x.device, dtype=x.dtype)

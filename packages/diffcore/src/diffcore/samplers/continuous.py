@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from diffcore._utils import grid_levels, like
 from diffcore.denoisers.protocols import Denoiser
 from diffcore.kernels.sampler_update import sampler_update
 from diffcore.samplers.step import Callback, Step
@@ -63,7 +64,7 @@ class _Run:
         known: Tensor | None,
         mask: Tensor | None,
     ) -> None:
-        levels = _grid_levels(sigmas)
+        levels = grid_levels(sigmas, var="sigma")
         if (x_init is None) != (t_start is None):
             raise ValueError("x_init and t_start go together: pass both (img2img) or neither")
         if t_start is not None:
@@ -73,9 +74,9 @@ class _Run:
             levels = levels[steps - max(1, round(t_start * steps)) :]
         if (known is None) != (mask is None):
             raise ValueError("known and mask go together: pass both (inpainting) or neither")
-        base = torch.zeros_like(x) if x_init is None else _same_shape(x_init, x, "x_init")
+        base = torch.zeros_like(x) if x_init is None else like("x_init", x_init, x)
         if known is not None:
-            known = _same_shape(known, x, "known")
+            known = like("known", known, x)
             mask = torch.as_tensor(mask, device=x.device).bool().expand_as(x)
             base = torch.where(mask, known, base)
             denoiser = _KeepKnown(denoiser, known, mask)
@@ -107,26 +108,6 @@ class _KeepKnown:
 
     def __call__(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
         return torch.where(self.mask, self.known, self.denoiser(x, sigma, **cond))
-
-
-def _grid_levels(sigmas: Tensor) -> list[float]:
-    sigmas = torch.as_tensor(sigmas)
-    if sigmas.ndim != 1 or sigmas.numel() < 2:
-        raise ValueError(
-            f"sigmas must be a 1-D grid with at least 2 levels, got shape {tuple(sigmas.shape)}"
-        )
-    levels = sigmas.detach().double().cpu().tolist()
-    if levels[-1] != 0.0:
-        raise ValueError(f"a sampling grid must end at sigma = 0, got {levels[-1]}")
-    if any(b >= a for a, b in zip(levels, levels[1:], strict=False)) or levels[0] <= 0:
-        raise ValueError(f"sigmas must decrease strictly, got {levels[:5]}...")
-    return levels
-
-
-def _same_shape(t: Tensor, x: Tensor, name: str) -> Tensor:
-    if t.shape != x.shape:
-        raise ValueError(f"{name} must be shaped like x {tuple(x.shape)}, got {tuple(t.shape)}")
-    return t.to(device=x.device, dtype=x.dtype)
 
 
 def ancestral_split(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:

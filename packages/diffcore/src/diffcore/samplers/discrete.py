@@ -37,6 +37,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from diffcore._utils import grid_levels
 from diffcore.denoisers.protocols import TokenDenoiser
 from diffcore.processes.mask import clean_log_probs
 from diffcore.samplers.step import Callback, Step
@@ -76,16 +77,7 @@ def _setup(
         raise TypeError(f"x must hold integer token ids, got dtype {x.dtype}")
     if x.ndim != 2:
         raise ValueError(f"x must be (B, L) tokens, got shape {tuple(x.shape)}")
-    schedule = torch.as_tensor(schedule)
-    if schedule.ndim != 1 or schedule.numel() < 2:
-        raise ValueError(
-            f"schedule must be a 1-D grid with at least 2 times, got shape {tuple(schedule.shape)}"
-        )
-    levels = schedule.detach().double().cpu().tolist()
-    if levels[-1] != 0.0:
-        raise ValueError(f"a masking grid must end at t = 0 (nothing masked), got {levels[-1]}")
-    if not 0.0 < levels[0] <= 1.0 or any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
-        raise ValueError(f"schedule must decrease strictly from t <= 1 to 0, got {levels[:5]}...")
+    levels = grid_levels(schedule, var="t", upper=1.0)
     if (known is None) != (mask is None):
         raise ValueError("known and mask go together: pass both (infilling) or neither")
     if known is not None:

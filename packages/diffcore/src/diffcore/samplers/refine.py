@@ -12,36 +12,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from diffcore._utils import grid_levels, like
 from diffcore.processes.degradation import Degradation, Restorer
 from diffcore.samplers.step import Callback, Step
 
 __all__ = ["sample_refine"]
 
 Update = Literal["improved", "naive"]
-
-
-def _severity_levels(schedule: Tensor) -> list[float]:
-    """The schedule as Python floats, checked: 1-D, strictly decreasing, in [0, 1], ending at 0."""
-    schedule = torch.as_tensor(schedule)
-    if schedule.ndim != 1 or schedule.numel() < 2:
-        raise ValueError(
-            f"schedule must be a 1-D grid of at least 2 severities, got shape "
-            f"{tuple(schedule.shape)}"
-        )
-    levels = schedule.detach().double().cpu().tolist()
-    if levels[-1] != 0.0:
-        raise ValueError(f"a refinement schedule must end at severity 0, got {levels[-1]}")
-    if any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
-        raise ValueError(f"schedule must decrease strictly, got {levels[:5]}...")
-    if levels[0] > 1.0:
-        raise ValueError(f"severities must lie in [0, 1], the schedule starts at {levels[0]}")
-    return levels
-
-
-def _like(name: str, t: Tensor, x: Tensor) -> Tensor:
-    if t.shape != x.shape:
-        raise ValueError(f"{name} must be shaped like x {tuple(x.shape)}, got {tuple(t.shape)}")
-    return t.to(device=x.device, dtype=x.dtype)
 
 
 @torch.no_grad()
@@ -83,7 +60,7 @@ def sample_refine(
         raise ValueError(f"update must be 'improved' or 'naive', got {update!r}")
     if not callable(degrade):
         raise TypeError(f"degrade must be a callable (x0, t) -> x_t, got {type(degrade).__name__}")
-    levels = _severity_levels(schedule)
+    levels = grid_levels(schedule, var="severity", upper=1.0)
     if (x_init is None) != (t_start is None):
         raise ValueError("x_init and t_start go together: pass both (img2img) or neither")
     if (known is None) != (mask is None):
@@ -99,10 +76,10 @@ def sample_refine(
         steps = len(levels) - 1
         levels = levels[steps - max(1, round(t_start * steps)) :]
     if known is not None:
-        known = _like("known", known, x)
+        known = like("known", known, x)
         mask = torch.as_tensor(mask, device=x.device).bool().expand_as(x)
     if x_init is not None:
-        x_init = _like("x_init", x_init, x)
+        x_init = like("x_init", x_init, x)
         x = degrade_to(x_init if known is None else torch.where(mask, known, x_init), levels[0])
     elif known is not None:
         # The known entries start degraded together with their context, like everything after.

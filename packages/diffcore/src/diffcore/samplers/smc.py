@@ -18,9 +18,9 @@ import math
 import torch
 from torch import Tensor
 
+from diffcore._utils import grid_levels, like
 from diffcore.denoisers.protocols import Denoiser
 from diffcore.kernels.sampler_update import sampler_update
-from diffcore.samplers.continuous import _grid_levels, _same_shape
 from diffcore.samplers.step import Callback, Step
 
 
@@ -64,8 +64,8 @@ def sample_smc(
     correlated through resampling; 16-64 per group work well on the 2-D tests, and more
     particles bring the output closer to the exact conditional.
     """
-    levels = _grid_levels(sigmas)
-    known = _same_shape(known, x, "known")
+    levels = grid_levels(sigmas, var="sigma")
+    known = like("known", known, x)
     mask = torch.as_tensor(mask, device=x.device).bool().expand_as(x)
     batch = x.shape[0]
     if particles < 1 or batch % particles:
