@@ -13,6 +13,7 @@ import platform
 from datetime import date
 
 import torch
+
 from diffuse.demo import format_table, sampler_study
 
 

@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 import torch
+
 from diffcore.metrics import sliced_wasserstein
 from diffcore.samplers import (
     Step,

@@ -13,10 +13,11 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from diffcore.io import load_state, load_weights, save_weights
-from diffcore.training import TrainConfig, train
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from diffcore.io import load_state, load_weights, save_weights
+from diffcore.training import TrainConfig, train
 
 WORKER = textwrap.dedent(
     """

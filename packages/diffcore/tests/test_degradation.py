@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from diffcore.processes.degradation import (
     DegradationProcess,
     blur,

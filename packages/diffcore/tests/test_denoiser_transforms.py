@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from diffcore.denoisers import (
     Cascade,
     Clamped,

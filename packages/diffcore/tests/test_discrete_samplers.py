@@ -4,6 +4,7 @@ import inspect
 
 import pytest
 import torch
+
 from diffcore.processes.mask import cosine_mask_grid, linear_mask_grid
 from diffcore.samplers.discrete import (
     DISCRETE_SAMPLERS,

@@ -3,6 +3,7 @@ standard normal data (x0 ~ N(0, 1)), where E[x0 | x] = x / (1 + sigma^2) in VE c
 
 import pytest
 import torch
+
 from diffcore.denoisers import NetworkDenoiser, preconditioning
 from diffcore.processes import GaussianProcess
 from diffcore.schedules import CosineSchedule, KarrasSchedule, LinearSchedule, alpha_sigma

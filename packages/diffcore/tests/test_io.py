@@ -9,6 +9,10 @@ from typing import ClassVar
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
 from diffcore.io import (
     atomic_directory,
     from_pretrained,
@@ -18,9 +22,6 @@ from diffcore.io import (
     save_state,
     save_weights,
 )
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 
 @dataclass(frozen=True)

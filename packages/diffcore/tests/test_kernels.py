@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+
 from diffcore.kernels import (
     BACKENDS,
     backend_for,

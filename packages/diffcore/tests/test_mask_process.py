@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+
 from diffcore.processes.mask import (
     MaskProcess,
     clean_log_probs,

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+
 from diffcore.metrics import (
     frechet_distance,
     frechet_distance_from_stats,

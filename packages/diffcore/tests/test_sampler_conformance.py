@@ -3,8 +3,9 @@ callback, ...)`` — three positional-only arguments, everything else keyword-on
 
 import inspect
 
-import diffcore.samplers as samplers
 import pytest
+
+import diffcore.samplers as samplers
 
 ALL = {name: getattr(samplers, name) for name in samplers.__all__ if name.startswith("sample_")}
 

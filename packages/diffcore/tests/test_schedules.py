@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from diffcore.schedules import (
     CosineSchedule,
     KarrasSchedule,

@@ -13,6 +13,10 @@ from typing import ClassVar
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
 from diffcore.io import from_pretrained, load_state
 from diffcore.training import (
     EMA,
@@ -25,9 +29,6 @@ from diffcore.training import (
     list_checkpoints,
     train,
 )
-from safetensors.torch import load_file
-from torch import nn
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 
 @dataclass(frozen=True)

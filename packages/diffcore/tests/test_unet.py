@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from diffcore.nn import GroupNormSiLU, UNet, UNetConfig, group_norm_silu, sinusoidal_features
 from diffcore.nn.blocks import SelfAttention
 

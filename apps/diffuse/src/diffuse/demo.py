@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from diffcore.metrics import sliced_wasserstein
 from diffcore.samplers import SAMPLERS
 from diffcore.schedules import karras_grid
