@@ -2,6 +2,15 @@
 
 from diffcore.nn.blocks import GroupNormSiLU, group_norm_silu
 from diffcore.nn.embeddings import sinusoidal_features
+from diffcore.nn.presets import load_unet_preset, presets_dir
 from diffcore.nn.unet import UNet, UNetConfig
 
-__all__ = ["GroupNormSiLU", "UNet", "UNetConfig", "group_norm_silu", "sinusoidal_features"]
+__all__ = [
+    "GroupNormSiLU",
+    "UNet",
+    "UNetConfig",
+    "group_norm_silu",
+    "load_unet_preset",
+    "presets_dir",
+    "sinusoidal_features",
+]

@@ -1,0 +1,1 @@
+"""Subcommands per domain: each module has ``register(verbs)``."""

@@ -1,0 +1,1 @@
+"""Audio by spectrogram diffusion, with Griffin-Lim and a neural vocoder."""

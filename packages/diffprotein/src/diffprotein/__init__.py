@@ -1,0 +1,1 @@
+"""Protein sequence diffusion: FASTA in and out, ESM-style denoisers, families, motif scaffolding."""

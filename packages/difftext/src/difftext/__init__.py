@@ -1,0 +1,1 @@
+"""Masked-diffusion language models: tokenizers, transformers masked LMs, infilling, evaluation."""
