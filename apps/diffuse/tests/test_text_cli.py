@@ -1,0 +1,80 @@
+"""`diffuse train|sample|edit|eval text` end to end on a slice of Tiny Shakespeare."""
+
+import json
+
+import pytest
+import torch
+
+from diffuse.cli import main
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny models: one thread is fastest, and two spin against each other on a shared machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def corpus(shared_data, tmp_path):
+    text = (shared_data / "tinyshakespeare" / "input.txt").read_text()[:20_000]
+    path = tmp_path / "shakespeare.txt"
+    path.write_text(text)
+    return path
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_train_sample_edit_and_eval_text(tmp_path, corpus, capsys):
+    run, peer = tmp_path / "run", tmp_path / "peer"
+    common = ["--preset", "tiny", "--block-size", "32", "--steps", "12", "--batch-size", "8"]
+    common += ["--log-every", "4", "--eval-every", "0", "--checkpoint-every", "6"]
+    assert main(["train", "text", str(corpus), "--out", str(run), *common]) == 0
+    assert "bits/char" in capsys.readouterr().out
+    assert (run / "model" / "model.safetensors").is_file() and (run / "tokenizer").is_dir()
+    assert json.loads((run / "run.json").read_text())["train"]["steps"] == 12
+    assert main(["train", "text", str(corpus), "--out", str(peer), "--objective",
+                 "autoregressive", *common]) == 0  # fmt: skip
+
+    samples = tmp_path / "samples.jsonl"
+    args = ["sample", "text", "--model", str(run), "-n", "2", "--steps", "8", "--seed", "3"]
+    assert main([*args, "--out", str(samples)]) == 0
+    records = read_jsonl(samples)
+    assert len(records) == 2 and all("prompt" not in r and r["text"] for r in records)
+    assert json.loads(samples.with_suffix(".run.json").read_text())["seed"] == 3
+
+    prompted = tmp_path / "prompted.jsonl"
+    assert main([*args, "--prompt", "ROMEO:", "--top-p", "0.9", "--out", str(prompted)]) == 0
+    assert all(
+        r["text"].startswith("ROMEO:") and r["prompt"] == "ROMEO:" for r in read_jsonl(prompted)
+    )
+
+    infills = tmp_path / "infills.jsonl"
+    edit = ["edit", "text", "--model", str(run / "model"), "--steps", "4", "--out", str(infills)]
+    assert main([*edit, "--text", "To be, or [MASK*4] to be"]) == 0
+    (record,) = read_jsonl(infills)
+    assert record["text"].startswith("To be, or ") and record["text"].endswith(" to be")
+    assert len(record["text"]) == len("To be, or  to be") + 4
+
+    report_path = tmp_path / "eval.json"
+    assert main(["eval", "text", "--model", str(run), "--data", str(corpus), "--tail", "0.1",
+                 "--mc-samples", "2", "--samples", str(samples), "--judge", str(peer),
+                 "--reference", str(corpus), "--out", str(report_path)]) == 0  # fmt: skip
+    report = json.loads(report_path.read_text())
+    assert report["likelihood"]["bound"] and report["likelihood"]["bits_per_char"] > 0
+    assert report["samples"]["samples"] == 2 and report["samples"]["generative_perplexity"] > 1
+
+
+def test_text_commands_report_bad_input_as_errors(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert main(["train", "text", str(empty), "--out", str(tmp_path / "run")]) == 2
+    assert "empty.txt is empty" in capsys.readouterr().err
+    assert main(["sample", "text", "--model", str(tmp_path / "nothing")]) == 2
+    assert "is not a model directory" in capsys.readouterr().err
+    assert main(["edit", "text", "--model", str(tmp_path)]) == 2
+    assert "give templates with --text or --input" in capsys.readouterr().err

@@ -1,0 +1,175 @@
+"""Audio benchmark on the Free Spoken Digit Dataset: judge, vocoder, conditional generation.
+
+Trains, within a time budget, (1) the judge (a digit classifier), (2) the Vocos-style vocoder,
+(3) the class- and speaker-conditional spectrogram U-Net, on FSDD's train split (index 5-49);
+then measures on the test split (index 0-4 of every speaker and digit):
+judge accuracy; vocoder vs Griffin-Lim (32 iterations) on mel L1, multi-resolution STFT distance
+and real-time factor; the share of conditional samples the judge hears as the requested digit
+and the judge-feature Fréchet distance to real test audio. Writes a few WAVs + PNGs per digit.
+Prints a markdown table (the one in docs/benchmarks.md).
+
+    uv run python apps/research/audio_benchmark.py --minutes 60
+    uv run python apps/research/audio_benchmark.py --minutes 1 --per-class 2 --sample-steps 8  # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from diffaudio.data import load_audio
+from diffaudio.evaluate import evaluate_samples, evaluate_vocoder, judge_accuracy
+from diffaudio.judge import Judge, train_judge
+from diffaudio.outputs import save_outputs
+from diffaudio.pipeline import AudioPipeline, train_audio_diffusion, train_vocoder
+from diffaudio.spectrogram import SpectrogramConfig, griffin_lim
+from diffaudio.vocoder import Vocoder, VocoderConfig
+from diffcore.io import from_pretrained
+from diffcore.training import TrainConfig, TrainResult
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def train_config(
+    steps: int, batch: int, lr: float, seed: int, schedule: str = "one_cycle"
+) -> TrainConfig:
+    ema = min(0.999, 1 - 10 / steps)  # the average must span a fraction of a short run
+    return TrainConfig(
+        steps=steps, batch_size=batch, lr=lr, seed=seed, ema_decay=ema if ema > 0 else None,
+        lr_schedule=schedule, checkpoint_every=max(100, steps // 4), log_every=max(1, min(100, steps // 10)),
+    )  # fmt: skip
+
+
+def steps_within(
+    seconds: float, run: Callable[[TrainConfig, Path], TrainResult], batch: int, lr: float
+) -> int:
+    """Optimizer steps that fit in ``seconds``: time a 4-step run of the same training."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        run(train_config(4, batch, lr, seed=0, schedule="constant"), Path(tmp))
+        per_step = (time.perf_counter() - start) / 4
+    return max(20, int(seconds / per_step))  # one-cycle needs a warm-up of >= 2 steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/fsdd/recordings"))
+    parser.add_argument("--minutes", type=float, default=60.0, help="training budget, all models")
+    parser.add_argument(
+        "--preset", default="small", help="U-Net preset (shared/presets/audio.json)"
+    )
+    parser.add_argument("--per-class", type=int, default=30, help="conditional samples per digit")
+    parser.add_argument("--sample-steps", type=int, default=25)
+    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--sampler", default="dpmpp_2m")
+    parser.add_argument("--listen", type=int, default=3, help="WAVs written per digit")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="outputs/audio_benchmark")
+    args = parser.parse_args()
+    out = Path(args.out)
+    budget = args.minutes * 60
+    spec = SpectrogramConfig()  # 8 kHz, 32 mels, 48 frames (0.75 s)
+
+    clips = load_audio(
+        args.data, sample_rate=spec.sample_rate, num_samples=spec.num_samples,
+        hop=spec.hop_length, pattern="{label}_{speaker}_{index}", progress=False,
+    )  # fmt: skip
+    test, train = clips.split_by_field("index", range(5))
+    print(f"FSDD: {len(train)} train, {len(test)} test clips of {spec.seconds:.3f} s")
+    rows: list[tuple[str, str, str]] = []
+
+    # 1. judge
+    def run_judge(config: TrainConfig, where: Path) -> TrainResult:
+        return train_judge(train, where, config, spectrogram=spec, progress=False)
+
+    steps = steps_within(0.15 * budget, run_judge, 64, 3e-3)
+    t0 = time.perf_counter()
+    result = run_judge(train_config(steps, 64, 3e-3, args.seed), out / "judge")
+    judge = from_pretrained(Judge, result.final_model)
+    accuracy = judge_accuracy(judge, test.waves, test.labels)
+    rows.append(
+        (
+            "judge test accuracy",
+            f"{accuracy:.1%}",
+            f"{steps} steps, {time.perf_counter() - t0:.0f} s",
+        )
+    )
+
+    # 2. vocoder vs Griffin-Lim
+    vocoder_config = VocoderConfig(spec)
+
+    def run_vocoder(config: TrainConfig, where: Path) -> TrainResult:
+        return train_vocoder(train, where, config, config=vocoder_config, progress=False)
+
+    steps = steps_within(0.25 * budget, run_vocoder, 16, 2e-3)
+    t0 = time.perf_counter()
+    result = run_vocoder(train_config(steps, 16, 2e-3, args.seed), out / "vocoder")
+    vocoder = from_pretrained(Vocoder, result.final_model).eval()
+    trained_for = f"{steps} steps, {time.perf_counter() - t0:.0f} s"
+    neural = evaluate_vocoder(vocoder, test.waves, spec)
+    gl = evaluate_vocoder(lambda x: griffin_lim(x, spec, n_iter=32), test.waves, spec)
+    better = lambda a, b: f"{1 - a / b:+.0%} vs GL"
+    rows += [
+        ("vocoder mel L1 (dB)", f"{neural.mel_l1_db:.3f}", f"GL-32 {gl.mel_l1_db:.3f}; {better(neural.mel_l1_db, gl.mel_l1_db)}; {trained_for}"),
+        ("vocoder MR-STFT distance", f"{neural.mrstft:.3f}", f"GL-32 {gl.mrstft:.3f}; {better(neural.mrstft, gl.mrstft)}"),
+        ("vocoder real-time factor", f"{neural.real_time_factor:.0f}x", f"GL-32 {gl.real_time_factor:.1f}x; {torch.get_num_threads()} threads"),
+    ]  # fmt: skip
+
+    # 3. conditional generation
+    def run_diffusion(config: TrainConfig, where: Path) -> TrainResult:
+        return train_audio_diffusion(
+            train, where, config, spectrogram=spec, preset=args.preset, progress=False
+        )
+
+    steps = steps_within(0.60 * budget, run_diffusion, 32, 1e-3)
+    t0 = time.perf_counter()
+    result = run_diffusion(train_config(steps, 32, 1e-3, args.seed), out / "diffusion")
+    trained_for = f"{args.preset}, {steps} steps, {time.perf_counter() - t0:.0f} s"
+    pipe = AudioPipeline.from_pretrained(result.final_model, out / "vocoder" / "final")
+    labels = torch.arange(10).repeat_interleave(args.per_class)
+    g = torch.Generator().manual_seed(args.seed)
+    t0 = time.perf_counter()
+    specs = torch.cat([
+        pipe.sample(labels=part, steps=args.sample_steps, guidance_scale=args.guidance,
+                    sampler=args.sampler, generator=g)
+        for part in labels.split(100)
+    ])  # fmt: skip
+    waves = pipe.to_waveform(specs)
+    sample_seconds = time.perf_counter() - t0
+    scores = evaluate_samples(judge, waves, labels, test.waves)
+    reference = evaluate_samples(judge, train.waves[: len(test)], None, test.waves)
+    setting = f"{args.sample_steps} {args.sampler} steps, guidance {args.guidance}"
+    rows += [
+        ("samples heard as the requested digit", f"{scores.accuracy:.1%}", f"{scores.count} samples; {setting}; {trained_for}"),
+        ("judge-feature FD to real test audio", f"{scores.frechet_distance:.2f}", f"real train clips: {reference.frechet_distance:.2f}"),
+        ("sampling time per clip", f"{sample_seconds / len(labels):.2f} s", "incl. vocoder"),
+    ]  # fmt: skip
+
+    keep = [
+        i
+        for d in range(10)
+        for i in range(d * args.per_class, d * args.per_class + min(args.listen, args.per_class))
+    ]
+    names = [f"digit{int(labels[i])}_{i % args.per_class}" for i in keep]
+    save_outputs(out / "listen", waves[keep], specs[keep], spec, names=names,
+                 records=[{"digit": int(labels[i])} for i in keep])  # fmt: skip
+
+    print(
+        f"\n# audio benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, budget {args.minutes} min"
+    )
+    print("| measure | value | notes |\n| --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(f"\nWAVs and spectrogram PNGs to listen to: {out / 'listen'}")
+
+
+if __name__ == "__main__":
+    main()

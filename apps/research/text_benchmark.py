@@ -1,0 +1,204 @@
+"""Text benchmark (difftext, issue 7): masked diffusion vs an autoregressive peer on Tiny Shakespeare.
+
+Both models have the same transformer size (ModernBERT denoiser, GPT-2 peer with the same width,
+depth, heads and parameter count), the same character-level blocks of 256 and the same wall-clock
+training budget (steps calibrated per model). Reports the validation NLL (diffusion: upper bound)
+and, for 256-character samples, generative perplexity under the peer, unigram entropy, the share
+of words found in the training text and tokens/s, for confidence-parallel unmasking and ancestral
+sampling at 32/64/128/256 steps (256 steps = one token per step) and for the peer itself.
+
+    uv run python apps/research/text_benchmark.py --minutes 30        # the benchmark
+    uv run python apps/research/text_benchmark.py --minutes 0.1 --preset tiny --samples 4 \\
+        --val-blocks 16 --mc-samples 2                                # a smoke run (< 1 min)
+
+A rerun with the same --out resumes interrupted training (same calibrated step counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from diffcore.training import TrainConfig
+from difftext import (
+    SampleConfig,
+    build_model,
+    calibrate_steps,
+    default_ema_decay,
+    evaluate_samples,
+    fit,
+    generate,
+    load_documents,
+    load_text_model,
+    make_blocks,
+    split_tail,
+    train_char_tokenizer,
+    validate,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Tiny Shakespeare input.txt")
+    p.add_argument("--minutes", type=float, default=30.0, help="training budget per model")
+    p.add_argument("--preset", default="small", help="shape in shared/presets/text.json")
+    p.add_argument("--block-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--steps", default="32,64,128,256", help="sampler steps to compare")
+    p.add_argument("--samples", type=int, default=32, help="texts per sampler row")
+    p.add_argument("--val-blocks", type=int, help="score only this many validation blocks")
+    p.add_argument("--mc-samples", type=int, default=16, help="mask draws per block (bound)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("outputs/text_benchmark"))
+    return p.parse_args()
+
+
+def train_one(kind, tokenizer, blocks, args) -> tuple[object, dict]:
+    """Train (or resume) one model within the budget; returns the model and its run facts."""
+    folder = args.out / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    facts_file = folder / "budget.json"
+    model = build_model(kind, tokenizer, args.block_size, preset=args.preset, seed=args.seed)
+    base = TrainConfig(
+        steps=1, batch_size=args.batch_size, lr=args.lr, warmup=0.05, checkpoint_every=200,
+        log_every=25, seed=args.seed,
+    )  # fmt: skip
+    if facts_file.is_file():  # resuming: the one-cycle schedule needs the same step count
+        steps = json.loads(facts_file.read_text())["steps"]
+    else:
+        steps = calibrate_steps(model, blocks, base, args.minutes * 60)
+        facts_file.write_text(json.dumps({"steps": steps}) + "\n")
+    config = dataclasses.replace(base, steps=steps, ema_decay=default_ema_decay(steps))
+    began = time.perf_counter()
+    result = fit(model, blocks, config, folder, progress=True)
+    facts = {
+        "steps": steps,
+        "train_seconds": time.perf_counter() - began,
+        "parameters": sum(p.numel() for p in model.model.parameters()),
+        "final_loss": result.log[-1].loss if result.log else math.nan,
+    }
+    return load_text_model(result.model_dir), facts
+
+
+def sample_rows(diffusion, peer, reference, args) -> list[dict]:
+    """One row per (sampler, steps) and one for the peer's own samples."""
+    n, length = args.samples, args.block_size
+    plans = [("autoregressive", None, SampleConfig(length=length, batch_size=n))]
+    for steps in (int(s) for s in args.steps.split(",")):
+        for sampler in ("confidence", "ancestral"):
+            plans.append(
+                (
+                    sampler,
+                    steps,
+                    SampleConfig(length=length, steps=steps, sampler=sampler, batch_size=n),
+                )
+            )
+    rows = []
+    for name, steps, config in plans:
+        model = peer if name == "autoregressive" else diffusion
+        began = time.perf_counter()
+        texts = generate(model, [""] * n, config, seed=args.seed)
+        seconds = time.perf_counter() - began
+        report = evaluate_samples(
+            [g.text for g in texts], model.tokenizer, judge=peer, reference=reference
+        )
+        tag = f"{name}_{steps}" if steps else name
+        with (args.out / f"samples_{tag}.jsonl").open("w") as f:
+            for g in texts:
+                f.write(json.dumps(g.record()) + "\n")
+        rows.append({
+            "sampler": name, "steps": steps or length,
+            "tokens_per_step": length / steps if steps else 1.0,
+            "gen_ppl": report.generative_perplexity, "entropy": report.unigram_entropy,
+            "word_share": report.word_share, "tokens_per_s": n * length / seconds,
+        })  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train_docs, val_docs = split_tail(load_documents(args.data), 0.1)
+    tokenizer = train_char_tokenizer(d.text for d in train_docs)
+    train_blocks = make_blocks(tokenizer, train_docs, args.block_size)
+    val_blocks = make_blocks(tokenizer, val_docs, args.block_size)
+    if args.val_blocks:
+        val_blocks = val_blocks.subset(slice(0, args.val_blocks))
+
+    diffusion, d_facts = train_one("diffusion", tokenizer, train_blocks, args)
+    peer, p_facts = train_one("autoregressive", tokenizer, train_blocks, args)
+    d_nll = validate(diffusion, val_blocks, samples=args.mc_samples, progress=True)
+    p_nll = validate(peer, val_blocks, progress=True)
+    rows = sample_rows(diffusion, peer, [d.text for d in train_docs], args)
+
+    lines = [
+        f"# text benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, preset {args.preset}, "
+        f"{args.minutes:g} min per model, {len(val_blocks)} validation blocks of {args.block_size}",
+        "",
+        "| model | parameters | steps | train s | val bits/char | NLL ratio to AR |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, facts, nll in (
+        ("diffusion (bound)", d_facts, d_nll),
+        ("autoregressive", p_facts, p_nll),
+    ):
+        lines.append(
+            f"| {name} | {facts['parameters']:,} | {facts['steps']} | {facts['train_seconds']:.0f} "
+            f"| {nll.bits_per_char:.4f} | {nll.nats_per_token / p_nll.nats_per_token:.3f} |"
+        )
+    lines += [
+        "",
+        f"{args.samples} samples of {args.block_size} characters each, temperature 1; generative "
+        "perplexity under the autoregressive model; word share: interior words found in the "
+        "training text.",
+        "",
+        "| sampler | steps | tokens/step | gen. perplexity | unigram entropy (bits) | word share | tokens/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['sampler']} | {r['steps']} | {r['tokens_per_step']:g} | {r['gen_ppl']:.2f} | "
+            f"{r['entropy']:.3f} | {r['word_share']:.3f} | {r['tokens_per_s']:.0f} |"
+        )
+    by = {(r["sampler"], r["steps"]): r for r in rows}
+    ar = by[("autoregressive", args.block_size)]
+    fast, slow = by.get(("confidence", 64)), by.get(("confidence", args.block_size))
+    lines += [
+        "",
+        "Targets:",
+        f"- NLL bound / AR NLL = {d_nll.nats_per_token / p_nll.nats_per_token:.3f} (target <= 1.2)",
+    ]
+    if fast is not None:
+        lines.append(
+            f"- 64 steps: gen. perplexity {fast['gen_ppl'] / ar['gen_ppl']:.2f}x the AR samples' "
+            f"(target <= 1.5), word share {fast['word_share']:.1%} (target >= 85%)"
+        )
+    if fast is not None and slow is not None:
+        lines.append(
+            f"- confidence-parallel (64 steps) vs one token per step ({args.block_size} steps): "
+            f"{fast['tokens_per_s'] / slow['tokens_per_s']:.1f}x tokens/s (target >= 4), gen. "
+            f"perplexity {fast['gen_ppl'] / slow['gen_ppl'] - 1:+.1%} (target <= +10%)"
+        )
+    table = "\n".join(lines)
+    print(table)
+    (args.out / "table.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

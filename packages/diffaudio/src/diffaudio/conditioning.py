@@ -1,0 +1,59 @@
+"""Class (what is said) and speaker (who says it) conditioning, with a null value of each for
+classifier-free guidance (Ho & Salimans 2022, https://arxiv.org/abs/2207.12598).
+
+Ids 0..K-1 name the K classes (speakers); id K is the null ("any") value. Training replaces ids
+by the null id at random (:func:`drop_to_null`), so one network learns the conditional and the
+unconditional model; sampling mixes the two (``diffcore.denoisers.guidance``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+ANY = "any"  # what a user writes for "no condition" (the null id)
+
+
+def drop_to_null(
+    ids: Tensor, null_id: int, p: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """Replace each id (B,) by ``null_id`` with probability ``p`` (draws from ``generator``)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"condition dropout must be in [0, 1], got {p}")
+    drop = torch.rand(ids.shape, generator=generator, device=ids.device) < p
+    return torch.where(drop, torch.full_like(ids, null_id), ids)
+
+
+def parse_ids(values: Sequence[str | int] | str, names: Sequence[str], what: str) -> list[int]:
+    """Turn user values (names, ``"any"``, or a comma-separated string of them) into ids;
+    ``"any"`` (or None-like) gives the null id ``len(names)``. Unknown values raise a
+    ValueError listing the known ones."""
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",") if v.strip()]
+    lookup = {str(n): i for i, n in enumerate(names)}
+    ids = []
+    for value in values:
+        key = str(value)
+        if key == ANY:
+            ids.append(len(names))
+        elif key in lookup:
+            ids.append(lookup[key])
+        else:
+            raise ValueError(
+                f"unknown {what} {key!r}: expected one of {list(names) + [ANY]}"
+                if names
+                else f"{what} {key!r} given, but the model was trained without {what}s"
+            )
+    return ids
+
+
+def broadcast_ids(ids: Sequence[int], count: int, what: str) -> Tensor:
+    """One id for every sample: a single id is repeated, otherwise ``len(ids)`` must divide
+    ``count`` and the list is cycled (``labels 0..9, count 20`` -> two of each)."""
+    if not ids:
+        raise ValueError(f"no {what} given")
+    if count % len(ids):
+        raise ValueError(f"{len(ids)} {what}s do not divide {count} samples evenly")
+    return torch.tensor(list(ids) * (count // len(ids)), dtype=torch.long)

@@ -1,0 +1,133 @@
+"""The spectrogram denoiser: diffcore's 2-D U-Net on (1, n_mels, frames) log-mel images,
+conditioned on a class label and a speaker, plus the diffusion process it was trained with.
+
+The U-Net's label embedding takes the class; the speaker enters as the U-Net's pooled context
+vector, a one-hot of the speaker (all zeros = the null speaker), so both have a null value for
+classifier-free guidance. The config carries everything needed to turn the model's output back
+into sound (the spectrogram settings) and to read user input (class and speaker names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from diffaudio.spectrogram import SpectrogramConfig
+from diffcore.nn import UNet, UNetConfig, load_unet_preset
+from diffcore.processes import GaussianProcess
+from diffcore.schedules import CosineSchedule
+
+
+@dataclass(frozen=True)
+class AudioUNetConfig:
+    """A spectrogram U-Net and what its inputs and outputs mean."""
+
+    unet: UNetConfig  # num_classes = len(label_names) or None; context_dim = len(speaker_names)
+    spectrogram: SpectrogramConfig = SpectrogramConfig()  # how sound became the picture
+    label_names: tuple[str, ...] = ()  # class names, id = position; () = no class conditioning
+    speaker_names: tuple[str, ...] = ()  # speaker names, id = position; () = no speakers
+    prediction: str = "v"  # what the network predicts (diffcore GaussianProcess)
+    logsnr_min: float = -10.0  # cosine schedule range (diffcore CosineSchedule)
+    logsnr_max: float = 10.0
+
+    def __post_init__(self) -> None:
+        # from_pretrained hands nested configs over as dicts (config.json).
+        if isinstance(self.unet, dict):
+            object.__setattr__(self, "unet", UNetConfig(**self.unet))
+        if isinstance(self.spectrogram, dict):
+            object.__setattr__(self, "spectrogram", SpectrogramConfig(**self.spectrogram))
+        for name in ("label_names", "speaker_names"):
+            object.__setattr__(self, name, tuple(str(n) for n in getattr(self, name)))
+        u = self.unet
+        if u.in_channels != 1 or (u.out_channels or 1) != 1:
+            raise ValueError("AudioUNetConfig.unet must have one input and output channel")
+        if (u.num_classes or 0) != len(self.label_names):
+            raise ValueError(
+                f"AudioUNetConfig.unet.num_classes ({u.num_classes}) must equal the number of "
+                f"label_names ({len(self.label_names)}; None when there are none)"
+            )
+        if (u.context_dim or 0) != len(self.speaker_names):
+            raise ValueError(
+                f"AudioUNetConfig.unet.context_dim ({u.context_dim}) must equal the number of "
+                f"speaker_names ({len(self.speaker_names)}; None when there are none)"
+            )
+
+    @property
+    def null_label(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def null_speaker(self) -> int:
+        return len(self.speaker_names)
+
+
+def audio_unet_config(
+    preset: str,
+    spectrogram: SpectrogramConfig,
+    *,
+    label_names: tuple[str, ...] = (),
+    speaker_names: tuple[str, ...] = (),
+    **overrides: Any,
+) -> AudioUNetConfig:
+    """Config from a U-Net preset of ``shared/presets/audio.json`` (tiny, small, base), sized for
+    the given classes and speakers. ``overrides`` go to the U-Net (e.g. ``dropout=0.1``) or,
+    for AudioUNetConfig's own fields (``prediction``...), to it."""
+    own = {f.name for f in fields(AudioUNetConfig)}
+    mine = {k: overrides.pop(k) for k in list(overrides) if k in own}
+    unet = load_unet_preset(
+        "audio.json",
+        preset,
+        in_channels=1,
+        num_classes=len(label_names) or None,
+        context_dim=len(speaker_names) or None,
+        **overrides,
+    )
+    return AudioUNetConfig(unet, spectrogram, tuple(label_names), tuple(speaker_names), **mine)
+
+
+class AudioUNet(nn.Module):
+    """``net(x, t, *, labels=None, speakers=None)``: x (B, 1, n_mels, frames), t (B,) in [0, 1],
+    labels / speakers (B,) long with the null id = number of names (None = all null).
+    Returns the network output (B, 1, n_mels, frames)."""
+
+    config_class = AudioUNetConfig
+
+    def __init__(self, config: AudioUNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.unet = UNet(config.unet)
+
+    def forward(
+        self, x: Tensor, t: Tensor, *, labels: Tensor | None = None, speakers: Tensor | None = None
+    ) -> Tensor:
+        c = self.config
+        if labels is not None and not c.label_names:
+            raise ValueError("labels were given to a model trained without class labels")
+        context = None
+        if c.speaker_names:
+            if speakers is None:
+                speakers = torch.full((x.shape[0],), c.null_speaker, device=x.device)
+            if speakers.shape != (x.shape[0],) or speakers.dtype != torch.long:
+                raise ValueError(
+                    f"speakers must be a long tensor of shape ({x.shape[0]},), got "
+                    f"{speakers.dtype} {tuple(speakers.shape)}"
+                )
+            if speakers.numel() and (speakers.min() < 0 or speakers.max() > c.null_speaker):
+                raise ValueError(
+                    f"speaker ids must lie in [0, {c.null_speaker}] ({c.null_speaker} = any)"
+                )
+            # one_hot of the null id is cut off: the null speaker is the zero vector.
+            context = F.one_hot(speakers, c.null_speaker + 1)[:, :-1].to(x.dtype)
+        elif speakers is not None:
+            raise ValueError("speakers were given to a model trained without speakers")
+        return self.unet(x, t, labels=labels, context=context)
+
+    @property
+    def process(self) -> GaussianProcess:
+        """The diffusion process the model is trained and sampled with."""
+        c = self.config
+        return GaussianProcess(CosineSchedule(c.logsnr_min, c.logsnr_max), prediction=c.prediction)

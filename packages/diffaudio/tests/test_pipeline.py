@@ -1,0 +1,100 @@
+"""The spectrogram model and pipeline: conditioning, training on real recordings, repeatable
+sampling, inpainting (fill a gap, continue a recording), save and load."""
+
+import pytest
+import torch
+
+from diffaudio.model import AudioUNet, audio_unet_config
+from diffaudio.pipeline import AudioPipeline, clip_spectrograms, keep_mask, train_audio_diffusion
+from diffaudio.spectrogram import SpectrogramConfig
+from diffcore.io import save_pretrained
+from diffcore.training import TrainConfig
+
+SPEC = SpectrogramConfig(frames=16)
+LABELS = ("0", "1", "2")
+SPEAKERS = ("ann", "bob")
+
+
+def random_model(seed: int = 0) -> AudioUNet:
+    """A tiny model with random (not zero) output layer, so samples depend on the noise."""
+    torch.manual_seed(seed)
+    model = AudioUNet(audio_unet_config("tiny", SPEC, label_names=LABELS, speaker_names=SPEAKERS))
+    torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
+    return model.eval()
+
+
+def test_the_model_takes_class_and_speaker_conditions_with_null_values():
+    model = random_model()
+    x, t = torch.randn(3, 1, SPEC.n_mels, SPEC.frames), torch.rand(3)
+    out = model(x, t, labels=torch.tensor([0, 2, 3]), speakers=torch.tensor([1, 2, 0]))
+    assert out.shape == x.shape
+    by_speaker = model(x, t, labels=torch.tensor([0, 0, 0]), speakers=torch.tensor([0, 1, 2]))
+    assert not torch.allclose(by_speaker[0], by_speaker[1])  # the speaker changes the output
+    with pytest.raises(ValueError, match="speaker ids must lie in"):
+        model(x, t, speakers=torch.tensor([0, 1, 5]))
+    plain = AudioUNet(audio_unet_config("tiny", SPEC))
+    with pytest.raises(ValueError, match="without class labels"):
+        plain(x, t, labels=torch.tensor([0, 0, 0]))
+
+
+def test_seeds_make_sampling_repeatable():
+    pipe = AudioPipeline(random_model())
+    labels = torch.tensor([0, 1, 2, 3])  # 3 = any
+    run = lambda seed: pipe.sample(
+        labels=labels, steps=4, guidance_scale=2.0, generator=torch.Generator().manual_seed(seed)
+    )
+    a, b, c = run(7), run(7), run(8)
+    assert a.shape == (4, 1, SPEC.n_mels, SPEC.frames)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert a.min() >= -1 and a.max() <= 1
+    assert torch.equal(pipe.to_waveform(a[:1]), pipe.to_waveform(a[:1]))  # Griffin-Lim seeded
+
+
+def test_inpainting_keeps_the_known_frames_and_fills_the_rest():
+    pipe = AudioPipeline(random_model())
+    g = torch.Generator().manual_seed(0)
+    known = torch.rand(2, 1, SPEC.n_mels, SPEC.frames, generator=g) * 2 - 1
+    gap = keep_mask(SPEC, gap=(0.05, 0.15))
+    assert gap.sum() < SPEC.frames and gap[0] and gap[-1]
+    filled = pipe.inpaint(known, gap, steps=4, generator=g, labels=torch.tensor([1, 1]))
+    assert torch.equal(filled[..., gap], known[..., gap])
+    assert not torch.allclose(filled[..., ~gap], known[..., ~gap])
+    cont = keep_mask(SPEC, keep_until=0.1)
+    assert cont[: SPEC.frames_for(0.1)].all() and not cont[SPEC.frames_for(0.1) :].any()
+    with pytest.raises(ValueError, match="exactly one"):
+        keep_mask(SPEC)
+    with pytest.raises(ValueError, match="gap"):
+        keep_mask(SPEC, gap=(0.2, 0.1))
+
+
+def test_a_saved_pipeline_loads_back_and_samples_the_same(tmp_path):
+    model = random_model()
+    save_pretrained(model, tmp_path / "model")
+    loaded = AudioPipeline.from_pretrained(tmp_path / "model")
+    assert loaded.model.config == model.config
+    run = lambda pipe: pipe.sample(2, steps=3, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(run(loaded), run(AudioPipeline(model)))
+
+
+def test_a_tiny_model_loss_falls_on_64_real_recordings(shared_data, tmp_path):
+    from diffaudio.data import load_audio
+
+    spec = SpectrogramConfig()
+    clips = load_audio(
+        shared_data / "fsdd" / "recordings", sample_rate=8000, num_samples=spec.num_samples,
+        pattern="{label}_{speaker}_{index}", progress=False,
+    )  # fmt: skip
+    clips = clips.subset(range(0, 3000, 3000 // 64)[:64])  # every digit and speaker
+    assert len(clips) == 64 and len(set(clips.labels.tolist())) == 10
+    assert clip_spectrograms(clips, spec).shape == (64, 1, spec.n_mels, spec.frames)
+    config = TrainConfig(
+        steps=40, batch_size=16, lr=3e-3, ema_decay=None, log_every=10, checkpoint_every=40
+    )
+    result = train_audio_diffusion(
+        clips, tmp_path, config, spectrogram=spec, preset="tiny", progress=False
+    )
+    first, last = result.log[0].loss, result.log[-1].loss
+    assert last < 0.6 * first, [round(r.loss, 3) for r in result.log]
+    pipe = AudioPipeline.from_pretrained(result.final_model)
+    assert pipe.model.config.label_names == tuple("0123456789")
+    assert pipe.model.config.speaker_names == clips.speaker_names

@@ -1,0 +1,147 @@
+"""The image denoiser: diffcore's U-Net with a preset shape, plus what sampling needs to know
+(image size, noise schedule, prediction type, class names), saved together in one
+``config.json`` beside ``model.safetensors`` through ``diffcore.io``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from torch import Tensor, nn
+
+from diffcore.nn import UNet, UNetConfig, load_unet_preset
+from diffcore.processes import GaussianProcess
+from diffcore.schedules import CosineSchedule, LinearSchedule, NoiseSchedule
+
+PRESETS_FILE = "image.json"  # in the workspace's shared/presets/
+SCHEDULES = ("cosine", "linear")
+
+
+@dataclass(frozen=True)
+class ImageModelConfig:
+    """An image diffusion model: the network's shape and the process it was trained with."""
+
+    unet: UNetConfig  # the network (a dict is accepted: config.json stores one)
+    image_size: tuple[int, int] = (28, 28)  # (H, W) of generated images
+    schedule: Literal["cosine", "linear"] = "cosine"  # cosine (Nichol & Dhariwal) or DDPM's linear
+    logsnr_min: float = -10.0  # cosine schedule: log-SNR at t = 1
+    logsnr_max: float = 10.0  # cosine schedule: log-SNR at t = 0
+    schedule_shift: float = (
+        0.0  # cosine schedule: log-SNR shift (2 log(64 / resolution) for big images)
+    )
+    prediction: Literal["eps", "x0", "v", "edm"] = "v"  # network target (v: Salimans & Ho 2022)
+    weighting: Literal["uniform", "min_snr", "snr_plus_one"] = "min_snr"  # loss weight over SNR
+    min_snr_gamma: float = 5.0  # min-SNR weighting's clip (Hang et al. 2023)
+    class_names: tuple[str, ...] = ()  # names of labels 0..num_classes-1 (for file names, reports)
+    text_encoder: str | None = None  # folder of the transformers caption encoder, when captioned
+
+    def __post_init__(self) -> None:
+        if isinstance(self.unet, dict):
+            object.__setattr__(self, "unet", UNetConfig(**self.unet))
+        if not isinstance(self.unet, UNetConfig):
+            raise TypeError(f"ImageModelConfig.unet must be a UNetConfig, got {self.unet!r}")
+        object.__setattr__(self, "image_size", tuple(self.image_size))
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise ValueError(f"ImageModelConfig.image_size must be (H, W), got {self.image_size}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"ImageModelConfig.schedule must be one of {SCHEDULES}")
+        n = self.unet.num_classes
+        if self.class_names and len(self.class_names) != n:
+            raise ValueError(
+                f"ImageModelConfig has {len(self.class_names)} class names for {n} classes"
+            )
+
+    def noise_schedule(self) -> NoiseSchedule:
+        if self.schedule == "linear":
+            return LinearSchedule()
+        return CosineSchedule(self.logsnr_min, self.logsnr_max, self.schedule_shift)
+
+    def process(self) -> GaussianProcess:
+        return GaussianProcess(
+            self.noise_schedule(),
+            prediction=self.prediction,
+            weighting=self.weighting,
+            min_snr_gamma=self.min_snr_gamma,
+        )
+
+
+class ImageDiffusion(nn.Module):
+    """``net(x, t, *, labels=None, context=None)``: x (B, C, H, W) noised image in the process's
+    input scaling, t (B,) time in [0, 1] -> the prediction target, shaped like x."""
+
+    config_class = ImageModelConfig
+
+    def __init__(self, config: ImageModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, ImageModelConfig):
+            raise TypeError(
+                f"ImageDiffusion expects an ImageModelConfig, got {type(config).__name__}"
+            )
+        self.config = config
+        self.unet = UNet(config.unet)
+
+    def forward(
+        self, x: Tensor, t: Tensor, *, labels: Tensor | None = None, context: Tensor | None = None
+    ) -> Tensor:
+        return self.unet(x, t, labels=labels, context=context)
+
+    @property
+    def process(self) -> GaussianProcess:
+        return self.config.process()
+
+    @property
+    def channels(self) -> int:
+        return self.config.unet.in_channels
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.config.unet.num_classes
+
+    @property
+    def null_label(self) -> int | None:
+        """The label meaning "no class" (classifier-free guidance's unconditional branch)."""
+        return self.config.unet.num_classes
+
+    @property
+    def context_dim(self) -> int | None:
+        return self.config.unet.context_dim
+
+
+def build_model(
+    preset: str = "fmnist",
+    *,
+    channels: int,
+    image_size: tuple[int, int],
+    num_classes: int | None = None,
+    class_names: tuple[str, ...] = (),
+    context_dim: int | None = None,
+    text_encoder: str | None = None,
+    presets_file: str = PRESETS_FILE,
+    unet: dict[str, Any] | None = None,
+    **process: Any,
+) -> ImageDiffusion:
+    """A fresh model from a U-Net preset of ``shared/presets/image.json`` ("tiny", "fmnist",
+    "base"). unet: overrides of preset fields; process: overrides of ImageModelConfig's
+    schedule / prediction / weighting fields."""
+    unet_config = load_unet_preset(
+        presets_file,
+        preset,
+        in_channels=channels,
+        num_classes=num_classes,
+        context_dim=context_dim,
+        **(unet or {}),
+    )
+    known = {f.name for f in dataclasses.fields(ImageModelConfig)}
+    unknown = sorted(set(process) - known)
+    if unknown:
+        raise ValueError(f"unknown model settings {unknown}; ImageModelConfig has {sorted(known)}")
+    config = ImageModelConfig(
+        unet=unet_config,
+        image_size=tuple(image_size),
+        class_names=tuple(class_names),
+        text_encoder=text_encoder,
+        **process,
+    )
+    return ImageDiffusion(config)

@@ -1,0 +1,28 @@
+"""Training for a wall-clock budget: step timing, step counts and the EMA window."""
+
+import pytest
+import torch
+
+from diffimage import build_model, from_arrays
+from diffimage.budget import ema_decay_for, seconds_per_step, steps_for_budget
+
+
+def test_step_time_is_measured_on_a_copy_and_leaves_the_model_untouched():
+    model = build_model("tiny", channels=1, image_size=(8, 8), num_classes=2)
+    data = from_arrays(torch.zeros(8, 1, 8, 8, dtype=torch.uint8), labels=[0, 1] * 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert seconds_per_step(model, data, 4, trials=2) > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_budget_becomes_a_step_count_with_a_reserve():
+    assert steps_for_budget(100.0, 1.0) == 95
+    assert steps_for_budget(1.0, 10.0) == 1
+    with pytest.raises(ValueError, match="> 0"):
+        steps_for_budget(0.0, 1.0)
+
+
+def test_the_ema_window_is_a_tenth_of_the_run_within_bounds():
+    assert ema_decay_for(3000) == pytest.approx(1 - 1 / 300)
+    assert ema_decay_for(10) == 0.9  # short runs: barely any averaging
+    assert ema_decay_for(10_000_000) == 0.9999

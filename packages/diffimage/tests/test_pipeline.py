@@ -1,0 +1,121 @@
+"""Train, sample, edit, save and load: the pipeline on real Fashion-MNIST with the tiny preset."""
+
+import pytest
+import torch
+
+from diffcore.training import TrainConfig
+from diffimage import ImagePipeline, build_model, load_images, train_model
+from diffimage.pipeline import network_calls, sampling_grid, steps_for_calls
+
+
+@pytest.fixture(scope="module")
+def trained(shared_data, tmp_path_factory):
+    """The tiny preset trained 60 steps on 256 real Fashion-MNIST images."""
+    data = load_images(shared_data / "fashion_mnist", split="train", limit=256)
+    model = build_model(
+        "tiny", channels=1, image_size=data.size, num_classes=10, class_names=data.class_names
+    )
+    config = TrainConfig(
+        steps=60, batch_size=32, lr=3e-3, log_every=10, checkpoint_every=30, ema_decay=0.9
+    )
+    out = tmp_path_factory.mktemp("run")
+    result = train_model(model, data, config, out_dir=out, progress=False)
+    return result, ImagePipeline.from_pretrained(result.final_model), data
+
+
+def test_training_on_real_images_lowers_the_loss(trained):
+    result, _, _ = trained
+    losses = [row.loss for row in result.log]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert (result.final_model / "config.json").is_file()
+    assert (result.final_model / "model.safetensors").is_file()
+
+
+def test_sampling_is_deterministic_for_a_seed(trained):
+    _, pipe, _ = trained
+    kwargs = dict(labels=[0, 1, 2, 3], guidance=2.0, sampler="euler_ancestral", steps=6)
+    a = pipe.sample(4, seed=3, **kwargs)
+    b = pipe.sample(4, seed=3, **kwargs)
+    c = pipe.sample(4, seed=4, **kwargs)
+    assert a.shape == (4, 1, 28, 28)
+    assert a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "euler", "heun", "dpmpp_2m"])
+def test_every_sampler_runs_with_and_without_labels(trained, sampler):
+    _, pipe, _ = trained
+    assert pipe.sample(2, sampler=sampler, steps=3).shape == (2, 1, 28, 28)
+    assert torch.isfinite(
+        pipe.sample(2, labels=[5, 9], guidance=3.0, sampler=sampler, steps=3)
+    ).all()
+
+
+def test_batching_does_not_change_the_first_batch(trained):
+    _, pipe, _ = trained
+    whole = pipe.sample(6, steps=4, seed=1, batch_size=4)
+    assert torch.equal(whole[:4], pipe.sample(4, steps=4, seed=1, batch_size=4))
+
+
+def test_img2img_is_deterministic_and_strength_sets_how_far_it_moves(trained):
+    _, pipe, data = trained
+    images = data[list(range(4))]["images"]
+    weak = pipe.img2img(images, 0.1, steps=10, seed=0)
+    assert torch.equal(weak, pipe.img2img(images, 0.1, steps=10, seed=0))
+    strong = pipe.img2img(images, 1.0, steps=10, seed=0)
+    assert (weak - images).abs().mean() < (strong - images).abs().mean()
+    with pytest.raises(ValueError, match="strength"):
+        pipe.img2img(images, 0.0)
+
+
+def test_inpainting_keeps_known_pixels_and_is_deterministic(trained):
+    _, pipe, data = trained
+    images = data[list(range(3))]["images"]
+    mask = torch.zeros(1, 1, 28, 28, dtype=torch.bool)
+    mask[..., 8:20, 8:20] = True  # repaint the middle
+    out = pipe.inpaint(images, mask, labels=[0, 1, 2], guidance=2.0, steps=8, seed=0)
+    keep = ~mask.expand_as(images)
+    assert torch.equal(out[keep], images[keep])
+    assert not torch.equal(out[~keep], images[~keep])
+    assert torch.equal(out, pipe.inpaint(images, mask, labels=[0, 1, 2], guidance=2.0, steps=8))
+
+
+def test_save_and_load_round_trip_gives_identical_samples(trained, tmp_path):
+    _, pipe, _ = trained
+    pipe.save_pretrained(tmp_path / "copy")
+    again = ImagePipeline.from_pretrained(tmp_path / "copy")
+    assert again.class_names == pipe.class_names
+    kwargs = dict(labels=[7, 8], guidance=1.5, steps=5, seed=11)
+    assert torch.equal(pipe.sample(2, **kwargs), again.sample(2, **kwargs))
+
+
+def test_wrong_inputs_are_refused_with_what_was_expected(trained):
+    _, pipe, _ = trained
+    with pytest.raises(ValueError, match="expected 3 labels"):
+        pipe.sample(3, labels=[1, 2])
+    with pytest.raises(ValueError, match="unknown sampler"):
+        pipe.sample(1, sampler="plms")
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        pipe.img2img(torch.zeros(1, 3, 28, 28), 0.5)
+    with pytest.raises(ValueError, match="no text encoder"):
+        pipe.sample(1, captions=["a shoe"])
+
+
+def test_a_model_refuses_data_that_does_not_fit(shared_data, tmp_path):
+    data = load_images(shared_data / "fashion_mnist", split="test", limit=32)
+    rgb = build_model("tiny", channels=3, image_size=(28, 28))
+    with pytest.raises(ValueError, match="1 channels but the model takes 3"):
+        train_model(rgb, data, TrainConfig(steps=1, batch_size=8), out_dir=tmp_path)
+    few = build_model("tiny", channels=1, image_size=(28, 28), num_classes=5)
+    with pytest.raises(ValueError, match="5 classes"):
+        train_model(few, data, TrainConfig(steps=1, batch_size=8), out_dir=tmp_path)
+
+
+def test_grids_and_network_call_budgets():
+    model = build_model("tiny", channels=1, image_size=(8, 8))
+    for sampler in ("ddpm", "dpmpp_2m", "heun"):
+        grid = sampling_grid(model, sampler, 10)
+        assert grid.shape == (11,) and grid[-1] == 0 and (grid[:-1] > grid[1:]).all()
+    assert network_calls("heun", steps_for_calls("heun", 10)) <= 10
+    assert network_calls("dpmpp_2m", steps_for_calls("dpmpp_2m", 20)) == 20

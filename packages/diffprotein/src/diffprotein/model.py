@@ -1,0 +1,279 @@
+"""The denoiser: an ESM-2-style bidirectional transformer (``transformers.EsmForMaskedLM``)
+seen as a diffcore ``TokenDenoiser``, with family conditioning and exact length control.
+
+Layout. The sampler works on residues only: x (B, L) holds residue tokens, ``<mask>`` where a
+residue is to be generated and ``<pad>`` after the end of a shorter sequence. The network sees
+ESM-2's own layout around them::
+
+    <family:NAME> or <cls>   residues ...   <eos>   <pad> ...
+
+so the family is a token in place of ``<cls>`` (``<cls>`` = no family, which also serves as the
+unconditional branch of classifier-free guidance), and the length is fixed exactly by where
+``<eos>`` sits: a sample has as many residues as it has masks. Like DPLM and MDLM's
+time-independent variant, the network is not told t (the share of masks shows it), so samplers
+may reuse its output while nothing changed (``time_independent=True``).
+
+ESM-2 weights on disk continue training through ``ProteinDenoiser.from_esm`` (DPLM's recipe).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from diffprotein.alphabet import (
+    BASE_VOCAB_SIZE,
+    CLS_ID,
+    EOS_ID,
+    ESM_VOCAB,
+    INPUT_RESIDUE_IDS,
+    MASK_ID,
+    PAD_ID,
+    RESIDUE_IDS,
+)
+
+__all__ = [
+    "BANNED_LOGIT",
+    "EsmShape",
+    "ProteinDenoiser",
+    "ProteinDenoiserConfig",
+    "load_preset",
+    "wrap_sequences",
+]
+
+# Logit of tokens that can never be a residue. Finite, so classifier-free guidance (a lerp of
+# two logit tensors) stays finite where both are banned: lerp(-inf, -inf, w) is nan.
+BANNED_LOGIT = -1e9
+
+
+@dataclass(frozen=True)
+class EsmShape:
+    """The transformer's shape (defaults: ESM-2 8M, ``esm2_t6_8M_UR50D``)."""
+
+    hidden_size: int = 320  # width of every token's representation
+    num_layers: int = 6  # transformer blocks
+    num_heads: int = 20  # attention heads (hidden_size must divide by it)
+    intermediate_size: int = 1280  # feed-forward width
+    max_length: int = 1022  # residues per sequence (ESM-2: 1024 positions less <cls>, <eos>)
+    position_embedding_type: str = "rotary"  # ESM-2 rotary; "absolute" for ESM-1b-style
+    dropout: float = 0.0  # hidden and attention dropout (ESM-2 trains without)
+    layer_norm_eps: float = 1e-5  # ESM-2's value
+    emb_layer_norm_before: bool = False  # ESM-2 has no norm on the embeddings
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{type(self).__name__}.{name} must be an int >= 1, got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must be a multiple of num_heads {self.num_heads}"
+            )
+        if self.position_embedding_type not in ("rotary", "absolute"):
+            raise ValueError(
+                "position_embedding_type must be 'rotary' or 'absolute', got "
+                f"{self.position_embedding_type!r}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+    def esm_config(self, vocab_size: int, **extra: Any) -> Any:
+        """The ``transformers.EsmConfig`` of this shape. ``token_dropout`` is off: ESM-2 scales
+        embeddings by 0.88 / (1 - mask share), which explodes at diffusion's high mask shares."""
+        from transformers import EsmConfig
+
+        return EsmConfig(
+            vocab_size=vocab_size,
+            mask_token_id=MASK_ID,
+            pad_token_id=PAD_ID,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads,
+            intermediate_size=self.intermediate_size,
+            # +2 for <cls>/<eos>, +2 because ESM numbers positions from padding_idx + 1
+            max_position_embeddings=self.max_length + 4,
+            position_embedding_type=self.position_embedding_type,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
+            layer_norm_eps=self.layer_norm_eps,
+            emb_layer_norm_before=self.emb_layer_norm_before,
+            token_dropout=False,
+            **extra,
+        )
+
+
+@dataclass(frozen=True)
+class ProteinDenoiserConfig(EsmShape):
+    """The denoiser: a shape, its families, and the lengths seen in training."""
+
+    families: tuple[str, ...] = ()  # one conditioning token each; () = unconditional only
+    lengths: dict[str, list[list[int]]] = field(default_factory=dict)  # LengthPrior.to_json()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(set(self.families)) != len(self.families):
+            raise ValueError(f"families must be distinct, got {self.families}")
+
+
+def load_preset(name: str, **overrides: Any) -> dict[str, Any]:
+    """Shape fields of a named preset in ``shared/presets/protein.json`` (or a JSON file path
+    given as ``name=path:preset``), with ``overrides`` applied."""
+    from diffcore.nn.presets import presets_dir
+
+    path_text, sep, preset = name.rpartition(":")
+    path = Path(path_text) if sep else presets_dir() / "protein.json"
+    if not sep:
+        preset = name
+    try:
+        table = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"preset file {path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
+    if preset not in table:
+        raise ValueError(f"{path} has no preset {preset!r}; it has {sorted(table)}")
+    fields = {k: v for k, v in table[preset].items() if not k.startswith("_")}
+    shape = {f.name for f in dataclasses.fields(EsmShape)}
+    unknown = sorted(set(fields) - shape)
+    if unknown:
+        raise ValueError(f"{path}: preset {preset!r} has unknown fields {unknown}")
+    return {**fields, **overrides}
+
+
+def wrap_sequences(x: Tensor, first: Tensor) -> tuple[Tensor, Tensor]:
+    """ESM input (B, L + 2) and its attention mask for residues x (B, L) with trailing
+    ``<pad>``: ``first`` (B,) token, the residues, ``<eos>`` after the last one, padding."""
+    if x.dtype.is_floating_point or x.dtype == torch.bool or x.ndim != 2:
+        raise ValueError(f"x must be (B, L) integer tokens, got {x.dtype} {tuple(x.shape)}")
+    is_pad = x == PAD_ID
+    if bool((is_pad[:, :-1] & ~is_pad[:, 1:]).any()):
+        raise ValueError("<pad> may only follow a sequence's residues, never precede one")
+    lengths = (~is_pad).sum(1)
+    pad = torch.full((x.shape[0], 1), PAD_ID, dtype=torch.long, device=x.device)
+    full = torch.cat([first.to(x)[:, None], x.long(), pad], dim=1)
+    full = full.scatter(1, (lengths + 1)[:, None], EOS_ID)
+    return full, full != PAD_ID
+
+
+class ProteinDenoiser(nn.Module):
+    """``D(x, t, family=None, allow_unknown=True) -> logits (B, L, 33)`` over ESM-2's tokens.
+
+    x: (B, L) residue tokens / ``<mask>`` / trailing ``<pad>``; t: (B,) ignored (see module
+    docstring); family: (B,) long index into ``config.families``, -1 = none. Logits of tokens
+    that are not residues get ``BANNED_LOGIT``; ``allow_unknown=False`` bans ``X`` too
+    (sampling: never generate an unknown residue; training keeps it, as data contains it).
+    """
+
+    config_class: ClassVar[type] = ProteinDenoiserConfig
+
+    def __init__(self, config: ProteinDenoiserConfig) -> None:
+        super().__init__()
+        from transformers import EsmForMaskedLM
+
+        self.config = config
+        vocab = BASE_VOCAB_SIZE + len(config.families)
+        self.esm = EsmForMaskedLM(config.esm_config(vocab))
+        allowed = torch.zeros(BASE_VOCAB_SIZE, dtype=torch.bool)
+        allowed[list(INPUT_RESIDUE_IDS)] = True
+        self.register_buffer("_allowed", allowed, persistent=False)
+        standard = torch.zeros(BASE_VOCAB_SIZE, dtype=torch.bool)
+        standard[list(RESIDUE_IDS)] = True
+        self.register_buffer("_standard", standard, persistent=False)
+
+    def first_tokens(self, family: Tensor | None, batch: int, device: Any) -> Tensor:
+        """Token (B,) at position 0: the family's token, or ``<cls>`` for -1 / None."""
+        if family is None:
+            return torch.full((batch,), CLS_ID, dtype=torch.long, device=device)
+        family = torch.as_tensor(family, device=device).long().reshape(-1).expand(batch)
+        n = len(self.config.families)
+        if bool(((family < -1) | (family >= n)).any()):
+            raise ValueError(
+                f"family indices must lie in [-1, {n}) for a model with families "
+                f"{self.config.families}, got {family.tolist()}"
+            )
+        return torch.where(family < 0, CLS_ID, BASE_VOCAB_SIZE + family)
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor | None = None,
+        family: Tensor | None = None,
+        allow_unknown: bool = True,
+    ) -> Tensor:
+        if x.shape[-1] > self.config.max_length:
+            raise ValueError(
+                f"sequences of {x.shape[-1]} residues exceed this model's max_length "
+                f"{self.config.max_length}"
+            )
+        full, attention = wrap_sequences(x, self.first_tokens(family, x.shape[0], x.device))
+        logits = self.esm(input_ids=full, attention_mask=attention.long()).logits
+        logits = logits[:, 1 : x.shape[1] + 1, :BASE_VOCAB_SIZE].float()
+        allowed = self._allowed if allow_unknown else self._standard
+        return logits.masked_fill(~allowed, BANNED_LOGIT)
+
+    @classmethod
+    def from_esm(
+        cls, directory: str | Path, families: tuple[str, ...] = (), **overrides: Any
+    ) -> ProteinDenoiser:
+        """Start from ESM-2 weights a user has on disk (a ``transformers`` folder with
+        config.json and model.safetensors, e.g. a local copy of ``esm2_t6_8M_UR50D``).
+
+        Each family token starts as a copy of ``<cls>``, so the model begins as the pretrained
+        (unconditional) one. ``overrides``: ProteinDenoiserConfig fields (e.g. ``lengths``,
+        ``max_length`` below the checkpoint's). Pickled weights (.bin) are refused.
+        """
+        from transformers import EsmForMaskedLM
+
+        directory = Path(directory)
+        vocab_file = directory / "vocab.txt"
+        if vocab_file.is_file():
+            vocab = tuple(line.strip() for line in vocab_file.read_text().splitlines() if line)
+            if vocab != ESM_VOCAB:
+                raise ValueError(
+                    f"{vocab_file} is not ESM-2's 33-token vocabulary; diffprotein's token ids "
+                    "follow ESM-2's, so only ESM-2-style checkpoints can be continued"
+                )
+        if not (directory / "model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"{directory} has no model.safetensors; only safetensors weights are loaded "
+                "(pickled .bin files are refused)"
+            )
+        pretrained = EsmForMaskedLM.from_pretrained(str(directory), use_safetensors=True)
+        hf = pretrained.config
+        if hf.vocab_size != BASE_VOCAB_SIZE or hf.mask_token_id != MASK_ID:
+            raise ValueError(
+                f"{directory}: vocab_size {hf.vocab_size}, mask id {hf.mask_token_id}; expected "
+                f"ESM-2's {BASE_VOCAB_SIZE} tokens with <mask> = {MASK_ID}"
+            )
+        shape = {
+            "hidden_size": hf.hidden_size,
+            "num_layers": hf.num_hidden_layers,
+            "num_heads": hf.num_attention_heads,
+            "intermediate_size": hf.intermediate_size,
+            "max_length": hf.max_position_embeddings - 4,
+            "position_embedding_type": hf.position_embedding_type,
+            "layer_norm_eps": hf.layer_norm_eps,
+            "emb_layer_norm_before": bool(hf.emb_layer_norm_before),
+        }
+        config = ProteinDenoiserConfig(**{**shape, "families": tuple(families), **overrides})
+        model = cls(config)
+        state = pretrained.state_dict()
+        extra = len(config.families)
+        for key in ("esm.embeddings.word_embeddings.weight", "lm_head.decoder.weight"):
+            if key in state:
+                rows = state[key][CLS_ID : CLS_ID + 1].expand(extra, -1)
+                state[key] = torch.cat([state[key], rows])
+        state["lm_head.bias"] = torch.cat(
+            [state["lm_head.bias"], state["lm_head.bias"][:1].expand(extra)]
+        )
+        model.esm.load_state_dict(state, strict=False)
+        missing = set(model.esm.state_dict()) - set(state)
+        if missing - {"lm_head.decoder.weight"}:  # the decoder is tied to the embeddings
+            raise ValueError(f"{directory} lacks weights: {sorted(missing)[:5]}")
+        return model

@@ -1,0 +1,181 @@
+"""Train, sample and edit: the public API of diffprotein.
+
+Training is diffcore's ``MaskProcess`` loss (MDLM's continuous-time ELBO) run by diffcore's one
+training loop; sampling and editing (``diffprotein.sampling``, re-exported here) are diffcore's
+discrete samplers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from diffcore.processes import MaskProcess
+from diffcore.training import LogRow, TrainConfig, TrainResult, train
+from diffprotein.alphabet import BASE_VOCAB_SIZE, MASK_ID, PAD_ID, encode
+from diffprotein.conditioning import LengthPrior, family_ids
+from diffprotein.data import ProteinRecord
+from diffprotein.model import EsmShape, ProteinDenoiser, ProteinDenoiserConfig
+from diffprotein.sampling import Sample, SamplingConfig, redesign, sample
+
+__all__ = [
+    "PROCESS",
+    "Sample",
+    "SamplingConfig",
+    "SequenceDataset",
+    "build_denoiser",
+    "collate",
+    "likelihood",
+    "redesign",
+    "sample",
+    "train_denoiser",
+]
+
+PROCESS = MaskProcess(mask_id=MASK_ID, vocab_size=BASE_VOCAB_SIZE)
+
+
+class SequenceDataset(Dataset):
+    """Records as ``(tokens (L,) long, family index)`` items; family -1 where a record has no
+    family or the model has none. Sequences longer than ``max_length`` are an error naming the
+    record (read with ``ReadOptions(max_length=...)`` to catch or skip them earlier)."""
+
+    def __init__(
+        self, records: Sequence[ProteinRecord], families: Sequence[str], max_length: int
+    ) -> None:
+        if not records:
+            raise ValueError("no sequences to train on")
+        self.tokens, names = [], []
+        for r in records:
+            if len(r.sequence) > max_length:
+                raise ValueError(
+                    f"record {r.id!r} has {len(r.sequence)} residues, more than the model's "
+                    f"max_length {max_length}"
+                )
+            try:
+                self.tokens.append(encode(r.sequence))
+            except ValueError as err:
+                raise ValueError(f"record {r.id!r}: {err}") from None
+            names.append(r.family if r.family in families else None)
+        self.family = family_ids(names, families)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.tokens[i], int(self.family[i])
+
+
+def collate(items: list[tuple[Tensor, int]]) -> dict[str, Tensor]:
+    """{"tokens": (B, L_max) long padded with <pad>, "family": (B,) long}."""
+    width = max(len(t) for t, _ in items)
+    tokens = torch.full((len(items), width), PAD_ID, dtype=torch.long)
+    for row, (t, _) in enumerate(items):
+        tokens[row, : len(t)] = t
+    return {"tokens": tokens, "family": torch.tensor([f for _, f in items], dtype=torch.long)}
+
+
+def build_denoiser(
+    records: Sequence[ProteinRecord], shape: EsmShape | dict[str, Any], *, conditional: bool = True
+) -> ProteinDenoiser:
+    """A fresh denoiser of ``shape`` whose families (if ``conditional``) and length histogram
+    come from ``records``."""
+    fields = dataclass_fields(shape)
+    families = tuple(sorted({r.family for r in records if r.family})) if conditional else ()
+    prior = LengthPrior.from_records((r.family, len(r.sequence)) for r in records)
+    return ProteinDenoiser(
+        ProteinDenoiserConfig(**fields, families=families, lengths=prior.to_json())
+    )
+
+
+def dataclass_fields(shape: EsmShape | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(shape, EsmShape):
+        return {k: getattr(shape, k) for k in EsmShape.__dataclass_fields__}
+    return dict(shape)
+
+
+@dataclass(frozen=True)
+class DenoiserLoss:
+    """``loss_fn(model, batch, generator)`` for diffcore's loop: the masking ELBO, with the
+    family dropped to "none" for a ``family_dropout`` share of rows so the same network also
+    learns the unconditional model that classifier-free guidance needs."""
+
+    family_dropout: float = 0.1
+
+    def __call__(self, model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+        tokens, family = batch["tokens"], batch["family"]
+        if self.family_dropout > 0:
+            u = torch.rand(family.shape, generator=generator, device=family.device)
+            family = torch.where(u < self.family_dropout, -1, family)
+        return PROCESS.loss(model, tokens, generator, loss_mask=tokens != PAD_ID, family=family)
+
+
+def train_denoiser(
+    model: ProteinDenoiser,
+    records: Sequence[ProteinRecord],
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    family_dropout: float = 0.1,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    on_log: Callable[[LogRow], None] | None = None,
+) -> TrainResult:
+    """Train (or resume training) ``model`` on ``records``; checkpoints in
+    ``out_dir/checkpoints``, the EMA model in ``out_dir/final`` (``ProteinDenoiser`` folder)."""
+    if not 0.0 <= family_dropout <= 1.0:
+        raise ValueError(f"family_dropout must lie in [0, 1], got {family_dropout}")
+    data = SequenceDataset(records, model.config.families, model.config.max_length)
+    return train(
+        model,
+        DenoiserLoss(family_dropout),
+        data,
+        config,
+        out_dir=out_dir,
+        collate_fn=collate,
+        device=device,
+        progress=progress,
+        on_log=on_log,
+    )
+
+
+@torch.no_grad()
+def likelihood(
+    model: ProteinDenoiser,
+    records: Sequence[ProteinRecord],
+    *,
+    conditional: bool = True,
+    samples: int = 16,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> float:
+    """Upper bound on the negative log-likelihood, in nats per residue, over ``records``
+    (MaskProcess.nll_bound, LLaDA's low-variance estimator); exp of it bounds the perplexity."""
+    device = next(model.parameters()).device
+    model.eval()
+    families = model.config.families if conditional else ()
+    data = SequenceDataset(records, families, model.config.max_length)
+    g = torch.Generator(device=device).manual_seed(seed)
+    total, count = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        batch = collate([data[i] for i in range(start, min(len(data), start + batch_size))])
+        tokens = batch["tokens"].to(device)
+        counted = tokens != PAD_ID
+        nll = PROCESS.nll_bound(
+            model,
+            tokens,
+            generator=g,
+            samples=samples,
+            loss_mask=counted,
+            family=batch["family"].to(device),
+        )
+        n = counted.sum(1)
+        total += float((nll * n).sum())
+        count += int(n.sum())
+    return total / count if count else math.nan

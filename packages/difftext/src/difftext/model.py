@@ -1,0 +1,294 @@
+"""The denoiser: any ``transformers`` masked LM, whose mask token is the absorbing state.
+
+- scratch: ``AutoModelForMaskedLM.from_config`` on a config built from a named shape in
+  ``shared/presets/text.json`` (``masked_lm_config``), sized to the tokenizer and block length;
+- continued pre-training: ``AutoModelForMaskedLM.from_pretrained(local_dir)`` on a checkpoint on
+  disk (safetensors only, offline, never remote code);
+- the autoregressive peer of the evaluation: a GPT-2 config of the same width, depth, heads
+  and parameter count (``causal_lm_config``).
+
+The presets use ModernBERT (Warner et al. 2024, https://arxiv.org/abs/2412.13663): pre-norm
+with rotary position embeddings. At the sizes a CPU trains, BERT's learned absolute positions
+left the denoiser stuck at the unigram loss for hundreds of steps where ModernBERT learns
+from its neighbours at once (measured on Tiny Shakespeare; ``bert-small`` is kept to compare).
+
+A trained model lives in a directory (``save_text_model``): the transformers ``config.json``, the
+weights in ``model.safetensors`` (written by ``diffcore.io``), the tokenizer files and
+``difftext.json`` (what kind of model it is and its block length). ``from_pretrained`` of
+transformers reads the same directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from transformers import (
+    CONFIG_MAPPING,
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    GPT2Config,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
+
+from diffcore.io import atomic_directory, save_weights
+from diffcore.nn.presets import presets_dir
+from difftext.tokenizer import banned_ids, load_tokenizer, start_id
+
+__all__ = [
+    "META_NAME",
+    "ModelKind",
+    "TextDenoiser",
+    "TextModel",
+    "causal_lm_config",
+    "load_preset",
+    "load_text_model",
+    "masked_lm_config",
+    "parameter_count",
+    "save_text_model",
+]
+
+ModelKind = Literal["diffusion", "autoregressive"]
+META_NAME = "difftext.json"
+PRESET_FILE = "text.json"
+# Dropout is off unless a preset asks for it: short CPU budgets underfit, they do not overfit.
+BANNED_LOGIT = -1e4
+_DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout")
+
+
+def load_preset(name: str, file: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The fields of preset ``name`` from ``shared/presets/text.json`` (or ``file``)."""
+    path = Path(file) if file is not None else presets_dir() / PRESET_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"preset file {path} does not exist")
+    try:
+        table = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
+    if name not in table:
+        raise ValueError(f"{path} has no preset {name!r}; it has {sorted(table)}")
+    return dict(table[name])
+
+
+def masked_lm_config(
+    fields: dict[str, Any], tokenizer: PreTrainedTokenizerBase, block_size: int
+) -> PretrainedConfig:
+    """A masked-LM config from preset ``fields`` (``model_type`` plus that type's config fields),
+    with the vocabulary and special tokens of ``tokenizer`` and ``block_size`` positions."""
+    fields = dict(fields)
+    model_type = fields.pop("model_type", "modernbert")
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(f"unknown model_type {model_type!r} in the preset")
+    known = {f.name for f in dataclasses.fields(CONFIG_MAPPING[model_type])}
+    # the config class's own special ids belong to some other vocabulary: replace them
+    special = {
+        f"{role}_token_id": getattr(tokenizer, f"{role}_token_id", None)
+        for role in ("pad", "bos", "eos", "cls", "sep")
+        if f"{role}_token_id" in known
+    }
+    try:
+        config = AutoConfig.for_model(
+            model_type,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=block_size,
+            **{**special, **fields},
+        )
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"cannot build a {model_type!r} config from {fields}: {err}") from err
+    for name in _DROPOUT_FIELDS:
+        if hasattr(config, name) and name not in fields:
+            setattr(config, name, 0.0)
+    return config
+
+
+def parameter_count(config: PretrainedConfig) -> int:
+    """Parameters of the masked LM ``config`` describes, counted without allocating them."""
+    with torch.device("meta"):
+        model = AutoModelForMaskedLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _field(config: PretrainedConfig, name: str) -> Any:
+    value = getattr(config, name, None)
+    if value is None:
+        raise ValueError(
+            f"the {config.model_type!r} config has no {name!r}; the autoregressive peer copies "
+            "hidden_size, num_hidden_layers and num_attention_heads"
+        )
+    return value
+
+
+def causal_lm_config(
+    masked: PretrainedConfig, tokenizer: PreTrainedTokenizerBase, block_size: int
+) -> GPT2Config:
+    """The autoregressive peer of the masked LM ``masked``: a GPT-2 config of the same width,
+    depth and heads, whose feed-forward width makes the two parameter counts equal (masked LMs
+    differ in their feed-forward blocks: GELU or GLU, biases or none)."""
+    d, n = _field(masked, "hidden_size"), _field(masked, "num_hidden_layers")
+    vocab = len(tokenizer)
+    # GPT-2: tied embeddings (V + P) d, final norm 2d; per layer 4d^2 + 9d (attention, norms,
+    # the feed-forward output bias) plus (2d + 1) I for a feed-forward block of width I.
+    fixed = (vocab + block_size) * d + 2 * d + n * (4 * d * d + 9 * d)
+    inner = round((parameter_count(masked) - fixed) / (n * (2 * d + 1)))
+    if inner < 1:
+        raise ValueError(
+            f"a GPT-2 of width {d} and depth {n} cannot match the masked LM's parameter count"
+        )
+    return GPT2Config(
+        vocab_size=vocab,
+        n_positions=block_size,
+        n_embd=d,
+        n_layer=n,
+        n_head=_field(masked, "num_attention_heads"),
+        n_inner=inner,
+        activation_function="gelu",
+        resid_pdrop=getattr(masked, "hidden_dropout_prob", 0.0),
+        embd_pdrop=getattr(masked, "hidden_dropout_prob", 0.0),
+        attn_pdrop=getattr(masked, "attention_probs_dropout_prob", 0.0),
+        bos_token_id=start_id(tokenizer),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+@dataclass(frozen=True)
+class TextDenoiser:
+    """A masked LM as a diffcore ``TokenDenoiser``: ``D(x, t, **cond) -> logits (B, L, V)``.
+
+    x: (B, L) long, ``mask_id`` where a token is hidden. t is ignored: the masked LM reads the
+    masked share off its input (MDLM found time conditioning unnecessary), so samplers may
+    reuse a forward pass while x is unchanged (``time_independent=True``).
+    cond: ``attention_mask`` (B, L) (0 at padding) and ``hide`` (B, L) bool, positions to mask
+    before the call (classifier-free guidance's unconditional branch masks the prompt, as in
+    LLaDA). Tokens in ``banned`` never occur in text (padding, BOS...) and get the logit
+    ``BANNED_LOGIT``: finite, so that guidance's extrapolation ``u + w (c - u)`` stays finite
+    (-inf - -inf is NaN), yet far below any real logit (exp(-1e4) underflows to 0).
+    """
+
+    model: nn.Module
+    mask_id: int
+    banned: tuple[int, ...] = ()
+
+    def __call__(
+        self,
+        x: Tensor,
+        t: Tensor | None = None,
+        *,
+        attention_mask: Tensor | None = None,
+        hide: Tensor | None = None,
+    ) -> Tensor:
+        if hide is not None:
+            x = torch.where(hide, self.mask_id, x)
+        logits = self.model(input_ids=x, attention_mask=attention_mask).logits
+        if self.banned:
+            index = torch.tensor(self.banned, device=logits.device)
+            logits = logits.index_fill(-1, index, BANNED_LOGIT)
+        return logits
+
+
+@dataclass(frozen=True)
+class TextModel:
+    """A model with its tokenizer. kind: "diffusion" (a masked LM) or "autoregressive" (the
+    peer); block_size: the sequence length it was trained on."""
+
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    kind: ModelKind
+    block_size: int
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.config.vocab_size)
+
+    @property
+    def mask_id(self) -> int:
+        return int(self.tokenizer.mask_token_id)
+
+    def denoiser(self, *, generating: bool = False) -> TextDenoiser:
+        """The diffusion model as a ``TokenDenoiser``, banning tokens that are never text and
+        ids beyond the tokenizer's vocabulary (generating: UNK too, see ``banned_ids``)."""
+        if self.kind != "diffusion":
+            raise ValueError("only a diffusion (masked LM) model is a denoiser")
+        banned = banned_ids(self.tokenizer, generating=generating)
+        beyond = range(len(self.tokenizer), self.vocab_size)
+        return TextDenoiser(self.model, self.mask_id, (*banned, *beyond))
+
+
+def save_text_model(text_model: TextModel, directory: str | os.PathLike) -> Path:
+    """Write a complete model directory atomically (see the module docstring)."""
+    model = text_model.model
+    with atomic_directory(directory) as tmp:
+        model.config.architectures = [type(model).__name__]
+        model.config.save_pretrained(tmp)
+        save_weights(model, tmp / "model.safetensors")
+        text_model.tokenizer.save_pretrained(tmp)
+        meta = {"kind": text_model.kind, "block_size": text_model.block_size}
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+    return Path(directory)
+
+
+def _model_dir(directory: Path) -> Path:
+    """A run folder (``diffuse train text --out``) stands for its ``model/`` folder."""
+    if (
+        not (directory / "config.json").is_file()
+        and (directory / "model" / "config.json").is_file()
+    ):
+        return directory / "model"
+    return directory
+
+
+def _kind_of(directory: Path, config: PretrainedConfig) -> ModelKind:
+    meta = directory / META_NAME
+    if meta.is_file():
+        kind = json.loads(meta.read_text()).get("kind")
+        if kind in ("diffusion", "autoregressive"):
+            return kind
+        raise ValueError(f"{meta}: kind must be 'diffusion' or 'autoregressive', got {kind!r}")
+    archs = config.architectures or []
+    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    return "autoregressive" if causal else "diffusion"
+
+
+def load_text_model(
+    directory: str | os.PathLike, *, kind: ModelKind | None = None, device: Any = "cpu"
+) -> TextModel:
+    """A model directory (ours, or any transformers masked / causal LM saved with its tokenizer
+    and safetensors weights) -> ``TextModel`` in eval mode. kind overrides the detection."""
+    path = _model_dir(Path(directory))
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a model directory (it has no config.json)")
+    if not any((path / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")):
+        pickles = sorted(
+            p.name for p in path.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")
+        )
+        found = f" (it has only {', '.join(pickles)}: pickles are never loaded)" if pickles else ""
+        raise ValueError(
+            f"{path} has no model.safetensors{found}; convert the weights to safetensors in a "
+            "trusted environment"
+        )
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    kind = kind or _kind_of(path, config)
+    auto = AutoModelForMaskedLM if kind == "diffusion" else AutoModelForCausalLM
+    quiet = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a bar per load is noise in a command's output
+    try:
+        model = auto.from_pretrained(
+            str(path), local_files_only=True, use_safetensors=True, trust_remote_code=False
+        )
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()
+    tokenizer = load_tokenizer(path)
+    meta = path / META_NAME
+    block = json.loads(meta.read_text()).get("block_size") if meta.is_file() else None
+    block = block or getattr(config, "max_position_embeddings", None) or config.n_positions
+    return TextModel(model.to(device).eval(), tokenizer, kind, int(block))

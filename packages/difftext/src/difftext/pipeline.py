@@ -1,0 +1,238 @@
+"""The public API: build a model, train it with diffcore's loop, validate it; generation
+(``generate``, ``SampleConfig``) lives in ``difftext.generation`` and is re-exported here.
+
+Training a diffusion model is ``MaskProcess.loss`` (the MDLM ELBO) on blocks of tokens; the
+autoregressive peer is trained by the same loop on the same blocks.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedTokenizerBase
+
+from diffcore.io import WEIGHTS_NAME, load_weights
+from diffcore.processes import MaskProcess
+from diffcore.training import LogRow, TrainConfig, train
+from difftext.autoregressive import causal_lm_loss
+from difftext.data import TokenBlocks
+from difftext.evaluate import Likelihood, causal_nll, diffusion_nll_bound
+from difftext.generation import Generated, SampleConfig, generate
+from difftext.model import (
+    ModelKind,
+    TextModel,
+    causal_lm_config,
+    load_preset,
+    load_text_model,
+    masked_lm_config,
+    save_text_model,
+)
+from difftext.tokenizer import start_id
+
+__all__ = [
+    "FitResult",
+    "Generated",
+    "SampleConfig",
+    "build_model",
+    "calibrate_steps",
+    "default_ema_decay",
+    "fit",
+    "generate",
+    "loss_function",
+    "validate",
+]
+
+
+def build_model(
+    kind: ModelKind,
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int,
+    *,
+    preset: str = "small",
+    init_from: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> TextModel:
+    """A fresh model (``from_config`` on the preset's shape; the autoregressive kind gets the
+    GPT-2 peer of that shape), or, with ``init_from``, a model directory to keep training
+    (continued pre-training: its own tokenizer is used and ``tokenizer`` is ignored)."""
+    if init_from is not None:
+        loaded = load_text_model(init_from, kind=kind)
+        limit = getattr(loaded.model.config, "max_position_embeddings", None) or getattr(
+            loaded.model.config, "n_positions", block_size
+        )
+        if block_size > limit:
+            raise ValueError(
+                f"{init_from} handles at most {limit} positions; block_size {block_size} is longer"
+            )
+        loaded.model.train()
+        return TextModel(loaded.model, loaded.tokenizer, kind, block_size)
+    torch.manual_seed(seed)  # weight initialization
+    config = masked_lm_config(load_preset(preset), tokenizer, block_size)
+    if kind == "diffusion":
+        model = AutoModelForMaskedLM.from_config(config)
+    elif kind == "autoregressive":
+        model = AutoModelForCausalLM.from_config(causal_lm_config(config, tokenizer, block_size))
+    else:
+        raise ValueError(f"kind must be 'diffusion' or 'autoregressive', got {kind!r}")
+    return TextModel(model, tokenizer, kind, block_size)
+
+
+def loss_function(text_model: TextModel) -> Callable[[nn.Module, Tensor, torch.Generator], Tensor]:
+    """``loss_fn(model, tokens (B, L), generator)`` for diffcore's loop: the MDLM ELBO in nats
+    per token for a diffusion model, the next-token NLL for the autoregressive peer."""
+    tok = text_model.tokenizer
+    pad = tok.pad_token_id
+    if text_model.kind == "autoregressive":
+        start = start_id(tok)
+        return lambda model, tokens, generator: causal_lm_loss(
+            model, tokens, start=start, pad_id=pad
+        )
+    process = MaskProcess(text_model.mask_id, text_model.vocab_size)
+    base = text_model.denoiser()
+
+    def diffusion_loss(model: nn.Module, tokens: Tensor, generator: torch.Generator) -> Tensor:
+        counted = tokens != pad
+        attention = None if bool(counted.all()) else counted.long()
+        denoiser = type(base)(model, base.mask_id, base.banned)  # the (DDP-wrapped) module
+        return process.loss(
+            denoiser, tokens, generator, loss_mask=counted, attention_mask=attention
+        )
+
+    return diffusion_loss
+
+
+def validate(
+    text_model: TextModel, blocks: TokenBlocks, *, samples: int = 16, progress: bool = False
+) -> Likelihood:
+    """NLL on ``blocks``: the diffusion bound (``samples`` mask draws per block), or the exact
+    NLL of the autoregressive peer."""
+    was_training = text_model.model.training
+    text_model.model.eval()
+    try:
+        if text_model.kind == "diffusion":
+            return diffusion_nll_bound(text_model, blocks, samples=samples, progress=progress)
+        return causal_nll(text_model, blocks, progress=progress)
+    finally:
+        text_model.model.train(was_training)
+
+
+class _LoopModule(nn.Module):
+    """The language model as diffcore's loop sees it: the same parameters, no ``config``.
+
+    The loop saves a model whose ``config`` is a dataclass with ``diffcore.io.save_pretrained``,
+    and transformers 5 configs are dataclasses that it cannot serialize (a ``torch.dtype``
+    field); without one the loop writes the weights alone, and ``save_text_model`` writes the
+    model directory."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, **inputs: Tensor):
+        return self.lm(**inputs)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """model_dir: the trained model (EMA weights), loadable by ``load_text_model``; log: the
+    loop's rows; validation: (step, NLL) during training; final: NLL of the saved model on all
+    validation blocks (None without validation blocks)."""
+
+    model_dir: Path
+    log: list[LogRow]
+    validation: list[tuple[int, Likelihood]]
+    final: Likelihood | None
+
+
+def fit(
+    text_model: TextModel,
+    train_blocks: TokenBlocks,
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    val_blocks: TokenBlocks | None = None,
+    eval_every: int = 0,
+    eval_blocks: int = 64,
+    eval_samples: int = 4,
+    final_samples: int = 16,
+    progress: bool = True,
+) -> FitResult:
+    """Train with diffcore's loop in ``out_dir`` (checkpoints, exact resume, ``final/``), then
+    write the model directory ``out_dir/model`` and ``out_dir/metrics.jsonl``.
+
+    Every ``eval_every`` steps (0: never) the NLL of the first ``eval_blocks`` validation blocks
+    is logged (``eval_samples`` mask draws each: a noisier, cheaper bound); at the end all
+    validation blocks are scored with ``final_samples`` draws."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = out / "metrics.jsonl"
+    validation: list[tuple[int, Likelihood]] = []
+
+    def on_log(row: LogRow) -> None:
+        record = {"step": row.step, "loss_nats": row.loss, "lr": row.lr}
+        if val_blocks is not None and eval_every and row.step % eval_every == 0:
+            subset = val_blocks.subset(slice(0, eval_blocks))
+            nll = validate(text_model, subset, samples=eval_samples)
+            validation.append((row.step, nll))
+            record.update(
+                val_bits_per_token=nll.bits_per_token, val_bits_per_char=nll.bits_per_char
+            )
+        with metrics.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    model = text_model.model
+    model.train()
+    loop_module = _LoopModule(model)
+    result = train(
+        loop_module, loss_function(text_model), train_blocks.tokens, config,
+        out_dir=out, progress=progress, on_log=on_log,
+    )  # fmt: skip
+    # the EMA average, when EMA is on
+    load_weights(loop_module, result.final_model / WEIGHTS_NAME)
+    model.eval()
+    final = None
+    if val_blocks is not None:
+        final = validate(text_model, val_blocks, samples=final_samples, progress=progress)
+        with metrics.open("a") as f:
+            record = {"step": result.step, "final": True, **dataclasses.asdict(final)}
+            f.write(json.dumps(record) + "\n")
+    model_dir = save_text_model(text_model, out / "model")
+    return FitResult(model_dir, result.log, validation, final)
+
+
+def default_ema_decay(steps: int) -> float | None:
+    """An EMA decay for a run of ``steps``: 0.999, shortened so that the random initialization
+    keeps a weight below e^-10 at the end (diffcore's EMA starts at the initial weights and has
+    no bias correction); None (no EMA) for runs of 10 steps or fewer."""
+    decay = min(0.999, 1.0 - 10.0 / steps)
+    return decay if decay > 0 else None
+
+
+def calibrate_steps(
+    text_model: TextModel, blocks: TokenBlocks, config: TrainConfig, seconds: float
+) -> int:
+    """How many optimizer steps of ``config`` fit in ``seconds`` of wall clock, timed on a copy
+    of the model (2 warm-up steps, then 3 timed): equal budgets for models of unequal speed."""
+    model = copy.deepcopy(text_model.model).train()
+    loss_fn = loss_function(TextModel(model, text_model.tokenizer, text_model.kind, 0))
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(0)
+    batch = blocks.tokens[: config.batch_size]
+    times = []
+    for _ in range(5):
+        began = time.perf_counter()
+        for _ in range(config.grad_accum):
+            loss_fn(model, batch, generator).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - began)
+    return max(1, int(seconds / (sum(times[2:]) / 3)))
