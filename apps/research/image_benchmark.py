@@ -14,7 +14,9 @@ EMA with warm-up to 0.9999, batch 16, random flips, epsilon MSE), sized to our p
     uv run python apps/research/image_benchmark.py --minutes 20            # the CPU benchmark
     uv run python apps/research/image_benchmark.py --minutes 0.3 --samples 64 --quick   # smoke test
 
-The peer needs diffusers (`uv sync --group benchmark`); without it only our rows are printed.
+The peer needs diffusers, in the research app's `benchmark` group:
+`uv run --package research --group benchmark python apps/research/image_benchmark.py`;
+without it only our rows are printed.
 """
 
 from __future__ import annotations

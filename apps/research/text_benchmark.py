@@ -56,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--precision", default="auto", help="autocast for both models: auto, fp32, bf16 or fp16"
+    )
     p.add_argument("--steps", default="32,64,128,256", help="sampler steps to compare")
     p.add_argument("--samples", type=int, default=32, help="texts per sampler row")
     p.add_argument("--val-blocks", type=int, help="score only this many validation blocks")
@@ -66,22 +69,34 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def train_one(kind, tokenizer, blocks, args) -> tuple[object, dict]:
-    """Train (or resume) one model within the budget; returns the model and its run facts."""
+def base_config(args) -> TrainConfig:
+    return TrainConfig(
+        steps=1, batch_size=args.batch_size, lr=args.lr, warmup=0.05, checkpoint_every=200,
+        log_every=25, seed=args.seed, precision=args.precision,
+    )  # fmt: skip
+
+
+def budgets(tokenizer, blocks, args) -> dict[str, int]:
+    """Steps per model for the same wall clock, both timed back to back before any training, so
+    both see the same machine (a rerun with the same --out reuses them: resume needs the same
+    one-cycle schedule)."""
+    facts_file = args.out / "budget.json"
+    if facts_file.is_file():
+        return json.loads(facts_file.read_text())
+    steps = {}
+    for kind in ("diffusion", "autoregressive"):
+        model = build_model(kind, tokenizer, args.block_size, preset=args.preset, seed=args.seed)
+        steps[kind] = calibrate_steps(model, blocks, base_config(args), args.minutes * 60)
+    facts_file.write_text(json.dumps(steps) + "\n")
+    return steps
+
+
+def train_one(kind, tokenizer, blocks, steps: int, args) -> tuple[object, dict]:
+    """Train (or resume) one model for its calibrated steps; returns the model and run facts."""
     folder = args.out / kind
     folder.mkdir(parents=True, exist_ok=True)
-    facts_file = folder / "budget.json"
     model = build_model(kind, tokenizer, args.block_size, preset=args.preset, seed=args.seed)
-    base = TrainConfig(
-        steps=1, batch_size=args.batch_size, lr=args.lr, warmup=0.05, checkpoint_every=200,
-        log_every=25, seed=args.seed,
-    )  # fmt: skip
-    if facts_file.is_file():  # resuming: the one-cycle schedule needs the same step count
-        steps = json.loads(facts_file.read_text())["steps"]
-    else:
-        steps = calibrate_steps(model, blocks, base, args.minutes * 60)
-        facts_file.write_text(json.dumps({"steps": steps}) + "\n")
-    config = dataclasses.replace(base, steps=steps, ema_decay=default_ema_decay(steps))
+    config = dataclasses.replace(base_config(args), steps=steps, ema_decay=default_ema_decay(steps))
     began = time.perf_counter()
     result = fit(model, blocks, config, folder, progress=True)
     facts = {
@@ -140,8 +155,11 @@ def main() -> None:
     if args.val_blocks:
         val_blocks = val_blocks.subset(slice(0, args.val_blocks))
 
-    diffusion, d_facts = train_one("diffusion", tokenizer, train_blocks, args)
-    peer, p_facts = train_one("autoregressive", tokenizer, train_blocks, args)
+    steps = budgets(tokenizer, train_blocks, args)
+    diffusion, d_facts = train_one("diffusion", tokenizer, train_blocks, steps["diffusion"], args)
+    peer, p_facts = train_one(
+        "autoregressive", tokenizer, train_blocks, steps["autoregressive"], args
+    )
     d_nll = validate(diffusion, val_blocks, samples=args.mc_samples, progress=True)
     p_nll = validate(peer, val_blocks, progress=True)
     rows = sample_rows(diffusion, peer, [d.text for d in train_docs], args)
@@ -149,7 +167,7 @@ def main() -> None:
     lines = [
         f"# text benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, preset {args.preset}, "
-        f"{args.minutes:g} min per model, {len(val_blocks)} validation blocks of {args.block_size}",
+        f"{args.minutes:g} min per model, {args.precision} autocast, {len(val_blocks)} validation blocks of {args.block_size}",
         "",
         "| model | parameters | steps | train s | val bits/char | NLL ratio to AR |",
         "|---|---:|---:|---:|---:|---:|",

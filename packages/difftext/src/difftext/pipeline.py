@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedT
 
 from diffcore.io import WEIGHTS_NAME, load_weights
 from diffcore.processes import MaskProcess
-from diffcore.training import LogRow, TrainConfig, train
+from diffcore.training import LogRow, TrainConfig, autocast_dtype, train
 from difftext.autoregressive import causal_lm_loss
 from difftext.data import TokenBlocks
 from difftext.evaluate import Likelihood, causal_nll, diffusion_nll_bound
@@ -227,11 +227,15 @@ def calibrate_steps(
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(0)
     batch = blocks.tokens[: config.batch_size]
+    device = next(model.parameters()).device
+    amp = autocast_dtype(config.precision, device)  # time the step exactly as training runs it
     times = []
     for _ in range(5):
         began = time.perf_counter()
         for _ in range(config.grad_accum):
-            loss_fn(model, batch, generator).backward()
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                loss = loss_fn(model, batch, generator)
+            loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - began)

@@ -1,4 +1,6 @@
-"""Fused kernels, each beside the PyTorch reference that specifies it.
+"""Fused kernels, each beside the PyTorch reference that specifies it: the sampler update (with
+an optional classifier-free guidance combine), GroupNorm + modulation + SiLU, and masked-token
+sampling.
 
 Layout: ``kernels/<op>/reference.py`` (the spec and the CPU path), ``kernels/<op>/triton.py``
 (the Triton kernel, imported lazily: importing diffcore never imports triton) and
@@ -16,12 +18,17 @@ from diffcore.kernels._dispatch import (
     triton_available,
     use_backend,
 )
-from diffcore.kernels.sampler_update import sampler_update
+from diffcore.kernels.group_norm_silu import group_norm_silu
+from diffcore.kernels.sampler_update import guided_sampler_update, sampler_update
+from diffcore.kernels.token_sampling import sample_tokens
 
 __all__ = [
     "BACKENDS",
     "backend_for",
+    "group_norm_silu",
+    "guided_sampler_update",
     "requested_backend",
+    "sample_tokens",
     "sampler_update",
     "triton_available",
     "use_backend",

@@ -13,28 +13,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-
-def group_norm_silu(
-    x: Tensor,
-    groups: int,
-    weight: Tensor | None,
-    bias: Tensor | None,
-    scale: Tensor | None = None,
-    shift: Tensor | None = None,
-    eps: float = 1e-5,
-) -> Tensor:
-    """``SiLU((1 + scale) * GroupNorm(x) + shift)``, the one normalisation every block uses.
-
-    x: (B, C, H, W); weight, bias: (C,) affine parameters of the GroupNorm (or None);
-    scale, shift: (B, C) per-sample modulation from the embedding (both or neither).
-    Kept as a single function because a fused kernel replaces exactly this composition.
-    """
-    if (scale is None) != (shift is None):
-        raise ValueError("group_norm_silu needs both scale and shift, or neither")
-    h = F.group_norm(x, groups, weight, bias, eps)
-    if scale is not None and shift is not None:
-        h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
-    return F.silu(h)
+# The one normalisation every block uses, SiLU((1 + scale) * GroupNorm(x) + shift), lives with
+# the kernels: a fused Triton version replaces exactly this composition on CUDA at inference.
+from diffcore.kernels.group_norm_silu import group_norm_silu
 
 
 class GroupNormSiLU(nn.Module):

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from diffcore._utils import grid_levels
 from diffcore.denoisers.protocols import TokenDenoiser
+from diffcore.kernels.token_sampling import sample_tokens
 from diffcore.processes.mask import clean_log_probs
 from diffcore.samplers.step import Callback, Step
 
@@ -105,28 +106,15 @@ def _candidates(
     top_p: float | None = None,
 ) -> Tensor:
     """One token (B, L) per masked position drawn from softmax(logp / temperature), restricted to
-    the top_p nucleus; unmasked positions get 0. Only masked rows are drawn (memory ~ N x V)."""
-    rows = logp[masked]  # (N, V)
-    if temperature == 0.0:
-        drawn = rows.argmax(-1)
-    else:
-        rows = torch.log_softmax(rows.double() / temperature, dim=-1)
-        if top_p is not None:
-            rows = _nucleus(rows, top_p)
-        u = torch.rand(rows.shape, generator=generator, device=rows.device, dtype=torch.float64)
-        drawn = (rows - torch.log(-torch.log(u))).argmax(-1)  # Gumbel-max
+    the top_p nucleus; unmasked positions get 0. Only masked rows are drawn (memory ~ N x V), by
+    :func:`diffcore.kernels.sample_tokens` (a fused kernel on CUDA; elsewhere the float64
+    reference, which is exactly the Gumbel-max draw this module always made)."""
+    drawn, _ = sample_tokens(
+        logp[masked], temperature=temperature, top_p=top_p, generator=generator
+    )
     return torch.zeros(masked.shape, dtype=torch.long, device=masked.device).masked_scatter(
         masked, drawn
     )
-
-
-def _nucleus(logp: Tensor, top_p: float) -> Tensor:
-    """Keep the smallest set of most likely tokens whose mass reaches top_p (Holtzman et al. 2020,
-    https://arxiv.org/abs/1904.09751); the rest get -inf. logp: (N, V) normalized."""
-    ranked, order = logp.sort(-1, descending=True)
-    mass_before = ranked.exp().cumsum(-1) - ranked.exp()
-    ranked = ranked.masked_fill(mass_before >= top_p, -math.inf)  # the top token always stays
-    return torch.full_like(logp, -math.inf).scatter(-1, order, ranked)
 
 
 def _report(callback: Callback | None, step: Step, x: Tensor, denoised: Tensor) -> None:
@@ -217,7 +205,8 @@ def _step_plan(
 def _confidence(logp: Tensor, candidates: Tensor, kind: Confidence) -> Tensor:
     """How sure the model is at each position (B, L): the probability of the drawn candidate, or
     the margin between its two most likely tokens (Kim et al. 2025,
-    https://arxiv.org/abs/2502.06768)."""
+    https://arxiv.org/abs/2502.06768). Both under the untempered model, so not the tempered
+    confidence that ``sample_tokens`` returns alongside its draw."""
     if kind == "probability":
         return logp.gather(-1, candidates.unsqueeze(-1)).squeeze(-1).exp()
     top2 = logp.topk(2, dim=-1).values.exp()

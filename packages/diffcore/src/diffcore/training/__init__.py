@@ -6,7 +6,7 @@ from diffcore.training.config import LogRow, TrainConfig, TrainResult
 from diffcore.training.data import BatchStream, Position, epoch_permutation
 from diffcore.training.distributed import DistInfo, dist_info
 from diffcore.training.ema import EMA
-from diffcore.training.loop import train
+from diffcore.training.loop import autocast_dtype, train
 
 __all__ = [
     "EMA",
@@ -16,6 +16,7 @@ __all__ = [
     "Position",
     "TrainConfig",
     "TrainResult",
+    "autocast_dtype",
     "dist_info",
     "epoch_permutation",
     "latest_checkpoint",

@@ -63,7 +63,9 @@ def _resolve_device(device: str | torch.device | None, info: DistInfo) -> torch.
     return device
 
 
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``train`` uses for ``TrainConfig.precision`` on ``device`` (None: fp32),
+    for code that must time or run a step exactly as training will."""
     if precision == "auto":
         if device.type != "cuda":
             return None
@@ -224,7 +226,7 @@ def _run(
     on_log: Callable[[LogRow], None] | None,
 ) -> TrainResult:
     model.to(device)
-    amp_dtype = _autocast_dtype(config.precision, device)
+    amp_dtype = autocast_dtype(config.precision, device)
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)

@@ -33,3 +33,29 @@ def sampler_update(
     if prev is not None:
         out.add_(prev, alpha=d)
     return out.to(x.dtype)
+
+
+def guided_sampler_update(
+    x: Tensor,
+    cond: Tensor,
+    uncond: Tensor,
+    guidance_scale: float,
+    a: float,
+    b: float,
+    *,
+    noise: Tensor | None = None,
+    c: float = 0.0,
+    prev: Tensor | None = None,
+    d: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """The update with classifier-free guidance folded in: ``denoised = lerp(uncond, cond,
+    guidance_scale)`` (``uncond + scale * (cond - uncond)``, torch.lerp's rounding), then
+    ``a * x + b * denoised + c * noise + d * prev``, both in fp32 (fp64 stays fp64).
+
+    Returns (the update, denoised), each in x's dtype: samplers hand denoised to callbacks and
+    multistep solvers keep it as the next step's ``prev``.
+    """
+    work = torch.promote_types(x.dtype, torch.float32)
+    denoised = torch.lerp(uncond.to(work), cond.to(work), guidance_scale)
+    out = sampler_update(x, denoised, a, b, noise=noise, c=c, prev=prev, d=d)
+    return out, denoised.to(x.dtype)
