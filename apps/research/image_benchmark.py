@@ -73,6 +73,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--precision", default="bf16", help="ours: autocast (bf16: AVX-512 BF16 CPUs)")
     p.add_argument("--peer-batch-size", type=int, default=16, help="the example's default")
     p.add_argument("--skip-peer", action="store_true")
+    p.add_argument(
+        "--reuse", action="store_true", help="sample the models an earlier run left in --out"
+    )
     p.add_argument("--quick", action="store_true", help="few-step rows, for a smoke test")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -104,7 +107,9 @@ def train_ours(args: argparse.Namespace, data, out: Path) -> tuple[ImagePipeline
     )
     seconds = time.perf_counter() - start
     params = sum(p.numel() for p in model.parameters())
-    info = {"parameters": params, "steps": steps, "batch": args.batch_size, "seconds": seconds}
+    info = {"parameters": params, "steps": steps, "batch": args.batch_size, "seconds": seconds,
+            "model": str(result.final_model)}  # fmt: skip
+    (out / "ours" / "info.json").write_text(json.dumps(info) + "\n")
     return ImagePipeline.from_pretrained(result.final_model, device=args.device), info
 
 
@@ -139,7 +144,9 @@ def pad32(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (2, 2, 2, 2), value=-1.0)
 
 
-def train_peer(args: argparse.Namespace, data, target_params: int) -> tuple[torch.nn.Module, dict]:
+def train_peer(
+    args: argparse.Namespace, data, target_params: int, out: Path
+) -> tuple[torch.nn.Module, dict]:
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
@@ -183,7 +190,16 @@ def train_peer(args: argparse.Namespace, data, target_params: int) -> tuple[torc
     ema.copy_to(model.parameters())
     info = {"parameters": params, "steps": steps, "batch": batch_size, "seconds": seconds,
             "widths": list(widths)}  # fmt: skip
+    model.save_pretrained(out / "peer", safe_serialization=True)  # sampling can be rerun alone
+    (out / "peer" / "info.json").write_text(json.dumps(info) + "\n")
     return model.eval(), info
+
+
+def load_peer(out: Path, device: str) -> tuple[torch.nn.Module, dict]:
+    from diffusers import UNet2DModel
+
+    model = UNet2DModel.from_pretrained(out / "peer", use_safetensors=True).to(device)
+    return model.eval(), json.loads((out / "peer" / "info.json").read_text())
 
 
 @torch.no_grad()
@@ -227,6 +243,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     train = load_images(args.data, split="train", limit=args.limit)
     test = load_images(args.data, split="test")
+    if args.reuse and not args.judge:
+        args.judge = str(out / "judge" / "final")
     if args.judge:
         judge = load_judge(args.judge, device=args.device)
     else:
@@ -240,11 +258,17 @@ def main() -> None:
     reference = judge_features(judge, test.images)
     real = score_samples(judge, train.images[: args.samples].float() / 127.5 - 1, reference)
 
-    ours, ours_info = train_ours(args, train, out)
+    if args.reuse:  # sample and score the models a previous run with this --out trained
+        ours_info = json.loads((out / "ours" / "info.json").read_text())
+        ours = ImagePipeline.from_pretrained(ours_info["model"], device=args.device)
+    else:
+        ours, ours_info = train_ours(args, train, out)
     peer, peer_info = None, None
-    if not args.skip_peer:
+    if args.reuse and not args.skip_peer:
+        peer, peer_info = load_peer(out, args.device)
+    elif not args.skip_peer:
         try:
-            peer, peer_info = train_peer(args, train, ours_info["parameters"])
+            peer, peer_info = train_peer(args, train, ours_info["parameters"], out)
         except ImportError as err:
             print(f"peer skipped: {err} (install diffusers: uv sync --group benchmark)")
 
