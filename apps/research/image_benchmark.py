@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from diffcore.training import TrainConfig
+from diffcore.training import TrainConfig, steps_for_budget
 from diffimage import (
     ImagePipeline,
     build_model,
@@ -46,7 +46,7 @@ from diffimage import (
     train_judge,
     train_model,
 )
-from diffimage.budget import ema_decay_for, seconds_per_step, steps_for_budget
+from diffimage.budget import ema_decay_for, seconds_per_step
 from diffimage.pipeline import network_calls, steps_for_calls
 
 ROOT = Path(__file__).resolve().parents[2]

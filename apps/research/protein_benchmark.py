@@ -21,7 +21,6 @@ import dataclasses
 import math
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from diffcore import training
 from diffcore.training import TrainConfig
 from diffprotein import judges
 from diffprotein.conditioning import Motif
@@ -52,33 +52,12 @@ TARGETS = "judge accuracy >= 90%, JSD <= 0.02, median nearest identity < 0.80, p
 
 
 def seconds_per_step(model, records, config: TrainConfig, device: str) -> float:
-    """Time of one optimizer step of the denoiser (forward, backward, AdamW), measured."""
-    model = model.to(device)
+    """Time of one optimizer step of the denoiser (forward, backward, AdamW), measured, plus a
+    tenth for EMA, logging and data loading."""
     data = SequenceDataset(records, model.config.families, model.config.max_length)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    loss_fn = DenoiserLoss()
-    g = torch.Generator(device=device).manual_seed(0)
-    times = []
-    for i in range(6):
-        idx = torch.randint(
-            len(data), (config.batch_size,), generator=torch.Generator().manual_seed(i)
-        )
-        batch = {k: v.to(device) for k, v in collate([data[j] for j in idx.tolist()]).items()}
-        _sync(device)
-        start = time.perf_counter()
-        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=device != "cpu"):
-            loss = loss_fn(model, batch, g)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[2:]) * 1.1  # + EMA, logging and data loading
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    idx = torch.randint(len(data), (config.batch_size,), generator=torch.Generator().manual_seed(0))
+    batch = collate([data[j] for j in idx.tolist()])
+    return training.seconds_per_step(model, DenoiserLoss(), batch, config, device=device) * 1.1
 
 
 def motif_tasks(heldout: list[ProteinRecord], per_family: int) -> list[tuple[str, int, Motif]]:

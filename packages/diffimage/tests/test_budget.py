@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffimage import build_model, from_arrays
-from diffimage.budget import ema_decay_for, seconds_per_step, steps_for_budget
+from diffimage.budget import ema_decay_for, seconds_per_step
 
 
 def test_step_time_is_measured_on_a_copy_and_leaves_the_model_untouched():
@@ -13,13 +13,6 @@ def test_step_time_is_measured_on_a_copy_and_leaves_the_model_untouched():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert seconds_per_step(model, data, 4, trials=2) > 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-
-
-def test_a_budget_becomes_a_step_count_with_a_reserve():
-    assert steps_for_budget(100.0, 1.0) == 95
-    assert steps_for_budget(1.0, 10.0) == 1
-    with pytest.raises(ValueError, match="> 0"):
-        steps_for_budget(0.0, 1.0)
 
 
 def test_the_ema_window_is_a_tenth_of_the_run_within_bounds():

@@ -1,18 +1,15 @@
-"""Training for a wall-clock budget: time a few optimizer steps, then choose the step count.
-
-The one-cycle learning-rate schedule must know its length in advance, so a budget in minutes
-becomes a number of steps before training starts, from the measured time per step.
-"""
+"""Training images for a wall-clock budget: the step time of an image model, and an EMA decay
+sized to the run. The budget arithmetic itself is diffcore's (``diffcore.training``)."""
 
 from __future__ import annotations
 
-import copy
-import time
 from typing import Any
 
 import torch
 from torch import nn
 
+from diffcore import training
+from diffcore.training import TrainConfig
 from diffimage.data import ImageData
 from diffimage.pipeline import check_data
 
@@ -27,10 +24,10 @@ def seconds_per_step(
     precision: str = "fp32",
     trials: int = 3,
 ) -> float:
-    """Median seconds of one AdamW step (forward, backward, update) at ``batch_size``, measured
-    on a copy of ``model`` after one warm-up step. loss(net, batch, generator) defaults to the
-    model's diffusion loss; precision "bf16" / "fp16" times it under autocast as training does."""
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    """Median seconds of one AdamW step of ``model`` on the first ``batch_size`` images of
+    ``data`` (:func:`diffcore.training.seconds_per_step`; the model is left untouched).
+    loss(net, batch, generator) defaults to the model's diffusion loss; precision "bf16" /
+    "fp16" times it under autocast as training does."""
     if loss is None:
         check_data(model, data)
         process = model.process
@@ -39,31 +36,9 @@ def seconds_per_step(
             cond = {k: v for k, v in batch.items() if k in ("labels", "context")}
             return process.loss(net, batch["images"], generator, **cond)
 
-    net = copy.deepcopy(model).to(device).train()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    generator = torch.Generator(device).manual_seed(0)
-    batch = {k: v.to(device) for k, v in data[list(range(min(batch_size, len(data))))].items()}
-    times = []
-    for i in range(trials + 1):
-        start = time.perf_counter()
-        with torch.autocast(torch.device(device).type, dtype=amp, enabled=amp is not None):
-            value = loss(net, batch, generator)
-        value.float().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize()
-        if i:  # the first step pays for allocation and kernel selection
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
-def steps_for_budget(seconds: float, step_seconds: float, *, reserve: float = 0.05) -> int:
-    """Steps that fit in ``seconds`` at ``step_seconds`` each, keeping ``reserve`` of the budget
-    for checkpoints, logging and data loading."""
-    if seconds <= 0 or step_seconds <= 0:
-        raise ValueError(f"budget and step time must be > 0, got {seconds} and {step_seconds}")
-    return max(1, int(seconds * (1 - reserve) / step_seconds))
+    batch = data[list(range(min(batch_size, len(data))))]
+    config = TrainConfig(steps=1, batch_size=batch_size, lr=1e-4, precision=precision)
+    return training.seconds_per_step(model, loss, batch, config, device=device, trials=trials)
 
 
 def ema_decay_for(steps: int, *, share: float = 0.1) -> float:

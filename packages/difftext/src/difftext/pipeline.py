@@ -7,11 +7,9 @@ autoregressive peer is trained by the same loop on the same blocks.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedT
 
 from diffcore.io import WEIGHTS_NAME, load_weights
 from diffcore.processes import MaskProcess
-from diffcore.training import LogRow, TrainConfig, autocast_dtype, train
+from diffcore.training import LogRow, TrainConfig, seconds_per_step, steps_for_budget, train
 from difftext.autoregressive import causal_lm_loss
 from difftext.data import TokenBlocks
 from difftext.evaluate import Likelihood, causal_nll, diffusion_nll_bound
@@ -221,22 +219,12 @@ def calibrate_steps(
     text_model: TextModel, blocks: TokenBlocks, config: TrainConfig, seconds: float
 ) -> int:
     """How many optimizer steps of ``config`` fit in ``seconds`` of wall clock, timed on a copy
-    of the model (2 warm-up steps, then 3 timed): equal budgets for models of unequal speed."""
-    model = copy.deepcopy(text_model.model).train()
+    of the model: equal budgets for models of unequal speed (no reserve: the models compared
+    pay the same overheads)."""
+    model = text_model.model
     loss_fn = loss_function(TextModel(model, text_model.tokenizer, text_model.kind, 0))
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(0)
-    batch = blocks.tokens[: config.batch_size]
     device = next(model.parameters()).device
-    amp = autocast_dtype(config.precision, device)  # time the step exactly as training runs it
-    times = []
-    for _ in range(5):
-        began = time.perf_counter()
-        for _ in range(config.grad_accum):
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss = loss_fn(model, batch, generator)
-            loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - began)
-    return max(1, int(seconds / (sum(times[2:]) / 3)))
+    per_step = seconds_per_step(
+        model, loss_fn, blocks.tokens[: config.batch_size], config, device=device
+    )
+    return steps_for_budget(seconds, per_step, reserve=0.0)

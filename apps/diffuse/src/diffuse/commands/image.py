@@ -192,9 +192,9 @@ def _names(pipe: Any, labels: Any, n: int) -> list[str]:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from diffcore.training import TrainConfig
+    from diffcore.training import TrainConfig, steps_for_budget
     from diffimage import ImagePipeline, TextEncoder, attach_captions, build_model, train_model
-    from diffimage.budget import ema_decay_for, seconds_per_step, steps_for_budget
+    from diffimage.budget import ema_decay_for, seconds_per_step
     from diffimage.images import save_grid
 
     device = _device(args.device)

@@ -1,6 +1,7 @@
 """One training loop for every domain (``train``), its settings, EMA, checkpoints and the
 distributed helpers."""
 
+from diffcore.training.budget import seconds_per_step, steps_for_budget
 from diffcore.training.checkpoint import latest_checkpoint, list_checkpoints
 from diffcore.training.config import LogRow, TrainConfig, TrainResult
 from diffcore.training.data import BatchStream, Position, epoch_permutation
@@ -21,5 +22,7 @@ __all__ = [
     "epoch_permutation",
     "latest_checkpoint",
     "list_checkpoints",
+    "seconds_per_step",
+    "steps_for_budget",
     "train",
 ]
