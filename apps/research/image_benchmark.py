@@ -74,7 +74,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--peer-batch-size", type=int, default=16, help="the example's default")
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument(
-        "--reuse", action="store_true", help="sample the models an earlier run left in --out"
+        "--reuse",
+        action="store_true",
+        help="sample the models an earlier run left in --out (the peer is trained if missing)",
     )
     p.add_argument("--quick", action="store_true", help="few-step rows, for a smoke test")
     p.add_argument("--limit", type=int, help="use only the first N training images")
@@ -264,7 +266,7 @@ def main() -> None:
     else:
         ours, ours_info = train_ours(args, train, out)
     peer, peer_info = None, None
-    if args.reuse and not args.skip_peer:
+    if args.reuse and not args.skip_peer and (out / "peer" / "info.json").is_file():
         peer, peer_info = load_peer(out, args.device)
     elif not args.skip_peer:
         try:
