@@ -72,6 +72,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ema", type=float, help="EMA decay (default: window 10%% of the run)")
     p.add_argument("--precision", default="bf16", help="ours: autocast (bf16: AVX-512 BF16 CPUs)")
     p.add_argument("--peer-batch-size", type=int, default=16, help="the example's default")
+    p.add_argument(
+        "--peer-steps", type=int, help="train the peer this many steps (default: fit --minutes)"
+    )
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument(
         "--reuse",
@@ -169,8 +172,11 @@ def train_peer(
         t = torch.randint(0, 1000, (len(x),), device=x.device)
         return F.mse_loss(net(scheduler.add_noise(x, noise, t), t).sample, noise)
 
-    per_step = seconds_per_step(model, data, batch_size, loss=step_loss, device=args.device)
-    steps = steps_for_budget(args.minutes * 60, per_step)
+    if args.peer_steps:  # a step count measured earlier, beside ours, on a quieter machine
+        steps = args.peer_steps
+    else:
+        per_step = seconds_per_step(model, data, batch_size, loss=step_loss, device=args.device)
+        steps = steps_for_budget(args.minutes * 60, per_step)
     lr_schedule = get_scheduler("cosine", optimizer, num_warmup_steps=500, num_training_steps=steps)
     ema = EMAModel(model.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=0.75)
     order = torch.Generator().manual_seed(args.seed)
