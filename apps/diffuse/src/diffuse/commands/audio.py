@@ -7,11 +7,12 @@ import argparse
 import dataclasses
 import functools
 import json
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from diffuse.commands._shared import git_revision
 
 FSDD_PATTERN = "{label}_{speaker}_{index}"
 
@@ -125,22 +126,12 @@ def _train_config(args: argparse.Namespace):
     )  # fmt: skip
 
 
-def _git_revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _write_run(out: Path, args: argparse.Namespace, **configs: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "command": " ".join(sys.argv),
         "args": {k: v for k, v in vars(args).items() if k != "run"},
-        "git_revision": _git_revision(),
+        "git_revision": git_revision() or "unknown",
         **{
             k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
             for k, v in configs.items()

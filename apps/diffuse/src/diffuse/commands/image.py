@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+from diffuse.commands._shared import git_revision, resolve_device
 
 SAMPLER_NAMES = ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m")
 
@@ -126,12 +127,6 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 # Helpers
 
 
-def _device(name: str | None) -> str:
-    import torch
-
-    return name or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _load_data(args: argparse.Namespace, split: str | None = None) -> Any:
     from diffimage import ImageSpec, load_images
 
@@ -149,20 +144,10 @@ def _load_data(args: argparse.Namespace, split: str | None = None) -> Any:
     )  # fmt: skip
 
 
-def _git_revision() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _write_run(out: Path, args: argparse.Namespace, **resolved: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k != "run"}
-    record = {"args": settings, "git_revision": _git_revision(), **resolved}
+    record = {"args": settings, "git_revision": git_revision(), **resolved}
     (out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
@@ -197,7 +182,7 @@ def _train(args: argparse.Namespace) -> int:
     from diffimage.budget import ema_decay_for, seconds_per_step
     from diffimage.images import save_grid
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     data = _load_data(args)
     encoder = None
     if args.caption_column:
@@ -263,7 +248,7 @@ def _train_judge(args: argparse.Namespace) -> int:
     from diffcore.training import TrainConfig
     from diffimage import judge_accuracy, load_judge, train_judge
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     data = _load_data(args)
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=4e-3, weight_decay=5e-4, ema_decay=None,
@@ -283,7 +268,7 @@ def _train_judge(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from diffimage import ImagePipeline, save_grid, save_images
 
-    pipe = ImagePipeline.from_pretrained(args.model, device=_device(args.device))
+    pipe = ImagePipeline.from_pretrained(args.model, device=resolve_device(args.device))
     cond = _conditioning(pipe, args, args.n)
     images = pipe.sample(
         args.n, sampler=args.sampler, steps=args.steps, seed=args.seed,
@@ -307,7 +292,7 @@ def _edit(args: argparse.Namespace) -> int:
 
     from diffimage import ImagePipeline, load_image_files, load_mask, save_grid, save_images
 
-    pipe = ImagePipeline.from_pretrained(args.model, device=_device(args.device))
+    pipe = ImagePipeline.from_pretrained(args.model, device=resolve_device(args.device))
     size = pipe.model.config.image_size
     images, files = load_image_files(args.input, channels=pipe.model.channels, size=size)
     cond = _conditioning(pipe, args, len(images))
@@ -328,7 +313,7 @@ def _edit(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from diffimage import ImagePipeline, judge_features, load_judge, save_grid, score_samples
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     pipe = ImagePipeline.from_pretrained(args.model, device=device)
     judge = load_judge(args.judge, device=device)
     real = _load_data(args)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from diffuse.commands._shared import fail, git_revision, resolve_device
 
 DESCRIPTION = {
     "train": "Train a protein denoiser (ESM-style masked diffusion), its autoregressive peer "
@@ -136,29 +137,6 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     _common(p)
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
-def _git_revision() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def _read(paths: list[str], args: argparse.Namespace, max_length: int | None = None) -> Any:
     from diffprotein.data import ReadOptions, read_sequences
 
@@ -223,7 +201,7 @@ def _train(args: argparse.Namespace) -> int:
             labels = judges.family_labels(data.families)
             model = judges.FamilyClassifier(judges.FamilyClassifierConfig(**shape, labels=labels))
     except (ValueError, FileNotFoundError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     run = {
@@ -235,12 +213,12 @@ def _train(args: argparse.Namespace) -> int:
         "records": {"train": len(train_records), "heldout": len(heldout)},
         "families": list(data.families),
         "seed": args.seed,
-        "git_revision": _git_revision(),
+        "git_revision": git_revision(),
     }
     (out / "run.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.model}: {n_params:,} parameters, {len(train_records)} training sequences")
-    device = _device(args.device)
+    device = resolve_device(args.device)
     if args.model == "denoiser":
         result = train_denoiser(
             model, train_records, config, out, family_dropout=args.family_dropout, device=device
@@ -273,7 +251,7 @@ def _load_denoiser(path: str, device: str) -> Any:
     from diffcore.io import from_pretrained
     from diffprotein.model import ProteinDenoiser
 
-    return from_pretrained(ProteinDenoiser, _model_dir(path), device=_device(device))
+    return from_pretrained(ProteinDenoiser, _model_dir(path), device=resolve_device(device))
 
 
 def _write(samples: list[Any], out: str) -> None:
@@ -300,7 +278,7 @@ def _sample(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     except (ValueError, FileNotFoundError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     _write(samples, args.out)
     return 0
 
@@ -322,7 +300,7 @@ def _edit(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     except (ValueError, FileNotFoundError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     _write(samples, args.out)
     return 0
 
@@ -346,7 +324,7 @@ def _eval(args: argparse.Namespace) -> int:
             for s in samples
         ]
         reference, heldout = split_holdout(_read(args.reference, args).records, args.holdout)
-        device = _device(args.device)
+        device = resolve_device(args.device)
         classifier = judge = None
         if args.classifier:
             classifier = from_pretrained(
@@ -364,7 +342,7 @@ def _eval(args: argparse.Namespace) -> int:
             top_k=args.top_k,
         )
     except (ValueError, FileNotFoundError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     table = format_scores(rows)
     print(table)
     if args.out:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from diffuse.commands._shared import fail, git_revision, resolve_device
 
 DESCRIPTION = {
     "train": "Train a masked-diffusion language model (a transformers masked LM, from a preset "
@@ -161,29 +162,6 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1...")
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
-def _git_revision() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def _tokenizer(args: argparse.Namespace, train_docs: list, out: Path) -> Any:
     """Reuse the run's tokenizer when resuming; else train one or load the named folder."""
     from difftext.tokenizer import load_tokenizer, train_tokenizer
@@ -249,7 +227,7 @@ def _train(args: argparse.Namespace) -> int:
             "command": "train text",
             "arguments": {k: v for k, v in vars(args).items() if k != "run"},
             "train": dataclasses.asdict(config),
-            "git_revision": _git_revision(),
+            "git_revision": git_revision(),
         }
         run_file.write_text(json.dumps(record, indent=2, default=str) + "\n")
         result = fit(
@@ -257,7 +235,7 @@ def _train(args: argparse.Namespace) -> int:
             eval_every=args.eval_every, eval_blocks=args.eval_blocks,
         )  # fmt: skip
     except (ValueError, FileNotFoundError, TypeError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     final = result.final
     kind = "bound" if final.bound else "exact"
     print(
@@ -290,7 +268,7 @@ def _write(records: list[dict], path: str, args: argparse.Namespace, config: Any
         "model": str(args.model),
         "seed": args.seed,
         "sampling": dataclasses.asdict(config),
-        "git_revision": _git_revision(),
+        "git_revision": git_revision(),
     }
     target.with_suffix(".run.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {len(records)} texts to {target}", file=sys.stderr)
@@ -303,7 +281,7 @@ def _generate(args: argparse.Namespace, templates: list[str], length: int | None
     from difftext.pipeline import generate
 
     try:
-        text_model = load_text_model(args.model, device=_device(args.device))
+        text_model = load_text_model(args.model, device=resolve_device(args.device))
         length = text_model.block_size if length == 0 else length
         if length is not None and length > text_model.block_size:
             raise ValueError(
@@ -312,7 +290,7 @@ def _generate(args: argparse.Namespace, templates: list[str], length: int | None
         config = _sample_config(args, length)
         texts = generate(text_model, templates, config, seed=args.seed, progress=True)
     except (ValueError, FileNotFoundError, TypeError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     records = [g.record() for g in texts]
     _write(records, args.out, args, config)
     for r in records[:2]:
@@ -323,7 +301,7 @@ def _generate(args: argparse.Namespace, templates: list[str], length: int | None
 
 def _sample(args: argparse.Namespace) -> int:
     if args.num < 1:
-        return _fail(f"-n must be at least 1, got {args.num}")
+        return fail(f"-n must be at least 1, got {args.num}")
     templates = [p for p in args.prompt for _ in range(args.num)] or [""] * args.num
     return _generate(args, templates, args.length or 0)
 
@@ -352,9 +330,9 @@ def _edit(args: argparse.Namespace) -> int:
     try:
         templates = list(args.text) + (_read_templates(args.input) if args.input else [])
     except (ValueError, FileNotFoundError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     if not templates:
-        return _fail("give templates with --text or --input")
+        return fail("give templates with --text or --input")
     return _generate(args, [t for t in templates for _ in range(args.num)], None)
 
 
@@ -368,7 +346,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     report: dict[str, Any] = {}
     try:
-        device = _device(args.device)
+        device = resolve_device(args.device)
         model = load_text_model(args.model, device=device) if args.model else None
         if args.data:
             if model is None:
@@ -396,7 +374,7 @@ def _eval(args: argparse.Namespace) -> int:
         if not report:
             raise ValueError("nothing to evaluate: give --model with --data, and/or --samples")
     except (ValueError, FileNotFoundError, TypeError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
