@@ -81,6 +81,11 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="sample the models an earlier run left in --out (the peer is trained if missing)",
     )
+    p.add_argument(
+        "--keep-ours",
+        action="store_true",
+        help="with --reuse: take our rows from the earlier results.json (same seed and samples)",
+    )
     p.add_argument("--quick", action="store_true", help="few-step rows, for a smoke test")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -280,19 +285,23 @@ def main() -> None:
         except ImportError as err:
             print(f"peer skipped: {err} (install diffusers: uv sync --group benchmark)")
 
+    earlier = kept_rows(out, args) if args.keep_ours else {}
     rows, results = QUICK_ROWS if args.quick else ROWS, []
     for sampler, calls in rows:
         steps = steps_for_calls(sampler, calls)
         used = network_calls(sampler, steps)
-        start = time.perf_counter()
-        samples = ours.sample(
-            args.samples, sampler=sampler, steps=steps, seed=args.seed, progress=True
-        )
-        ours_seconds = time.perf_counter() - start
-        mine = score_samples(judge, samples, reference)
-        save_grid(samples[:100], out / f"ours_{sampler}_{used}.png", columns=10, scale=2)
-        row = {"sampler": sampler, "calls": used, "ours_fid": mine.fid, "ours_kid": mine.kid,
-               "ours_seconds": ours_seconds}  # fmt: skip
+        if (sampler, used) in earlier:  # sampling is deterministic for a seed: same numbers
+            row = {k: v for k, v in earlier[(sampler, used)].items() if not k.startswith("peer")}
+        else:
+            start = time.perf_counter()
+            samples = ours.sample(
+                args.samples, sampler=sampler, steps=steps, seed=args.seed, progress=True
+            )
+            ours_seconds = time.perf_counter() - start
+            mine = score_samples(judge, samples, reference)
+            save_grid(samples[:100], out / f"ours_{sampler}_{used}.png", columns=10, scale=2)
+            row = {"sampler": sampler, "calls": used, "ours_fid": mine.fid, "ours_kid": mine.kid,
+                   "ours_seconds": ours_seconds}  # fmt: skip
         if peer is not None:
             start = time.perf_counter()
             theirs = sample_peer(peer, sampler, calls, args.samples, args.seed, args.device)
@@ -303,8 +312,8 @@ def main() -> None:
         results.append(row)
         print(json.dumps(row), flush=True)
 
-    guided = []
-    for sampler, calls in (("dpmpp_2m", 10), ("dpmpp_2m", 20)):
+    guided = earlier.get("guided", [])
+    for sampler, calls in () if guided else (("dpmpp_2m", 10), ("dpmpp_2m", 20)):
         labels = torch.arange(args.samples) % ours.model.num_classes
         samples = ours.sample(
             args.samples, labels=labels, guidance=args.guidance, sampler=sampler,
@@ -318,13 +327,28 @@ def main() -> None:
     summary = {
         "date": str(date.today()), "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "device": args.device, "minutes": args.minutes,
-        "samples": args.samples, "judge_accuracy": accuracy, "real_fid": real.fid,
+        "samples": args.samples, "seed": args.seed, "judge_accuracy": accuracy, "real_fid": real.fid,
         "ours": ours_info, "peer": peer_info, "rows": results, "guided": guided,
     }  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = format_table(summary)
     (out / "table.md").write_text(table + "\n")
     print(table)
+
+
+def kept_rows(out: Path, args: argparse.Namespace) -> dict:
+    """Our rows (and guided rows) from an earlier run in --out, keyed by (sampler, calls)."""
+    path = out / "results.json"
+    if not args.reuse or not path.is_file():
+        raise SystemExit(f"--keep-ours needs --reuse and an earlier {path}")
+    earlier = json.loads(path.read_text())
+    if (earlier["samples"], earlier.get("seed", 0)) != (args.samples, args.seed):
+        raise SystemExit(
+            f"{path}: made with {earlier['samples']} samples, seed {earlier.get('seed', 0)};"
+            f" this run asks for {args.samples}, seed {args.seed}"
+        )
+    kept = {(r["sampler"], r["calls"]): r for r in earlier["rows"]}
+    return {**kept, "guided": earlier["guided"]}
 
 
 def format_table(s: dict) -> str:

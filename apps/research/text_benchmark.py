@@ -113,14 +113,15 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
     n, length = args.samples, args.block_size
     plans = [("autoregressive", None, SampleConfig(length=length, batch_size=n))]
     for steps in (int(s) for s in args.steps.split(",")):
-        for sampler in ("confidence", "ancestral"):
-            plans.append(
-                (
-                    sampler,
-                    steps,
-                    SampleConfig(length=length, steps=steps, sampler=sampler, batch_size=n),
-                )
+        for name, sampler, noise in (
+            ("confidence", "confidence", 0.0),
+            ("confidence, noise 4.5", "confidence", 4.5),  # MaskGIT's randomized order
+            ("ancestral", "ancestral", 0.0),
+        ):
+            config = SampleConfig(
+                length=length, steps=steps, sampler=sampler, confidence_noise=noise, batch_size=n
             )
+            plans.append((name, steps, config))
     rows = []
     for name, steps, config in plans:
         model = peer if name == "autoregressive" else diffusion
@@ -130,7 +131,7 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
         report = evaluate_samples(
             [g.text for g in texts], model.tokenizer, judge=peer, reference=reference
         )
-        tag = f"{name}_{steps}" if steps else name
+        tag = (f"{name}_{steps}" if steps else name).replace(", ", "_").replace(" ", "_")
         with (args.out / f"samples_{tag}.jsonl").open("w") as f:
             for g in texts:
                 f.write(json.dumps(g.record()) + "\n")

@@ -393,3 +393,36 @@ def test_confidence_keeps_known_tokens_fixed():
     )
     assert (out[:, fixed] == known[fixed]).all() and (out != MASK).all()
     assert (oracle.posterior(out).max(1).values > 0).all()  # every output is a possible sequence
+
+
+def test_confidence_noise_spreads_early_reveals_and_keeps_the_grid_counts():
+    """MaskGIT's randomized ranking: with noise the first reveal lands anywhere (not always on
+    the most confident position), the grid's counts still hold, and a seed repeats the run."""
+    confident = [0.99] + [0.3] * 11
+    table = TableDenoiser(peaked(confident, vocab=6))
+    grid = linear_mask_grid(12)
+    first = {}
+    for noise in (0.0, 20.0):
+        states = revealed_per_step(
+            sample_confidence, torch.full((200, 12), 5), grid,
+            denoiser=table, mask_id=5, temperature=0.0, confidence_noise=noise,
+        )  # fmt: skip
+        for s, revealed in zip(grid[1:].tolist(), states, strict=True):
+            assert ((~revealed).sum(1) == int(s * 12 + 1e-9)).all()
+        first[noise] = set(states[0].float().argmax(1).tolist())
+    assert first[0.0] == {0}
+    assert len(first[20.0]) >= 10
+    runs = [
+        sample_confidence(
+            TableDenoiser(peaked(confident, vocab=6)),
+            torch.full((4, 12), 5),
+            grid,
+            generator=seeded(3),
+            mask_id=5,
+            confidence_noise=4.5,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    assert torch.equal(runs[0], runs[1])
+    with pytest.raises(ValueError, match="confidence_noise"):
+        sample_confidence(table, masks(1, 5), grid, mask_id=5, confidence_noise=-1.0)

@@ -58,6 +58,15 @@ def test_batching_does_not_change_the_first_batch(trained):
     assert torch.equal(whole[:4], pipe.sample(4, steps=4, seed=1, batch_size=4))
 
 
+@pytest.mark.slow  # compiles the U-Net (tens of seconds on 2 cores)
+def test_compiled_pipeline_gives_the_eager_samples(trained):
+    result, pipe, _ = trained
+    fast = ImagePipeline.from_pretrained(result.final_model, compile=True)
+    kwargs = dict(labels=[1, 7], guidance=2.0, sampler="ddpm", steps=4, seed=5)
+    want, got = pipe.sample(2, **kwargs), fast.sample(2, **kwargs)
+    assert (got - want).abs().max() < 2e-5  # fp32 reassociation only (see test_compiled_loop)
+
+
 def test_img2img_is_deterministic_and_strength_sets_how_far_it_moves(trained):
     _, pipe, data = trained
     images = data[list(range(4))]["images"]

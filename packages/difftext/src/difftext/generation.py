@@ -35,6 +35,7 @@ class SampleConfig:
     threshold: float | None = None  # confidence: also reveal all candidates at least this sure
     block_size: int | None = None  # confidence: semi-autoregressive blocks of this many tokens
     confidence: Literal["probability", "margin"] = "probability"  # confidence measure
+    confidence_noise: float = 0.0  # confidence: MaskGIT's randomized order (Gumbel scale, fading)
     temperature: float = 1.0  # 0 = argmax
     top_p: float | None = None  # nucleus sampling; None = the full distribution
     guidance: float = 1.0  # classifier-free guidance on the prompt; 1 = off
@@ -49,8 +50,12 @@ class SampleConfig:
         for name in ("steps", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.sampler == "ancestral" and (self.threshold is not None or self.block_size):
-            raise ValueError("threshold and block_size belong to the confidence sampler")
+        if self.sampler == "ancestral" and (
+            self.threshold is not None or self.block_size or self.confidence_noise
+        ):
+            raise ValueError(
+                "threshold, block_size and confidence_noise belong to the confidence sampler"
+            )
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ def _sample_diffusion(
         return sample_masked_ancestral(denoiser, x, grid, **common)
     return sample_confidence(
         denoiser, x, grid, threshold=config.threshold, block_size=config.block_size,
-        confidence=config.confidence, **common,
+        confidence=config.confidence, confidence_noise=config.confidence_noise, **common,
     )  # fmt: skip
 
 

@@ -146,6 +146,12 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
         type=int,
         help="confidence: semi-autoregressive blocks of this many tokens",
     )
+    p.add_argument(
+        "--confidence-noise",
+        type=float,
+        default=0.0,
+        help="confidence: randomize the reveal order (MaskGIT's 4.5; fades to 0 by the end)",
+    )
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, help="nucleus sampling")
     p.add_argument(
@@ -250,7 +256,8 @@ def _sample_config(args: argparse.Namespace, length: int | None) -> Any:
 
     return SampleConfig(
         length=length, steps=args.steps, sampler=args.sampler, schedule=args.schedule,
-        threshold=args.threshold, block_size=args.semi_ar_block, temperature=args.temperature,
+        threshold=args.threshold, block_size=args.semi_ar_block,
+        confidence_noise=args.confidence_noise, temperature=args.temperature,
         top_p=args.top_p, guidance=args.guidance, reuse=not args.no_reuse,
         batch_size=args.batch_size,
     )  # fmt: skip

@@ -1,5 +1,6 @@
 """Denoisers: the protocols, network wrappers and ``Denoiser -> Denoiser`` transforms."""
 
+from diffcore.denoisers.compiled import Compiled, compiled
 from diffcore.denoisers.network import NetworkDenoiser, Prediction, preconditioning
 from diffcore.denoisers.protocols import Denoiser, TokenDenoiser
 from diffcore.denoisers.transforms import (
@@ -17,6 +18,7 @@ from diffcore.denoisers.transforms import (
 __all__ = [
     "Cascade",
     "Clamped",
+    "Compiled",
     "ClassifierFreeGuidance",
     "Conditioned",
     "Denoiser",
@@ -25,6 +27,7 @@ __all__ = [
     "NoiseLevelExperts",
     "Prediction",
     "TokenDenoiser",
+    "compiled",
     "condition",
     "guidance",
     "noise_augment",

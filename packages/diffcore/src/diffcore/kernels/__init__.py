@@ -6,8 +6,9 @@ Layout: ``kernels/<op>/reference.py`` (the spec and the CPU path), ``kernels/<op
 (the Triton kernel, imported lazily: importing diffcore never imports triton) and
 ``kernels/<op>/__init__.py`` (checks the inputs and dispatches). Which one runs is chosen per
 call by :func:`backend_for`: Triton for CUDA tensors when it imports, the reference elsewhere;
-override with ``use_backend("reference" | "triton" | "auto")`` or
-``DIFFCORE_KERNELS=reference|triton|auto``. ``TRITON_INTERPRET=1`` lets a forced "triton" run on
+override with ``use_backend("reference" | "triton" | "compiled" | "auto")`` or
+``DIFFCORE_KERNELS=...``; "compiled" runs the reference through ``torch.compile`` (the fused
+CPU path, C++ from inductor). ``TRITON_INTERPRET=1`` lets a forced "triton" run on
 CPU tensors through Triton's interpreter (how the tests check the kernels without a GPU).
 """
 

@@ -1,9 +1,13 @@
-"""Choosing between a kernel's Triton version and its PyTorch reference.
+"""Choosing between a kernel's Triton version, its PyTorch reference and the reference compiled.
 
 Every op in ``diffcore.kernels`` asks :func:`backend_for` once per call. The answer depends on
 what was requested (innermost :func:`use_backend` block, else ``DIFFCORE_KERNELS``, else "auto")
 and on the tensor: "auto" means Triton for CUDA tensors when Triton imports, the reference
-otherwise, so a CPU-only or Triton-less install never touches Triton.
+otherwise, so a CPU-only or Triton-less install never touches Triton. "compiled" runs the
+reference through ``torch.compile`` (inductor: one generated C++ loop on CPU), the fused path
+where no hand-written kernel runs; it is opt-in because the first call of each op compiles
+(seconds). Inside code that ``torch.compile`` is tracing, every op takes the reference, which
+the enclosing compile fuses with its neighbours.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import contextlib
 import contextvars
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import torch
 from torch import Tensor
 
-BACKENDS = ("auto", "reference", "triton")
+BACKENDS = ("auto", "reference", "triton", "compiled")
 ENV_VAR = "DIFFCORE_KERNELS"
 
 # A context variable rather than a global: nested blocks restore by token, and threads or
@@ -58,15 +64,19 @@ def requested_backend() -> str:
 
 
 def backend_for(x: Tensor) -> str:
-    """Which implementation runs a call on ``x``: "triton" or "reference".
+    """Which implementation runs a call on ``x``: "triton", "compiled" or "reference".
 
     auto: "triton" for CUDA tensors when Triton imports, else "reference".
     triton (forced): CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``; anything else
     raises RuntimeError rather than quietly running the reference.
+    compiled: the reference through ``torch.compile``, on any device.
+    While ``torch.compile`` traces the caller, always "reference".
     """
-    choice = requested_backend()
-    if choice == "reference":
+    if torch.compiler.is_compiling():
         return "reference"
+    choice = requested_backend()
+    if choice in ("reference", "compiled"):
+        return choice
     if choice == "auto":
         return "triton" if x.is_cuda and triton_available() else "reference"
     if not triton_available():
@@ -83,9 +93,16 @@ def backend_for(x: Tensor) -> str:
     )
 
 
+@functools.cache
+def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` through ``torch.compile``, made once per function and kept. Shapes start static
+    and turn dynamic when they change (torch's default), so a new batch size recompiles once."""
+    return torch.compile(fn)
+
+
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Force a backend inside a ``with`` block: "reference", "triton" or "auto".
+    """Force a backend inside a ``with`` block: "reference", "triton", "compiled" or "auto".
 
     Takes precedence over ``$DIFFCORE_KERNELS``; blocks nest, the innermost wins.
     """

@@ -87,4 +87,8 @@ def group_norm_silu(
         from diffcore.kernels.group_norm_silu import triton as fused  # lazy: imports triton
 
         return fused.group_norm_silu(x, int(groups), weight, bias, scale, shift, eps)
+    if backend_for(x) == "compiled" and not _needs_autograd(x, weight, bias, scale, shift):
+        from diffcore.kernels.group_norm_silu import compiled
+
+        return compiled.group_norm_silu(x, int(groups), weight, bias, scale, shift, eps)
     return reference.group_norm_silu(x, groups, weight, bias, scale, shift, eps)

@@ -98,4 +98,8 @@ def sample_tokens(
         from diffcore.kernels.token_sampling import triton as fused  # lazy: imports triton
 
         return fused.sample_tokens(logits, noise, temperature=float(temperature), top_p=top_p)
+    if backend_for(logits) == "compiled":
+        from diffcore.kernels.token_sampling import compiled
+
+        return compiled.sample_tokens(logits, noise, temperature=float(temperature), top_p=top_p)
     return reference.sample_tokens(logits, noise, temperature=float(temperature), top_p=top_p)
