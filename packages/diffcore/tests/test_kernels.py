@@ -267,7 +267,7 @@ def test_unknown_backend_names_are_rejected(clean_env):
     clean_env.setenv("DIFFCORE_KERNELS", "cuda")
     with pytest.raises(ValueError, match="DIFFCORE_KERNELS must be one of"):
         sampler_update(torch.zeros(2), torch.zeros(2), 1.0, 1.0)
-    assert set(BACKENDS) == {"auto", "reference", "triton"}
+    assert set(BACKENDS) == {"auto", "reference", "triton", "compiled"}
 
 
 @needs_triton

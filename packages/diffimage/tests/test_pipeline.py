@@ -1,5 +1,7 @@
 """Train, sample, edit, save and load: the pipeline on real Fashion-MNIST with the tiny preset."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -59,6 +61,9 @@ def test_batching_does_not_change_the_first_batch(trained):
 
 
 @pytest.mark.slow  # compiles the U-Net (tens of seconds on 2 cores)
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "clang++", "c++")), reason="needs a C++ compiler"
+)
 def test_compiled_pipeline_gives_the_eager_samples(trained):
     result, pipe, _ = trained
     fast = ImagePipeline.from_pretrained(result.final_model, compile=True)

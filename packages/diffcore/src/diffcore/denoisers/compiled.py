@@ -21,6 +21,7 @@ from diffcore.denoisers.protocols import Denoiser
 
 __all__ = ["Compiled", "compiled"]
 
+
 class Compiled:
     """``denoiser`` through ``torch.compile``; the same outputs up to floating-point
     reassociation (fp32: about 1e-6 relative).

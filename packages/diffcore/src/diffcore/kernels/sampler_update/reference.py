@@ -25,8 +25,9 @@ def sampler_update(
     full-size temporaries are made and the result is rounded to x's dtype once, at the end.
     """
     work = torch.promote_types(x.dtype, torch.float32)
-    # copy=True: for fp32 x, .to() would return x itself and mul_ would overwrite the caller's x.
-    out = x.to(work, copy=True).mul_(a)
+    # One pass makes the output: mul allocates it in x's dtype; a half-precision x is upcast by
+    # .to(), which already copies (mul_ then never touches the caller's x).
+    out = torch.mul(x, a) if x.dtype == work else x.to(work).mul_(a)
     out.add_(denoised, alpha=b)
     if noise is not None:
         out.add_(noise, alpha=c)
