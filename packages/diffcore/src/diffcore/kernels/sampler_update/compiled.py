@@ -35,13 +35,8 @@ def _guided(
     scale: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     work = torch.promote_types(x.dtype, torch.float32)
-    denoised = torch.lerp(uncond.to(work), cond.to(work), scale)
-    out = x.to(work) * a + denoised * b
-    if noise is not None:
-        out = out + noise.to(work) * c
-    if prev is not None:
-        out = out + prev.to(work) * d
-    return out.to(x.dtype), denoised.to(x.dtype)
+    denoised = torch.lerp(uncond.to(work), cond.to(work), scale)  # enters the sum unrounded
+    return _combine(x, denoised, noise, prev, a, b, c, d), denoised.to(x.dtype)
 
 
 def sampler_update(
