@@ -13,7 +13,8 @@ carry over between machines):
    CUDA; the reference through torch.compile on CPU) against the PyTorch reference.
 3. The sampler update against a plain tensor copy of the same size: time ratio and the share of
    the copy's bandwidth (arrays read and written per second), for the reference and the fused
-   path (Triton on CUDA, the reference through torch.compile on CPU).
+   paths (Triton on CUDA; on CPU the C++ loop, backend "cpp", and the reference through
+   torch.compile).
 
     uv run --package research --group benchmark python apps/research/kernels_benchmark.py
     ... kernels_benchmark.py --quick          # small sizes, few repeats (smoke test)
@@ -51,6 +52,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats")
     p.add_argument("--skip-images", action="store_true")
+    p.add_argument("--skip-tokens", action="store_true")
     return p.parse_args()
 
 
@@ -177,7 +179,9 @@ def token_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
 
 
 def update_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
-    backends = ["triton", "reference"] if device.type == "cuda" else ["compiled", "reference"]
+    backends = (
+        ["triton", "reference"] if device.type == "cuda" else ["cpp", "compiled", "reference"]
+    )
     sizes_mb = [1, 16, 128] if device.type == "cpu" else [8, 64, 512]
     if args.quick:
         sizes_mb = [1, 4]
@@ -237,19 +241,21 @@ def format_tables(s: dict) -> str:
                 f"{r['max_difference']:.1e} |"
             )
         lines.append("")
-    lines += [
-        "Masked-token sampling (temperature 1), tokens per second",
-        "",
-        "| positions | vocabulary | top-p | fused path | fused | reference | fused / reference |",
-        "| ---: | ---: | ---: | --- | ---: | ---: | ---: |",
-    ]
+    if s["tokens"]:
+        lines += [
+            "Masked-token sampling (temperature 1), tokens per second",
+            "",
+            "| positions | vocabulary | top-p | fused path | fused | reference | fused / reference |",
+            "| ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        ]
     for r in s["tokens"]:
         lines.append(
             f"| {r['positions']} | {r['vocab']} | {r['top_p'] or '-'} | {r['fused']} | "
             f"{r['fused_tokens_per_s']:,.0f} | {r['reference_tokens_per_s']:,.0f} | "
             f"{r['fused_tokens_per_s'] / r['reference_tokens_per_s']:.2f} |"
         )
-    backends = [b for b in ("triton", "compiled", "reference") if f"{b}_seconds" in s["updates"][0]]
+    names = ("triton", "cpp", "compiled", "reference")
+    backends = [b for b in names if f"{b}_seconds" in s["updates"][0]]
     lines += [
         "",
         "Sampler update against a tensor copy of the same size (fp32): time over the copy's time,",
@@ -287,7 +293,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "images": images,
-        "tokens": token_rows(args, device),
+        "tokens": [] if args.skip_tokens else token_rows(args, device),
         "updates": update_rows(args, device),
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")

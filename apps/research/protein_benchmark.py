@@ -31,6 +31,7 @@ import torch
 
 from diffcore import training
 from diffcore.training import TrainConfig
+from diffcore.training.data import BatchStream
 from diffprotein import judges
 from diffprotein.conditioning import Motif
 from diffprotein.data import ProteinRecord, read_sequences, split_holdout
@@ -51,13 +52,22 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "proteins" / "f
 TARGETS = "judge accuracy >= 90%, JSD <= 0.02, median nearest identity < 0.80, ppl ratio <= 1.3"
 
 
-def seconds_per_step(model, records, config: TrainConfig, device: str) -> float:
-    """Time of one optimizer step of the denoiser (forward, backward, AdamW), measured, plus a
-    tenth for EMA, logging and data loading."""
+def seconds_per_step(model, records, config: TrainConfig, device: str, batches: int = 6) -> float:
+    """Mean time of one optimizer step of the denoiser (forward, backward, AdamW) over the first
+    ``batches`` batches the training stream will draw (their lengths vary when batches are
+    grouped by length), plus a tenth for EMA, logging and data loading."""
     data = SequenceDataset(records, model.config.families, model.config.max_length)
-    idx = torch.randint(len(data), (config.batch_size,), generator=torch.Generator().manual_seed(0))
-    batch = collate([data[j] for j in idx.tolist()])
-    return training.seconds_per_step(model, DenoiserLoss(), batch, config, device=device) * 1.1
+    stream = BatchStream(
+        data, batch_size=config.batch_size, seed=config.seed, collate_fn=collate,
+        length_window=config.length_window,
+    )  # fmt: skip
+    times = [
+        training.seconds_per_step(
+            model, DenoiserLoss(), next(stream), config, device=device, trials=1
+        )
+        for _ in range(batches)
+    ]
+    return sum(times) / len(times) * 1.1
 
 
 def motif_tasks(heldout: list[ProteinRecord], per_family: int) -> list[tuple[str, int, Motif]]:
@@ -84,6 +94,13 @@ def main() -> None:
     parser.add_argument("--preset", default="small", help="shape of the denoiser and the peer")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--precision", default="auto", help="autocast: auto (fp32 CPU, bf16 CUDA), fp32, bf16"
+    )
+    parser.add_argument(
+        "--length-window", type=int, default=50,
+        help="sort windows of this many batches by length (0 = random batches, more padding)",
+    )  # fmt: skip
     parser.add_argument("--samples", type=int, default=100, help="samples per family")
     parser.add_argument("--motifs", type=int, default=10, help="scaffolds per family")
     parser.add_argument(
@@ -117,14 +134,15 @@ def main() -> None:
 
     denoiser = build_denoiser(train_set, shape)
     budget = args.minutes * 60
-    base = TrainConfig(steps=1, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    base = TrainConfig(
+        steps=1, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        precision=args.precision, length_window=args.length_window,
+    )  # fmt: skip
     per_step = seconds_per_step(denoiser, train_set, base, args.device)
     steps = args.train_steps or max(20, int(0.4 * budget / per_step))
-    config = TrainConfig(
+    config = dataclasses.replace(
+        base,
         steps=steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
         ema_decay=0.999 if steps >= 2000 else None,
         checkpoint_every=max(steps // 4, 1),
         log_every=max(steps // 20, 1),
@@ -142,7 +160,8 @@ def main() -> None:
     print(
         f"# {len(families)} families, {len(train_set)} train / {len(heldout)} held-out sequences; "
         f"preset {args.preset} ({n_params:,} parameters); {steps} steps x {args.batch_size} "
-        f"for the denoiser and the AR peer ({per_step * 1000:.0f} ms/step measured)"
+        f"for the denoiser and the AR peer ({per_step * 1000:.0f} ms/step measured, "
+        f"{args.precision} autocast, length window {args.length_window})"
     )
 
     clock = {}
@@ -154,9 +173,9 @@ def main() -> None:
     clock["train AR peer"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     judge_steps = max(20, steps // 2)
-    judge_config = TrainConfig(
-        steps=judge_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        ema_decay=None, checkpoint_every=judge_steps, log_every=max(judge_steps // 20, 1),
+    judge_config = dataclasses.replace(  # random batches: length groups are nearly one family
+        base, steps=judge_steps, ema_decay=None, checkpoint_every=judge_steps,
+        log_every=max(judge_steps // 20, 1), length_window=0,
     )  # fmt: skip
     judges.train_classifier(classifier, train_set, judge_config, work / "judge", device=args.device)
     clock["train judge"] = time.perf_counter() - t0

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from diffaudio.data import AudioClips
@@ -40,8 +41,16 @@ def test_the_judge_learns_classes_and_scores_samples(tmp_path):
     judge = from_pretrained(Judge, result.final_model)
     test_waves, test_labels = tones(4, seed=1)
     assert judge_accuracy(judge, test_waves, test_labels) == 1.0
-    same = evaluate_samples(judge, test_waves, test_labels, test_waves)
+    same = evaluate_samples(judge, test_waves, test_labels, test_waves, test_labels)
     assert same.accuracy == 1.0 and abs(same.frechet_distance) < 1e-6
+    assert same.spread_ratio == pytest.approx(1.0)
+    # one clip repeated per class: as classifiable, but no variety at all
+    firsts = torch.stack([test_waves[test_labels == c][0] for c in range(3)])
+    copies = firsts.repeat_interleave(4, 0)
+    collapsed = evaluate_samples(
+        judge, copies, torch.arange(3).repeat_interleave(4), test_waves, test_labels
+    )
+    assert collapsed.accuracy == 1.0 and collapsed.spread_ratio < 1e-6
     wrong = evaluate_samples(judge, test_waves, (test_labels + 1) % 3, waves)
     assert wrong.accuracy == 0.0
     only_low = evaluate_samples(judge, test_waves[:4], None, waves)

@@ -267,7 +267,7 @@ def test_unknown_backend_names_are_rejected(clean_env):
     clean_env.setenv("DIFFCORE_KERNELS", "cuda")
     with pytest.raises(ValueError, match="DIFFCORE_KERNELS must be one of"):
         sampler_update(torch.zeros(2), torch.zeros(2), 1.0, 1.0)
-    assert set(BACKENDS) == {"auto", "reference", "triton", "compiled"}
+    assert set(BACKENDS) == {"auto", "reference", "triton", "compiled", "cpp"}
 
 
 @needs_triton
@@ -363,6 +363,87 @@ def _interpreter_checks() -> None:
         assert out.dtype == dtype and torch.all(out == 1 + torch.finfo(dtype).eps), out
         checked += 1
     print(f"triton interpreter: {checked} cases match the reference")
+
+
+# --- the C++ loop (backend "cpp") --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cpp_built():
+    """The C++ extension, built once for the module (tens of seconds the first time on a
+    machine, then torch's cache); skips where no compiler or ninja can build it."""
+    from diffcore.kernels.sampler_update import cpp
+
+    if not cpp.available():
+        pytest.skip("the C++ sampler update could not be built here (no compiler or ninja?)")
+    return cpp
+
+
+def test_cpp_is_only_chosen_for_cpu_tensors(clean_env):
+    with use_backend("cpp"):
+        assert backend_for(torch.zeros(2)) == "cpp"
+        assert backend_for(torch.zeros(2, device="meta")) == "reference"  # as auto would
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_cpp_loop_matches_the_reference_on_every_shape_and_layout(clean_env, cpp_built, dtype):
+    from diffcore.kernels.sampler_update import cpp
+
+    calls = []
+    loop = cpp._module().update
+
+    def counted(*args):
+        calls.append(1)
+        return loop(*args)
+
+    clean_env.setattr(cpp._module(), "update", counted, raising=False)
+    looped = 0
+    for i, case in enumerate(CASES):
+        for has_noise, has_prev in OPTIONAL:
+            x, denoised, kwargs = make_inputs(
+                case, noise=has_noise, prev=has_prev, dtype=dtype, seed=i
+            )
+            before = len(calls)
+            with use_backend("cpp"):
+                out = sampler_update(x, denoised, A, B, **kwargs)
+            want = reference.sampler_update(x, denoised, A, B, **kwargs)
+            assert out.dtype == dtype and out.shape == want.shape
+            torch.testing.assert_close(out, want, **FP32_TOL)
+            torch.testing.assert_close(
+                out, formula(x, denoised, A, B, **kwargs).to(dtype), **FP32_TOL
+            )
+            if len(calls) > before:
+                looped += 1
+                assert out.stride() == x.stride()  # the result keeps x's dense layout
+    # contiguous shapes (incl. empty and one element) and channels-last go through the loop;
+    # strided, transposed and broadcast views take the reference
+    assert looped == (len(SHAPES) + 1) * len(OPTIONAL)
+
+
+@pytest.mark.slow
+def test_cpp_guided_update_matches_the_reference(clean_env, cpp_built):
+    from diffcore.kernels import guided_sampler_update
+
+    gen = torch.Generator().manual_seed(0)
+    x, cond, uncond, noise, prev = (torch.randn(3, 1025, generator=gen) for _ in range(5))
+    for scale in (0.0, 0.3, 1.0, 4.5):
+        with use_backend("cpp"):
+            out, denoised = guided_sampler_update(
+                x, cond, uncond, scale, A, B, noise=noise, c=C, prev=prev, d=D
+            )
+        want, want_denoised = reference.guided_sampler_update(
+            x, cond, uncond, scale, A, B, noise=noise, c=C, prev=prev, d=D
+        )
+        torch.testing.assert_close(denoised, want_denoised, rtol=0, atol=0)  # lerp's rounding
+        torch.testing.assert_close(out, want, **FP32_TOL)
+
+
+def test_cpp_backend_takes_the_reference_for_half_precision(clean_env):
+    x, denoised, kwargs = make_inputs((7, 5), noise=True, prev=True, dtype=torch.bfloat16)
+    with use_backend("cpp"):
+        out = sampler_update(x, denoised, A, B, **kwargs)
+    assert torch.equal(out, reference.sampler_update(x, denoised, A, B, **kwargs))
 
 
 # --- on a GPU ---------------------------------------------------------------------------------

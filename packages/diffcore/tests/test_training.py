@@ -326,6 +326,34 @@ def test_batches_resume_exactly_and_ranks_split_each_global_batch():
         assert torch.equal(torch.cat([next(h) for h in halves]), s)
 
 
+def test_length_grouping_pads_less_covers_every_sample_and_resumes_exactly():
+    lengths = torch.randint(1, 200, (1000,), generator=torch.Generator().manual_seed(0))
+
+    class Ragged(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(lengths)
+
+        def __getitem__(self, i):
+            return i
+
+    data = Ragged()
+    data.lengths = lengths.tolist()
+    collate = torch.tensor
+    plain = BatchStream(data, batch_size=10, seed=1, collate_fn=collate)
+    grouped = BatchStream(data, batch_size=10, seed=1, collate_fn=collate, length_window=20)
+    epoch = [next(grouped) for _ in range(100)]
+    assert torch.equal(torch.cat(epoch).sort().values, torch.arange(1000))  # each sample once
+    spread = lambda batches: sum(int(lengths[b].max() - lengths[b].min()) for b in batches)
+    assert spread(epoch) < spread([next(plain) for _ in range(100)]) / 10
+    assert len({int(lengths[b].max()) for b in epoch[:20]}) > 5  # batch order is shuffled
+    later = BatchStream(
+        data, batch_size=10, seed=1, collate_fn=collate, length_window=20, position=Position(0, 370)
+    )
+    assert all(torch.equal(next(later), b) for b in epoch[37:60])
+    with pytest.raises(ValueError, match="lengths"):
+        BatchStream(torch.arange(10), batch_size=2, seed=0, length_window=4)
+
+
 def test_invalid_inputs_are_rejected_with_the_reason(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="grad_accum"):
         TrainConfig(grad_accum=0)

@@ -2,7 +2,9 @@
 
 - :func:`evaluate_samples`: share of samples the judge classifies as the intended class, and the
   Fréchet distance between the judge's features of samples and of real test audio (DiffWave's
-  SC09 protocol with our own judge; lower is better, 0 for identical statistics).
+  SC09 protocol with our own judge; lower is better, 0 for identical statistics), and how
+  varied the samples of each class are next to real recordings of that class (a collapse
+  detector: guidance can make every "seven" the same "seven").
 - :func:`evaluate_vocoder`: re-synthesise real held-out clips from their spectrograms and
   measure multi-resolution STFT distance, mel L1 (dB) and the real-time factor (seconds of audio
   per second of compute on this machine; 10 means ten times faster than real time).
@@ -28,6 +30,10 @@ class SampleScores:
     accuracy: float  # share of samples classified as their intended class
     frechet_distance: float  # judge-feature FD between samples and real audio
     count: int  # samples scored
+    # Mean over classes of (spread of the samples / spread of real audio), spread = mean
+    # pairwise judge-feature distance within the class; 1 = as varied as real speech, near 0
+    # = one sound per class. nan without intended and real labels.
+    spread_ratio: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,16 +57,45 @@ def judge_accuracy(judge: Judge, waves: Tensor, labels: Tensor) -> float:
 
 
 def evaluate_samples(
-    judge: Judge, waves: Tensor, intended: Tensor | None, real_waves: Tensor
+    judge: Judge,
+    waves: Tensor,
+    intended: Tensor | None,
+    real_waves: Tensor,
+    real_labels: Tensor | None = None,
 ) -> SampleScores:
     """Score generated ``waves`` (N, L) against real audio (M, L). ``intended`` (N,) class ids
-    (None for unconditional samples: accuracy is then nan)."""
+    (None for unconditional samples: accuracy is then nan); ``real_labels`` (M,) the real
+    clips' classes, for the spread ratio."""
     predicted, features = judge_outputs(judge, waves)
     _, real_features = judge_outputs(judge, real_waves)
-    accuracy = float("nan")
+    accuracy = spread = float("nan")
     if intended is not None:
         accuracy = float((predicted == intended.cpu()).float().mean())
-    return SampleScores(accuracy, frechet_distance(features, real_features), waves.shape[0])
+        if real_labels is not None:
+            spread = spread_ratio(features, intended.cpu(), real_features, real_labels.cpu())
+    fd = frechet_distance(features, real_features)
+    return SampleScores(accuracy, fd, waves.shape[0], spread)
+
+
+def within_class_spread(features: Tensor, labels: Tensor) -> dict[int, float]:
+    """Mean pairwise Euclidean distance of ``features`` (N, D) within each class of ``labels``
+    (N,) that has at least two members."""
+    spread = {}
+    for c in labels.unique().tolist():
+        f = features[labels == c].double()
+        if len(f) >= 2:
+            spread[c] = float(torch.cdist(f, f).sum() / (len(f) * (len(f) - 1)))
+    return spread
+
+
+def spread_ratio(
+    features: Tensor, labels: Tensor, real_features: Tensor, real_labels: Tensor
+) -> float:
+    """Mean over the classes present in both of (sample spread / real spread)."""
+    ours = within_class_spread(features, labels)
+    real = within_class_spread(real_features, real_labels)
+    ratios = [ours[c] / real[c] for c in ours if c in real and real[c] > 0]
+    return sum(ratios) / len(ratios) if ratios else float("nan")
 
 
 def real_time_factor(

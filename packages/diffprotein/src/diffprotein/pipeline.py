@@ -64,6 +64,8 @@ class SequenceDataset(Dataset):
                 raise ValueError(f"record {r.id!r}: {err}") from None
             names.append(r.family if r.family in families else None)
         self.family = family_ids(names, families)
+        # Residues per item: lets the training loop group batches by length (length_window).
+        self.lengths = [len(t) for t in self.tokens]
 
     def __len__(self) -> int:
         return len(self.tokens)

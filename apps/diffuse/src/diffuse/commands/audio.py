@@ -331,7 +331,7 @@ def _eval_audio(args: argparse.Namespace) -> int:
     # Judge ids follow the judge's names; map the model's label names onto them.
     lookup = {n: i for i, n in enumerate(judge.config.label_names)}
     intended = torch.tensor([lookup[c.label_names[i]] for i in labels.tolist()])
-    scores = evaluate_samples(judge, waves, intended, real.waves)
+    scores = evaluate_samples(judge, waves, intended, real.waves, real.labels)
     print(json.dumps(scores.to_dict(), indent=2))
     return 0
 

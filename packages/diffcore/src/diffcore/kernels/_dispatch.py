@@ -1,4 +1,5 @@
-"""Choosing between a kernel's Triton version, its PyTorch reference and the reference compiled.
+"""Choosing between a kernel's Triton version, its PyTorch reference, the reference compiled,
+and (for the sampler update) a hand-written C++ loop.
 
 Every op in ``diffcore.kernels`` asks :func:`backend_for` once per call. The answer depends on
 what was requested (innermost :func:`use_backend` block, else ``DIFFCORE_KERNELS``, else "auto")
@@ -6,7 +7,8 @@ and on the tensor: "auto" means Triton for CUDA tensors when Triton imports, the
 otherwise, so a CPU-only or Triton-less install never touches Triton. "compiled" runs the
 reference through ``torch.compile`` (inductor: one generated C++ loop on CPU), the fused path
 where no hand-written kernel runs; it is opt-in because the first call of each op compiles
-(seconds). Inside code that ``torch.compile`` is tracing, every op takes the reference, which
+(seconds). "cpp" runs ops that have a C++ CPU loop (the sampler update) through it, built on
+first use (tens of seconds, then cached), and every other op as "auto" would. Inside code that ``torch.compile`` is tracing, every op takes the reference, which
 the enclosing compile fuses with its neighbours.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-BACKENDS = ("auto", "reference", "triton", "compiled")
+BACKENDS = ("auto", "reference", "triton", "compiled", "cpp")
 ENV_VAR = "DIFFCORE_KERNELS"
 
 # A context variable rather than a global: nested blocks restore by token, and threads or
@@ -64,9 +66,10 @@ def requested_backend() -> str:
 
 
 def backend_for(x: Tensor) -> str:
-    """Which implementation runs a call on ``x``: "triton", "compiled" or "reference".
+    """Which implementation runs a call on ``x``: "triton", "compiled", "cpp" or "reference".
 
     auto: "triton" for CUDA tensors when Triton imports, else "reference".
+    cpp: "cpp" for CPU tensors (ops without a C++ loop take the reference), else as auto.
     triton (forced): CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``; anything else
     raises RuntimeError rather than quietly running the reference.
     compiled: the reference through ``torch.compile``, on any device.
@@ -77,7 +80,9 @@ def backend_for(x: Tensor) -> str:
     choice = requested_backend()
     if choice in ("reference", "compiled"):
         return choice
-    if choice == "auto":
+    if choice == "cpp" and x.device.type == "cpu":
+        return "cpp"
+    if choice in ("auto", "cpp"):
         return "triton" if x.is_cuda and triton_available() else "reference"
     if not triton_available():
         raise RuntimeError(
@@ -102,7 +107,8 @@ def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Force a backend inside a ``with`` block: "reference", "triton", "compiled" or "auto".
+    """Force a backend inside a ``with`` block: "reference", "triton", "compiled", "cpp" or
+    "auto".
 
     Takes precedence over ``$DIFFCORE_KERNELS``; blocks nest, the innermost wins.
     """

@@ -33,6 +33,9 @@ class TrainConfig:
     seed: int = 0  # seeds the model RNG, the data order and the loss generator
     log_every: int = 50  # steps between log rows (and progress-bar updates)
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
+    # Sort windows of this many global batches by sample length, so batches pad little
+    # (0 = off; the dataset needs a `lengths` attribute). See diffcore.training.data.
+    length_window: int = 0
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints")
@@ -40,6 +43,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
+        if self.length_window < 0:
+            raise ValueError(f"TrainConfig.length_window must be >= 0, got {self.length_window}")
         if self.num_workers < 0:
             raise ValueError(f"TrainConfig.num_workers must be >= 0, got {self.num_workers}")
         if not self.lr > 0:

@@ -4,6 +4,11 @@ Every rank draws the same permutation, cuts it into global micro-batches of
 ``batch_size * world_size`` samples and takes its own contiguous slice of each. The position
 is counted in samples of the permutation, so a checkpointed position resumes the exact batch
 sequence (also under a different world size, as long as the global batch divides the same).
+
+With ``length_window`` > 0 each window of that many global batches of the permutation is
+sorted by sample length before it is cut, and the window's batches are then shuffled: batches
+of similar lengths waste little on padding (fairseq's and Hugging Face's "group by length"),
+and the order is still a pure function of (seed, epoch), so resuming stays exact.
 """
 
 from __future__ import annotations
@@ -23,6 +28,25 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     """The sample order (n,) of one epoch, a pure function of (seed, epoch)."""
     g = torch.Generator().manual_seed((seed * _GOLDEN + epoch) % 2**63)
     return torch.randperm(n, generator=g)
+
+
+def group_by_length(
+    order: Tensor, lengths: Tensor, global_batch: int, window: int, generator: torch.Generator
+) -> Tensor:
+    """``order`` (n,) rearranged so each run of ``global_batch`` consecutive samples holds
+    similar ``lengths``: every ``window * global_batch`` samples are sorted by length (stable),
+    cut into global batches, and those batches shuffled. An incomplete last batch stays last
+    (the stream drops it)."""
+    span = window * global_batch
+    pieces = []
+    for start in range(0, len(order), span):
+        chunk = order[start : start + span]
+        chunk = chunk[torch.sort(lengths[chunk], stable=True).indices]
+        full = len(chunk) // global_batch * global_batch
+        batches = chunk[:full].view(-1, global_batch)
+        pieces.append(batches[torch.randperm(len(batches), generator=generator)].reshape(-1))
+        pieces.append(chunk[full:])
+    return torch.cat(pieces) if pieces else order
 
 
 @dataclass
@@ -47,7 +71,8 @@ class BatchStream:
     """Endless iterator of this rank's micro-batches; ``position`` always names the next one.
 
     Epochs drop their last incomplete global micro-batch so every step sees full batches
-    (which DDP needs to average gradients over equal shares).
+    (which DDP needs to average gradients over equal shares). ``length_window`` > 0 groups
+    batches by ``dataset.lengths`` (see :func:`group_by_length`).
     """
 
     def __init__(
@@ -62,6 +87,7 @@ class BatchStream:
         num_workers: int = 0,
         pin_memory: bool = False,
         position: Position | None = None,
+        length_window: int = 0,
     ) -> None:
         self.dataset = dataset
         self.n = dataset_length(dataset)
@@ -79,10 +105,33 @@ class BatchStream:
             Position() if position is None else Position(position.epoch, position.offset)
         )
         self._batches: Iterator[Any] | None = None
+        if length_window < 0:
+            raise ValueError(f"length_window must be >= 0, got {length_window}")
+        self.length_window = length_window
+        self.lengths = None
+        if length_window:
+            lengths = getattr(dataset, "lengths", None)
+            if lengths is None:
+                raise ValueError(
+                    "grouping batches by length needs the length of every sample: give the "
+                    f"dataset ({type(dataset).__name__}) a `lengths` attribute"
+                )
+            self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+            if self.lengths.shape != (self.n,):
+                raise ValueError(
+                    f"lengths has shape {tuple(self.lengths.shape)}, expected ({self.n},)"
+                )
+
+    def _epoch_order(self) -> Tensor:
+        perm = epoch_permutation(self.n, self.seed, self.position.epoch)
+        if not self.length_window:
+            return perm
+        g = torch.Generator().manual_seed((self.seed * _GOLDEN + self.position.epoch + 1) % 2**63)
+        return group_by_length(perm, self.lengths, self.global_batch, self.length_window, g)
 
     def _rank_indices(self) -> list[list[int]]:
         """This rank's index lists for the rest of the current epoch."""
-        perm = epoch_permutation(self.n, self.seed, self.position.epoch)
+        perm = self._epoch_order()
         lo = self.rank * self.batch_size
         last_start = self.n - self.global_batch  # no global batch may run past the epoch
         return [

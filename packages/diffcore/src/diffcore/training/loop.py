@@ -287,6 +287,7 @@ def _run(
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
         position=position,
+        length_window=config.length_window,
     )
 
     def checkpoint(snap: _Snapshot, *, gather: bool) -> Path:

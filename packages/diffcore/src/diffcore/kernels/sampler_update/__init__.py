@@ -94,18 +94,23 @@ def sampler_update(
     x, denoised, noise, prev: tensors of any one shape, floating dtype and device (noise and
     prev optional); a, b, c, d: Python floats (c / d must stay 0 without noise / prev).
     float64 inputs are summed in float64. The backend is chosen by
-    :func:`diffcore.kernels.backend_for`: Triton on CUDA, the PyTorch reference elsewhere, or
-    the reference compiled when "compiled" is requested.
+    :func:`diffcore.kernels.backend_for`: Triton on CUDA, the PyTorch reference elsewhere, the
+    reference compiled when "compiled" is requested, a C++ loop on CPU when "cpp" is.
     """
     _check_update("sampler_update", x, {"denoised": denoised}, a, b, noise, c, prev, d)
-    if backend_for(x) == "triton" and x.dtype in _TRITON_DTYPES:
+    backend = backend_for(x)
+    if backend == "triton" and x.dtype in _TRITON_DTYPES:
         from diffcore.kernels.sampler_update import triton as fused  # lazy: imports triton
 
         return fused.sampler_update(x, denoised, a, b, noise=noise, c=c, prev=prev, d=d)
-    if backend_for(x) == "compiled":
+    if backend == "compiled":
         from diffcore.kernels.sampler_update import compiled
 
         return compiled.sampler_update(x, denoised, a, b, noise=noise, c=c, prev=prev, d=d)
+    if backend == "cpp":
+        from diffcore.kernels.sampler_update import cpp
+
+        return cpp.sampler_update(x, denoised, a, b, noise=noise, c=c, prev=prev, d=d)
     return reference.sampler_update(x, denoised, a, b, noise=noise, c=c, prev=prev, d=d)
 
 
@@ -136,16 +141,23 @@ def guided_sampler_update(
     op = "guided_sampler_update"
     _check_update(op, x, {"cond": cond, "uncond": uncond}, a, b, noise, c, prev, d)
     _check_coefficient(op, "guidance_scale", guidance_scale, x, "x")
-    if backend_for(x) == "triton" and x.dtype in _TRITON_DTYPES:
+    backend = backend_for(x)
+    if backend == "triton" and x.dtype in _TRITON_DTYPES:
         from diffcore.kernels.sampler_update import triton as fused  # lazy: imports triton
 
         return fused.guided_sampler_update(
             x, cond, uncond, guidance_scale, a, b, noise=noise, c=c, prev=prev, d=d
         )
-    if backend_for(x) == "compiled":
+    if backend == "compiled":
         from diffcore.kernels.sampler_update import compiled
 
         return compiled.guided_sampler_update(
+            x, cond, uncond, guidance_scale, a, b, noise=noise, c=c, prev=prev, d=d
+        )
+    if backend == "cpp":
+        from diffcore.kernels.sampler_update import cpp
+
+        return cpp.guided_sampler_update(
             x, cond, uncond, guidance_scale, a, b, noise=noise, c=c, prev=prev, d=d
         )
     return reference.guided_sampler_update(
