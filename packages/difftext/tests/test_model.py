@@ -41,6 +41,37 @@ def test_the_autoregressive_peer_has_the_denoisers_shape(char_tokenizer):
     assert abs(sizes[0] - sizes[1]) <= c.n_layer * (2 * c.n_embd + 1)  # within one unit of width
 
 
+def test_dropout_regularises_both_kinds_and_only_in_training(char_tokenizer):
+    x = torch.randint(5, len(char_tokenizer), (2, 32), generator=torch.Generator().manual_seed(0))
+    for kind in ("diffusion", "autoregressive"):
+        plain = build_model(kind, char_tokenizer, 32, preset="tiny").model
+        model = build_model(kind, char_tokenizer, 32, preset="tiny", dropout=0.2).model
+        config = model.config
+        probabilities = [
+            getattr(config, n)
+            for n in ("attention_dropout", "embedding_dropout", "mlp_dropout",
+                      "resid_pdrop", "embd_pdrop", "attn_pdrop")
+            if hasattr(config, n)
+        ]  # fmt: skip
+        assert len(probabilities) == 3 and all(p == 0.2 for p in probabilities), kind
+        model.train()
+        with torch.no_grad():
+            a, b = model(input_ids=x).logits, model(input_ids=x).logits
+        assert not torch.equal(a, b)  # two training passes drop different units
+        model.eval()
+        with torch.no_grad():
+            assert torch.equal(model(input_ids=x).logits, model(input_ids=x).logits)
+        plain.train()
+        with torch.no_grad():  # the default stays dropout-free
+            assert torch.equal(plain(input_ids=x).logits, plain(input_ids=x).logits)
+
+
+def test_dropout_is_refused_for_a_model_loaded_from_disk(tmp_path, tiny_diffusion):
+    save_text_model(tiny_diffusion, tmp_path / "m")
+    with pytest.raises(ValueError, match="fresh models"):
+        build_model("diffusion", None, 32, init_from=tmp_path / "m", dropout=0.1)
+
+
 def test_continued_pretraining_starts_from_a_checkpoint_saved_on_disk(tmp_path, char_tokenizer):
     # a "pretrained" masked LM saved the transformers way, with its tokenizer
     config = BertConfig(

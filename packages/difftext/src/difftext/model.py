@@ -55,14 +55,36 @@ __all__ = [
     "masked_lm_config",
     "parameter_count",
     "save_text_model",
+    "set_dropout",
 ]
 
 ModelKind = Literal["diffusion", "autoregressive"]
 META_NAME = "difftext.json"
 PRESET_FILE = "text.json"
-# Dropout is off unless a preset asks for it: short CPU budgets underfit, they do not overfit.
 BANNED_LOGIT = -1e4
-_DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout")
+# Dropout is off unless a preset or ``set_dropout`` asks for it. Every name a config family uses
+# for its (non-classifier) dropout: BERT-likes, ModernBERT, GPT-2.
+_DROPOUT_FIELDS = (
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
+    "attention_dropout", "embedding_dropout", "mlp_dropout",
+    "resid_pdrop", "embd_pdrop", "attn_pdrop",
+)  # fmt: skip
+
+
+def set_dropout(config: PretrainedConfig, p: float) -> PretrainedConfig:
+    """Set every dropout probability ``config`` has (hidden, attention, embedding) to ``p``."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {p}")
+    for name in _DROPOUT_FIELDS:
+        if hasattr(config, name):
+            setattr(config, name, p)
+    return config
+
+
+def dropout_of(config: PretrainedConfig) -> float:
+    """The largest dropout probability ``config`` sets (0 when it has none)."""
+    values = [getattr(config, n) for n in _DROPOUT_FIELDS if hasattr(config, n)]
+    return max([float(v) for v in values if v is not None], default=0.0)
 
 
 def load_preset(name: str, file: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -151,9 +173,9 @@ def causal_lm_config(
         n_head=_field(masked, "num_attention_heads"),
         n_inner=inner,
         activation_function="gelu",
-        resid_pdrop=getattr(masked, "hidden_dropout_prob", 0.0),
-        embd_pdrop=getattr(masked, "hidden_dropout_prob", 0.0),
-        attn_pdrop=getattr(masked, "attention_probs_dropout_prob", 0.0),
+        resid_pdrop=dropout_of(masked),  # the masked LM's regularisation, whatever its names
+        embd_pdrop=dropout_of(masked),
+        attn_pdrop=dropout_of(masked),
         bos_token_id=start_id(tokenizer),
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

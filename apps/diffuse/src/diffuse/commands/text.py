@@ -66,6 +66,12 @@ def register(verbs: dict[str, Any]) -> None:
     )
     train.add_argument("--preset", default="small", help="shape in shared/presets/text.json")
     train.add_argument(
+        "--dropout",
+        type=float,
+        help="every dropout probability of a fresh model (default: the preset's, else 0); "
+        "0.1-0.2 when training runs many epochs over a small corpus",
+    )
+    train.add_argument(
         "--init-from", help="a local model folder to continue training (its tokenizer is used)"
     )
     train.add_argument("--steps", type=int, default=2000)
@@ -204,7 +210,7 @@ def _train(args: argparse.Namespace) -> int:
         tokenizer = None if args.init_from else _tokenizer(args, train_docs, out)
         text_model = build_model(
             args.objective, tokenizer, args.block_size, preset=args.preset,
-            init_from=args.init_from, seed=args.seed,
+            init_from=args.init_from, seed=args.seed, dropout=args.dropout,
         )  # fmt: skip
         tokenizer = text_model.tokenizer
         train_blocks = make_blocks(tokenizer, train_docs, args.block_size, packing=args.packing)
