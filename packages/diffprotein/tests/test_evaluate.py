@@ -62,6 +62,12 @@ def test_nearest_identity_finds_memorised_sequences_and_matches_brute_force(shar
     assert found[0] == 1.0 and found[1] == 1.0  # a copy and a fragment
     brute = [max(identity(q, r) for r in refs) for q in queries]
     assert found == pytest.approx(brute)
+    # a sampler may stop at once: empty and sub-3-mer samples share nothing, and never crash
+    assert index.nearest(["", "MK"], top_k=4) == [
+        0.0,
+        pytest.approx(max(identity("MK", r) for r in refs[:4])),
+    ]
+    assert identity("", "ACDE") == 0.0
 
 
 def test_diversity_and_motif_preservation():

@@ -88,9 +88,10 @@ _ALIGNER = _aligner()
 
 
 def identity(a: str, b: str) -> float:
-    """Identical aligned residues / length of the shorter sequence (see the module docstring)."""
+    """Identical aligned residues / length of the shorter sequence (see the module docstring);
+    0 when either is empty (a sampler may stop before the first residue)."""
     if not a or not b:
-        raise ValueError("identity needs two non-empty sequences")
+        return 0.0
     counts = _ALIGNER.align(a, b)[0].counts()
     return counts.identities / min(len(a), len(b))
 
@@ -132,6 +133,8 @@ class IdentityIndex:
         ``query`` (shared / the smaller 3-mer count), best first."""
         ids = _kmers(query).tolist()
         hits = [self._rows[self._offsets[k] : self._offsets[k + 1]] for k in ids]
+        if not hits:  # shorter than one 3-mer: no ranking, any references will do
+            return list(range(min(top_k, len(self.sequences))))
         shared = torch.bincount(torch.cat(hits), minlength=len(self.sequences)).float()
         score = shared / torch.minimum(self._sizes, torch.tensor(float(len(ids)))).clamp_min(1)
         return score.topk(min(top_k, len(self.sequences))).indices.tolist()
