@@ -5,7 +5,8 @@ depth, heads and parameter count), the same character-level blocks of 256 and th
 training budget (steps calibrated per model). Reports the validation NLL (diffusion: upper bound)
 and, for 256-character samples, generative perplexity under the peer, unigram entropy, the share
 of words found in the training text and tokens/s, for confidence-parallel unmasking and ancestral
-sampling at 32/64/128/256 steps (256 steps = one token per step) and for the peer itself.
+sampling at 32/64/128/256 steps (256 steps = one token per step), for confidence thresholds
+(Fast-dLLM: reveal every candidate at least this sure) and for the peer itself.
 
     uv run python apps/research/text_benchmark.py --minutes 30        # the benchmark
     uv run python apps/research/text_benchmark.py --minutes 0.1 --preset tiny --samples 4 \\
@@ -65,6 +66,11 @@ def parse_args() -> argparse.Namespace:
         "--precision", default="auto", help="autocast for both models: auto, fp32, bf16 or fp16"
     )
     p.add_argument("--steps", default="32,64,128,256", help="sampler steps to compare")
+    p.add_argument(
+        "--thresholds", default="0.9,0.7",
+        help="confidence thresholds (Fast-dLLM) on a one-token-per-step grid: the threshold "
+        "sets the pace",
+    )  # fmt: skip
     p.add_argument("--samples", type=int, default=32, help="texts per sampler row")
     p.add_argument("--val-blocks", type=int, help="score only this many validation blocks")
     p.add_argument("--mc-samples", type=int, default=16, help="mask draws per block (bound)")
@@ -132,12 +138,21 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
                 length=length, steps=steps, sampler=sampler, confidence_noise=noise, batch_size=n
             )
             plans.append((name, steps, config))
+    for tau in (float(t) for t in args.thresholds.split(",") if t):
+        config = SampleConfig(length=length, steps=length, threshold=tau, batch_size=n)
+        plans.append((f"confidence, threshold {tau:g}", length, config))
     rows = []
     for name, steps, config in plans:
         model = peer if name == "autoregressive" else diffusion
+        calls = []  # forward passes actually made (reuse and thresholds skip some)
+        hook = model.model.register_forward_hook(lambda *_: calls.append(1))
         began = time.perf_counter()
-        texts = generate(model, [""] * n, config, seed=args.seed)
+        try:
+            texts = generate(model, [""] * n, config, seed=args.seed)
+        finally:
+            hook.remove()
         seconds = time.perf_counter() - began
+        passes = len(calls) / math.ceil(n / config.batch_size)
         report = evaluate_samples(
             [g.text for g in texts], model.tokenizer, judge=peer, reference=reference
         )
@@ -146,8 +161,8 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
             for g in texts:
                 f.write(json.dumps(g.record()) + "\n")
         rows.append({
-            "sampler": name, "steps": steps or length,
-            "tokens_per_step": length / steps if steps else 1.0,
+            "sampler": name, "steps": steps or length, "passes": passes,
+            "tokens_per_step": length / passes,
             "gen_ppl": report.generative_perplexity, "entropy": report.unigram_entropy,
             "word_share": report.word_share, "tokens_per_s": n * length / seconds,
         })  # fmt: skip
@@ -197,12 +212,13 @@ def main() -> None:
         "perplexity under the autoregressive model; word share: interior words found in the "
         "training text.",
         "",
-        "| sampler | steps | tokens/step | gen. perplexity | unigram entropy (bits) | word share | tokens/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| sampler | steps | forward passes | tokens/pass | gen. perplexity | unigram entropy (bits) | word share | tokens/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['sampler']} | {r['steps']} | {r['tokens_per_step']:g} | {r['gen_ppl']:.2f} | "
+            f"| {r['sampler']} | {r['steps']} | {r['passes']:.0f} | {r['tokens_per_step']:.2f} | "
+            f"{r['gen_ppl']:.2f} | "
             f"{r['entropy']:.3f} | {r['word_share']:.3f} | {r['tokens_per_s']:.0f} |"
         )
     by = {(r["sampler"], r["steps"]): r for r in rows}
@@ -224,6 +240,13 @@ def main() -> None:
             f"{fast['tokens_per_s'] / slow['tokens_per_s']:.1f}x tokens/s (target >= 4), gen. "
             f"perplexity {fast['gen_ppl'] / slow['gen_ppl'] - 1:+.1%} (target <= +10%)"
         )
+    for r in rows:
+        if r["sampler"].startswith("confidence, threshold") and slow is not None:
+            lines.append(
+                f"- {r['sampler']} vs one token per step: "
+                f"{r['tokens_per_s'] / slow['tokens_per_s']:.1f}x tokens/s (target >= 4), gen. "
+                f"perplexity {r['gen_ppl'] / slow['gen_ppl'] - 1:+.1%} (target <= +10%)"
+            )
     table = "\n".join(lines)
     print(table)
     (args.out / "table.md").write_text(table + "\n")
