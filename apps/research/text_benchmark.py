@@ -145,7 +145,7 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
     for name, steps, config in plans:
         model = peer if name == "autoregressive" else diffusion
         calls = []  # forward passes actually made (reuse and thresholds skip some)
-        hook = model.model.register_forward_hook(lambda *_: calls.append(1))
+        hook = model.model.register_forward_hook(lambda *_, c=calls: c.append(1))
         began = time.perf_counter()
         try:
             texts = generate(model, [""] * n, config, seed=args.seed)

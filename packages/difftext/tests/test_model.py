@@ -7,7 +7,17 @@ from transformers import AutoModelForMaskedLM, BertConfig
 
 from diffcore.training import TrainConfig
 from difftext.data import Document, make_blocks
-from difftext.model import BANNED_LOGIT, TextModel, load_text_model, save_text_model
+from difftext.model import (
+    BANNED_LOGIT,
+    TextModel,
+    causal_lm_config,
+    dropout_of,
+    load_preset,
+    load_text_model,
+    masked_lm_config,
+    save_text_model,
+    set_dropout,
+)
 from difftext.pipeline import build_model, fit
 
 
@@ -47,13 +57,16 @@ def test_dropout_regularises_both_kinds_and_only_in_training(char_tokenizer):
         plain = build_model(kind, char_tokenizer, 32, preset="tiny").model
         model = build_model(kind, char_tokenizer, 32, preset="tiny", dropout=0.2).model
         config = model.config
-        probabilities = [
+        residual = [
             getattr(config, n)
-            for n in ("attention_dropout", "embedding_dropout", "mlp_dropout",
-                      "resid_pdrop", "embd_pdrop", "attn_pdrop")
+            for n in ("embedding_dropout", "mlp_dropout", "resid_pdrop", "embd_pdrop")
             if hasattr(config, n)
-        ]  # fmt: skip
-        assert len(probabilities) == 3 and all(p == 0.2 for p in probabilities), kind
+        ]
+        attention = [
+            getattr(config, n) for n in ("attention_dropout", "attn_pdrop") if hasattr(config, n)
+        ]
+        assert len(residual) == 2 and all(p == 0.2 for p in residual), kind
+        assert attention == [0.0], kind  # keeps attention on its fused kernels
         model.train()
         with torch.no_grad():
             a, b = model(input_ids=x).logits, model(input_ids=x).logits
@@ -110,3 +123,14 @@ def test_a_model_directory_round_trips_and_pickles_are_refused(tmp_path, tiny_di
     with pytest.raises(ValueError, match=r"only pytorch_model\.bin: pickles are never loaded"):
         load_text_model(tmp_path / "model")
     assert isinstance(loaded, TextModel)
+
+
+def test_attention_dropout_is_set_apart_and_inherited_by_the_peer(char_tokenizer):
+    config = masked_lm_config(load_preset("tiny"), char_tokenizer, 32)
+    set_dropout(config, 0.1, attention=0.3)
+    assert (config.mlp_dropout, config.attention_dropout) == (0.1, 0.3)
+    assert (dropout_of(config), dropout_of(config, attention=True)) == (0.1, 0.3)
+    peer = causal_lm_config(config, char_tokenizer, 32)
+    assert (peer.resid_pdrop, peer.embd_pdrop, peer.attn_pdrop) == (0.1, 0.1, 0.3)
+    with pytest.raises(ValueError, match="attention must lie in"):
+        set_dropout(config, 0.1, attention=1.0)

@@ -64,8 +64,9 @@ def build_model(
     """A fresh model (``from_config`` on the preset's shape; the autoregressive kind gets the
     GPT-2 peer of that shape), or, with ``init_from``, a model directory to keep training
     (continued pre-training: its own tokenizer is used and ``tokenizer`` is ignored).
-    ``dropout``: every dropout probability of a fresh model (None: the preset's, else 0); many
-    passes over a small corpus need it (Tiny Shakespeare at 30 CPU minutes is ~36 epochs)."""
+    ``dropout``: the residual-stream dropout of a fresh model (None: the preset's, else 0;
+    attention probabilities stay undropped, see ``set_dropout``); many passes over a small
+    corpus need it (Tiny Shakespeare at 30 CPU minutes is ~36 epochs)."""
     if init_from is not None:
         loaded = load_text_model(init_from, kind=kind)
         limit = getattr(loaded.model.config, "max_position_embeddings", None) or getattr(

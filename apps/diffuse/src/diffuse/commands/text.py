@@ -68,7 +68,8 @@ def register(verbs: dict[str, Any]) -> None:
     train.add_argument(
         "--dropout",
         type=float,
-        help="every dropout probability of a fresh model (default: the preset's, else 0); "
+        help="residual-stream dropout of a fresh model (default: the preset's, else 0; "
+        "attention probabilities are not dropped); "
         "0.1-0.2 when training runs many epochs over a small corpus",
     )
     train.add_argument(
