@@ -36,6 +36,10 @@ class TrainConfig:
     # Sort windows of this many global batches by sample length, so batches pad little
     # (0 = off; the dataset needs a `lengths` attribute). See diffcore.training.data.
     length_window: int = 0
+    # torch.compile the module the loss sees (inductor; C++ on CPU): a ModernBERT text denoiser's
+    # CPU step took 0.44 s instead of 0.63 s after ~26 s of compiling. Checkpoints, EMA and the
+    # saved weights come from the uncompiled module.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints")

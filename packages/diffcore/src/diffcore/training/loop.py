@@ -277,6 +277,8 @@ def _run(
         wrapped = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if config.compile:
+        wrapped = torch.compile(wrapped)
     stream = BatchStream(
         dataset,
         batch_size=config.batch_size,
