@@ -194,7 +194,7 @@ def train(
     device = _resolve_device(device, info)
     owns_group = init_distributed(device)
     try:
-        return _run(
+        result = _run(
             model,
             loss_fn,
             dataset,
@@ -207,6 +207,11 @@ def train(
             progress,
             on_log,
         )
+        if owns_group:
+            # A rank that tears its group down while a peer is still in a collective aborts the
+            # peer ("terminate called without an active exception" under gloo): finish together.
+            dist.barrier()
+        return result
     finally:
         if owns_group:
             dist.destroy_process_group()
