@@ -144,7 +144,11 @@ def validation(diffusion, peer, val_blocks, args) -> tuple[Any, Any]:
     """Validation NLL of both models (diffusion: the bound), kept in --out so that a rerun that
     only adds sampler rows does not score the validation text again."""
     facts_file = args.out / "validation.json"
-    key = {"blocks": len(val_blocks), "mc_samples": args.mc_samples, "seed": args.seed}
+    key = {  # what the scores depend on: the same models (steps, dropout) and the same draws
+        "blocks": len(val_blocks), "mc_samples": args.mc_samples, "seed": args.seed,
+        "steps": json.loads((args.out / "budget.json").read_text()),
+        "dropout": {k: dropout_for(k, args) for k in ("diffusion", "autoregressive")},
+    }  # fmt: skip
     if facts_file.is_file():
         facts = json.loads(facts_file.read_text())
         if facts["key"] == key:
@@ -278,10 +282,12 @@ def main() -> None:
                 f"the AR samples' (target <= 1.5), word share {r['word_share']:.1%} "
                 "(target >= 85%)"
             )
-    parallel = [r for r in rows if r["sampler"].startswith("confidence") and r is not slow]
-    for r in parallel if slow is not None else []:
-        if r["tokens_per_step"] < 2 or "noise" in r["sampler"]:
-            continue
+    parallel = [
+        r for r in rows
+        if r["sampler"].startswith("confidence") and "noise" not in r["sampler"]
+        and r["tokens_per_step"] >= 2 and slow is not None
+    ]  # fmt: skip
+    for r in parallel:
         lines.append(
             f"- {r['sampler']} ({r['passes']:.0f} passes) vs one token per step "
             f"({args.block_size} steps): {r['tokens_per_s'] / slow['tokens_per_s']:.1f}x tokens/s "
