@@ -70,6 +70,11 @@ def parse_args() -> argparse.Namespace:
         "0.2 raised its training loss from 1.83 to 2.23 nats at 2800 steps)",
     )  # fmt: skip
     p.add_argument(
+        "--compile", choices=("auto", "on", "off"), default="auto",
+        help="torch.compile each model for training; auto: time both ways, keep the faster "
+        "(the compile time comes off the model's budget)",
+    )  # fmt: skip
+    p.add_argument(
         "--precision", default="auto", help="autocast for both models: auto, fp32, bf16 or fp16"
     )
     p.add_argument("--steps", default="32,64,128,256", help="sampler steps to compare")
@@ -91,10 +96,10 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def base_config(args) -> TrainConfig:
+def base_config(args, compile: bool = False) -> TrainConfig:
     return TrainConfig(
         steps=1, batch_size=args.batch_size, lr=args.lr, warmup=0.05, checkpoint_every=200,
-        log_every=25, seed=args.seed, precision=args.precision,
+        log_every=25, seed=args.seed, precision=args.precision, compile=compile,
     )  # fmt: skip
 
 
@@ -102,37 +107,48 @@ def dropout_for(kind: str, args) -> float:
     return args.diffusion_dropout if kind == "diffusion" else args.dropout
 
 
-def budgets(tokenizer, blocks, args) -> dict[str, int]:
-    """Steps per model for the same wall clock, both timed back to back before any training, so
-    both see the same machine (a rerun with the same --out reuses them: resume needs the same
-    one-cycle schedule)."""
+def budgets(tokenizer, blocks, args) -> dict[str, dict]:
+    """Steps (and whether to compile) per model for the same wall clock, all timed back to back
+    before any training, so every model sees the same machine (a rerun with the same --out
+    reuses them: resume needs the same one-cycle schedule)."""
     facts_file = args.out / "budget.json"
     if facts_file.is_file():
         return json.loads(facts_file.read_text())
-    steps = {}
+    ways = {"auto": (False, True), "on": (True,), "off": (False,)}[args.compile]
+    plans = {}
     for kind in ("diffusion", "autoregressive"):
         model = build_model(
             kind, tokenizer, args.block_size, preset=args.preset, seed=args.seed,
             dropout=dropout_for(kind, args),
         )  # fmt: skip
-        steps[kind] = calibrate_steps(model, blocks, base_config(args), args.minutes * 60)
-    facts_file.write_text(json.dumps(steps) + "\n")
-    return steps
+        steps = {
+            c: calibrate_steps(model, blocks, base_config(args, c), args.minutes * 60) for c in ways
+        }
+        best = max(ways, key=lambda c: steps[c])
+        plans[kind] = {"steps": steps[best], "compile": best}
+        print(f"{kind}: {steps} steps by compile; training with compile={best}", flush=True)
+    facts_file.write_text(json.dumps(plans) + "\n")
+    return plans
 
 
-def train_one(kind, tokenizer, blocks, steps: int, args) -> tuple[object, dict]:
-    """Train (or resume) one model for its calibrated steps; returns the model and run facts."""
+def train_one(kind, tokenizer, blocks, plan: dict, args) -> tuple[object, dict]:
+    """Train (or resume) one model as ``plan`` says (steps, compile); returns the model and run
+    facts."""
     folder = args.out / kind
     folder.mkdir(parents=True, exist_ok=True)
     model = build_model(
         kind, tokenizer, args.block_size, preset=args.preset, seed=args.seed,
         dropout=dropout_for(kind, args),
     )  # fmt: skip
-    config = dataclasses.replace(base_config(args), steps=steps, ema_decay=default_ema_decay(steps))
+    steps = plan["steps"]
+    config = dataclasses.replace(
+        base_config(args, plan["compile"]), steps=steps, ema_decay=default_ema_decay(steps)
+    )
     began = time.perf_counter()
     result = fit(model, blocks, config, folder, progress=True)
     facts = {
         "steps": steps,
+        "compiled": plan["compile"],
         "train_seconds": time.perf_counter() - began,
         "parameters": sum(p.numel() for p in model.model.parameters()),
         "final_loss": result.log[-1].loss if result.log else math.nan,
@@ -228,10 +244,10 @@ def main() -> None:
     if args.val_blocks:
         val_blocks = val_blocks.subset(slice(0, args.val_blocks))
 
-    steps = budgets(tokenizer, train_blocks, args)
-    diffusion, d_facts = train_one("diffusion", tokenizer, train_blocks, steps["diffusion"], args)
+    plans = budgets(tokenizer, train_blocks, args)
+    diffusion, d_facts = train_one("diffusion", tokenizer, train_blocks, plans["diffusion"], args)
     peer, p_facts = train_one(
-        "autoregressive", tokenizer, train_blocks, steps["autoregressive"], args
+        "autoregressive", tokenizer, train_blocks, plans["autoregressive"], args
     )
     d_nll, p_nll = validation(diffusion, peer, val_blocks, args)
     rows = sample_rows(diffusion, peer, [d.text for d in train_docs], args)
@@ -241,15 +257,16 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, preset {args.preset}, "
         f"{args.minutes:g} min per model, {args.precision} autocast, dropout {args.diffusion_dropout:g} (diffusion) / {args.dropout:g} (AR), {len(val_blocks)} validation blocks of {args.block_size}",
         "",
-        "| model | parameters | steps | train s | val bits/char | NLL ratio to AR |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | parameters | steps | compiled | train s | val bits/char | NLL ratio to AR |",
+        "|---|---:|---:|:---:|---:|---:|---:|",
     ]
     for name, facts, nll in (
         ("diffusion (bound)", d_facts, d_nll),
         ("autoregressive", p_facts, p_nll),
     ):
         lines.append(
-            f"| {name} | {facts['parameters']:,} | {facts['steps']} | {facts['train_seconds']:.0f} "
+            f"| {name} | {facts['parameters']:,} | {facts['steps']} | "
+            f"{'yes' if facts['compiled'] else 'no'} | {facts['train_seconds']:.0f} "
             f"| {nll.bits_per_char:.4f} | {nll.nats_per_token / p_nll.nats_per_token:.3f} |"
         )
     lines += [

@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedT
 
 from diffcore.io import WEIGHTS_NAME, load_weights
 from diffcore.processes import MaskProcess
-from diffcore.training import LogRow, TrainConfig, seconds_per_step, steps_for_budget, train
+from diffcore.training import LogRow, TrainConfig, step_timing, steps_for_budget, train
 from difftext.autoregressive import causal_lm_loss
 from difftext.data import TokenBlocks
 from difftext.evaluate import Likelihood, causal_nll, diffusion_nll_bound
@@ -233,11 +233,9 @@ def calibrate_steps(
 ) -> int:
     """How many optimizer steps of ``config`` fit in ``seconds`` of wall clock, timed on a copy
     of the model: equal budgets for models of unequal speed (no reserve: the models compared
-    pay the same overheads)."""
+    pay the same overheads). With ``config.compile`` the compile time comes off the budget."""
     model = text_model.model
     loss_fn = loss_function(TextModel(model, text_model.tokenizer, text_model.kind, 0))
     device = next(model.parameters()).device
-    per_step = seconds_per_step(
-        model, loss_fn, blocks.tokens[: config.batch_size], config, device=device
-    )
-    return steps_for_budget(seconds, per_step, reserve=0.0)
+    timing = step_timing(model, loss_fn, blocks.tokens[: config.batch_size], config, device=device)
+    return steps_for_budget(max(seconds - timing.startup, timing.step), timing.step, reserve=0.0)

@@ -84,6 +84,11 @@ def register(verbs: dict[str, Any]) -> None:
         "--ema", type=float, help="EMA decay (default: 0.999, less for short runs); 0 = no EMA"
     )
     train.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    train.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile the network for training (a ModernBERT CPU step: 0.63 -> 0.44 s "
+        "after ~26 s of compiling; with --minutes the compile time comes off the budget)",
+    )  # fmt: skip
     train.add_argument("--checkpoint-every", type=int, default=500)
     train.add_argument("--log-every", type=int, default=50)
     train.add_argument(
@@ -218,7 +223,7 @@ def _train(args: argparse.Namespace) -> int:
         val_blocks = make_blocks(tokenizer, val_docs, args.block_size, packing=args.packing)
         config = TrainConfig(
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-            ema_decay=None, precision=args.precision,
+            ema_decay=None, precision=args.precision, compile=args.compile,
             checkpoint_every=args.checkpoint_every, log_every=args.log_every, seed=args.seed,
         )  # fmt: skip
         run_file = out / "run.json"

@@ -1,7 +1,7 @@
 """One training loop for every domain (``train``), its settings, EMA, checkpoints and the
 distributed helpers."""
 
-from diffcore.training.budget import seconds_per_step, steps_for_budget
+from diffcore.training.budget import StepTiming, seconds_per_step, step_timing, steps_for_budget
 from diffcore.training.checkpoint import latest_checkpoint, list_checkpoints
 from diffcore.training.config import LogRow, TrainConfig, TrainResult
 from diffcore.training.data import BatchStream, Position, epoch_permutation
@@ -15,6 +15,7 @@ __all__ = [
     "DistInfo",
     "LogRow",
     "Position",
+    "StepTiming",
     "TrainConfig",
     "TrainResult",
     "autocast_dtype",
@@ -23,6 +24,7 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "seconds_per_step",
+    "step_timing",
     "steps_for_budget",
     "train",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +19,59 @@ from torch import nn
 from diffcore.training.config import TrainConfig
 from diffcore.training.data import to_device
 from diffcore.training.loop import LossFn, autocast_dtype
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """Measured cost of training: ``step`` seconds per optimizer step (median), and ``first``
+    seconds for the first step, which pays for allocation and, with ``TrainConfig.compile``,
+    for compiling."""
+
+    step: float
+    first: float
+
+    @property
+    def startup(self) -> float:
+        """Seconds a run spends once before its steps run at the measured pace."""
+        return max(0.0, self.first - self.step)
+
+
+def step_timing(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Any,
+    config: TrainConfig,
+    *,
+    device: str | torch.device = "cpu",
+    trials: int = 3,
+) -> StepTiming:
+    """Time AdamW steps (``config.grad_accum`` forward/backward passes of
+    ``loss_fn(model, batch, generator)`` under ``config.precision``'s autocast, then the update)
+    exactly as ``train`` takes them, compiled when ``config.compile`` is set; measured on a copy
+    of ``model`` (left untouched): one first step, then ``trials`` timed steps. ``batch`` is one
+    collated micro-batch (moved to ``device`` here)."""
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    device = torch.device(device)
+    net = copy.deepcopy(model).to(device).train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr)
+    seen = torch.compile(net) if config.compile else net
+    generator = torch.Generator(device).manual_seed(0)
+    batch = to_device(batch, device)
+    amp = autocast_dtype(config.precision, device)
+    times = []
+    for _ in range(trials + 1):
+        start = time.perf_counter()
+        for _ in range(config.grad_accum):
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                loss = loss_fn(seen, batch, generator)
+            loss.float().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return StepTiming(step=statistics.median(times[1:]), first=times[0])
 
 
 def seconds_per_step(
@@ -29,32 +83,8 @@ def seconds_per_step(
     device: str | torch.device = "cpu",
     trials: int = 3,
 ) -> float:
-    """Median seconds of one AdamW step (``config.grad_accum`` forward/backward passes of
-    ``loss_fn(model, batch, generator)`` under ``config.precision``'s autocast, then the update),
-    measured on a copy of ``model`` after one warm-up step; ``model`` is left untouched.
-    ``batch`` is one collated micro-batch (moved to ``device`` here)."""
-    if trials < 1:
-        raise ValueError(f"trials must be >= 1, got {trials}")
-    device = torch.device(device)
-    net = copy.deepcopy(model).to(device).train()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr)
-    generator = torch.Generator(device).manual_seed(0)
-    batch = to_device(batch, device)
-    amp = autocast_dtype(config.precision, device)
-    times = []
-    for i in range(trials + 1):
-        start = time.perf_counter()
-        for _ in range(config.grad_accum):
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss = loss_fn(net, batch, generator)
-            loss.float().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i:  # the first step pays for allocation and kernel selection
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median seconds of one optimizer step: ``step_timing(...).step``."""
+    return step_timing(model, loss_fn, batch, config, device=device, trials=trials).step
 
 
 def steps_for_budget(seconds: float, step_seconds: float, *, reserve: float = 0.05) -> int:
