@@ -97,9 +97,12 @@ def build_model(
     return TextModel(model, tokenizer, kind, block_size)
 
 
-def loss_function(text_model: TextModel) -> Callable[[nn.Module, Tensor, torch.Generator], Tensor]:
+def loss_function(
+    text_model: TextModel, estimator: str = "count"
+) -> Callable[[nn.Module, Tensor, torch.Generator], Tensor]:
     """``loss_fn(model, tokens (B, L), generator)`` for diffcore's loop: the MDLM ELBO in nats
-    per token for a diffusion model, the next-token NLL for the autoregressive peer."""
+    per token for a diffusion model (``estimator``: see ``MaskProcess``), the next-token NLL for
+    the autoregressive peer."""
     tok = text_model.tokenizer
     pad = tok.pad_token_id
     if text_model.kind == "autoregressive":
@@ -107,7 +110,7 @@ def loss_function(text_model: TextModel) -> Callable[[nn.Module, Tensor, torch.G
         return lambda model, tokens, generator: causal_lm_loss(
             model, tokens, start=start, pad_id=pad
         )
-    process = MaskProcess(text_model.mask_id, text_model.vocab_size)
+    process = MaskProcess(text_model.mask_id, text_model.vocab_size, estimator=estimator)
     base = text_model.denoiser()
 
     def diffusion_loss(model: nn.Module, tokens: Tensor, generator: torch.Generator) -> Tensor:
@@ -175,6 +178,7 @@ def fit(
     eval_blocks: int = 64,
     eval_samples: int = 4,
     final_samples: int = 16,
+    estimator: str = "count",
     progress: bool = True,
 ) -> FitResult:
     """Train with diffcore's loop in ``out_dir`` (checkpoints, exact resume, ``final/``), then
@@ -182,7 +186,8 @@ def fit(
 
     Every ``eval_every`` steps (0: never) the NLL of the first ``eval_blocks`` validation blocks
     is logged (``eval_samples`` mask draws each: a noisier, cheaper bound); at the end all
-    validation blocks are scored with ``final_samples`` draws."""
+    validation blocks are scored with ``final_samples`` draws. ``estimator``: how the
+    diffusion loss estimates the ELBO (see ``MaskProcess``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = out / "metrics.jsonl"
@@ -204,7 +209,7 @@ def fit(
     model.train()
     loop_module = _LoopModule(model)
     result = train(
-        loop_module, loss_function(text_model), train_blocks.tokens, config,
+        loop_module, loss_function(text_model, estimator), train_blocks.tokens, config,
         out_dir=out, progress=progress, on_log=on_log,
     )  # fmt: skip
     # the EMA average, when EMA is on

@@ -75,14 +75,20 @@ class MaskProcess:
     ``mask_id`` (the absorbing state). The denoiser is a ``TokenDenoiser``:
     ``D(x_t, t, **cond) -> logits (B, L, vocab_size)`` with t (B,) float32.
 
-    t_min: training times are drawn in [t_min, 1]; the integrand of the ELBO is bounded near 0,
-    but its Monte-Carlo variance grows like 1/t there (few masked tokens weighted by 1/t), so
-    training skips the sliver below t_min (MDLM uses 1e-3). ``nll_bound`` covers all of (0, 1].
+    estimator: how ``loss`` draws its Monte-Carlo estimate of the ELBO.
+    "count" (the default): each row masks exactly k of its n tokens, k uniform on 1..n
+    (stratified over the batch), and its masked tokens cost ``-log p / k``: the count form of
+    ``nll_bound``, unbiased for the ELBO over all of (0, 1] for a denoiser that ignores t, with
+    no 1/t weight to blow up the variance. "time": MDLM's form, a time t per row, each token
+    masked with probability t and weighted by 1/t; its variance grows like 1/t near 0, so times
+    are drawn in [t_min, 1] (MDLM uses 1e-3); use it for a denoiser that reads t.
+    ``nll_bound`` always covers all of (0, 1].
     """
 
     mask_id: int
     vocab_size: int
     t_min: float = 1e-3
+    estimator: str = "count"
 
     def __post_init__(self) -> None:
         if not isinstance(self.vocab_size, int) or self.vocab_size < 2:
@@ -96,6 +102,8 @@ class MaskProcess:
             )
         if not 0.0 <= self.t_min < 1.0:
             raise ValueError(f"t_min must lie in [0, 1), got {self.t_min}")
+        if self.estimator not in ("count", "time"):
+            raise ValueError(f"estimator must be 'count' or 'time', got {self.estimator!r}")
 
     def corrupt(self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Mask each token of x0 (B, ...) long independently with probability t (B,) in [0, 1].
@@ -125,15 +133,27 @@ class MaskProcess:
         loss_mask: Tensor | None = None,
         **cond: Any,
     ) -> Tensor:
-        """The continuous-time negative ELBO, a scalar in nats per token, for a batch x0 (B, L).
+        """The continuous-time negative ELBO, a scalar in nats per counted token, for a batch
+        x0 (B, L), estimated as ``estimator`` says (see the class).
 
-        Each row gets a time t (``sample_time``), is corrupted, and its masked positions cost
-        ``-log p(x0 | x_t) / t``; the sum is divided by the number of counted tokens.
         loss_mask: (B, L) bool, True where a token counts. Positions outside it (padding, or a
         prompt to condition on as in LLaDA's fine-tuning) are never masked and carry no loss.
-        ``cond`` is passed to the denoiser. Unbiased for the ELBO restricted to t >= t_min.
+        ``cond`` is passed to the denoiser. The "time" estimate is unbiased for the ELBO
+        restricted to t >= t_min; the "count" estimate, for a denoiser that ignores t, for the
+        whole ELBO (a time-conditioned denoiser is called with t = k / n).
         """
         counted = self._counted(x0, loss_mask)
+        if self.estimator == "count":
+            n = counted.sum(1)
+            u = stratified_time(x0.shape[0], generator, x0.device, 0.0, 1.0)
+            # uniform on 1..n (0 for a row with nothing counted: nothing masked, no weight)
+            k = ((u * n).floor().long().minimum(n - 1) + 1).clamp_min(0)
+            masked = self._mask_exactly(counted, k, generator)
+            xt = torch.where(masked, self.mask_id, x0)
+            t = (k / n.clamp_min(1)).float()
+            nll = self._token_nll(denoiser(xt, t, **cond), x0)
+            per_row = torch.where(masked, nll, 0.0).sum(1) / k.clamp_min(1)
+            return (per_row * n).sum() / n.sum().clamp_min(1)
         t = self.sample_time(x0.shape[0], generator, x0.device)
         xt = torch.where(counted, self.corrupt(x0, t, generator), x0)
         nll = self._token_nll(denoiser(xt, t.float(), **cond), x0)
@@ -180,13 +200,18 @@ class MaskProcess:
         total = torch.zeros(batch, device=device, dtype=torch.float64)
         for s in range(samples):
             k = ((s + offset) / samples * n).floor().long() + 1  # uniform on 1..n per row
-            scores = torch.rand(x0.shape, generator=generator, device=device)
-            scores = scores.masked_fill(~counted, 2.0)  # uncounted positions rank last
-            chosen = scores.argsort(1).argsort(1) < k[:, None]
+            chosen = self._mask_exactly(counted, k, generator)
             xt = torch.where(chosen, self.mask_id, x0)
             nll = self._token_nll(denoiser(xt, (k / n).float(), **cond), x0).double()
             total += torch.where(chosen, nll, 0.0).sum(1) / k
         return total / samples
+
+    @staticmethod
+    def _mask_exactly(counted: Tensor, k: Tensor, generator: torch.Generator | None) -> Tensor:
+        """(B, L) bool: k (B,) counted positions per row, chosen uniformly at random."""
+        scores = torch.rand(counted.shape, generator=generator, device=counted.device)
+        scores = scores.masked_fill(~counted, 2.0)  # uncounted positions rank last
+        return scores.argsort(1).argsort(1) < k[:, None]
 
     def _token_nll(self, logits: Tensor, x0: Tensor) -> Tensor:
         """-log p(x0 | x_t) (B, L) float32 from the denoiser's logits (B, L, V)."""
