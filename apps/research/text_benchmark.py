@@ -6,7 +6,8 @@ training budget (steps calibrated per model). Reports the validation NLL (diffus
 and, for 256-character samples, generative perplexity under the peer, unigram entropy, the share
 of words found in the training text and tokens/s, for confidence-parallel unmasking and ancestral
 sampling at 32/64/128/256 steps (256 steps = one token per step), for confidence thresholds
-(Fast-dLLM: reveal every candidate at least this sure) and for the peer itself.
+(Fast-dLLM: reveal every candidate at least this sure), for spaced reveals (tokens revealed in
+one step kept apart) and for the peer itself.
 
     uv run python apps/research/text_benchmark.py --minutes 30        # the benchmark
     uv run python apps/research/text_benchmark.py --minutes 0.1 --preset tiny --samples 4 \\
@@ -79,8 +80,18 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--steps", default="32,64,128,256", help="sampler steps to compare")
     p.add_argument(
+        "--samplers", default="confidence,noise,ancestral",
+        help="plain rows per step count: confidence, noise (MaskGIT's randomized order 4.5), "
+        "ancestral",
+    )  # fmt: skip
+    p.add_argument(
         "--blocks", default="32",
         help="block sizes for semi-autoregressive confidence rows (LLaDA), '' for none",
+    )  # fmt: skip
+    p.add_argument(
+        "--spacings", default="1",
+        help="confidence rows whose tokens revealed together lie more than this many apart, "
+        "'' for none",
     )  # fmt: skip
     p.add_argument(
         "--thresholds", default="0.9,0.7",
@@ -183,13 +194,16 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
     """One row per (sampler, steps) and one for the peer's own samples."""
     n, length = args.samples, args.block_size
     blocks = [int(b) for b in args.blocks.split(",") if b]
+    spacings = [int(d) for d in args.spacings.split(",") if d]
     plans = [("autoregressive", None, SampleConfig(length=length, batch_size=n))]
     for steps in (int(s) for s in args.steps.split(",")):
-        for name, sampler, noise in (
-            ("confidence", "confidence", 0.0),
-            ("confidence, noise 4.5", "confidence", 4.5),  # MaskGIT's randomized order
-            ("ancestral", "ancestral", 0.0),
+        for key, name, sampler, noise in (
+            ("confidence", "confidence", "confidence", 0.0),
+            ("noise", "confidence, noise 4.5", "confidence", 4.5),  # MaskGIT's randomized order
+            ("ancestral", "ancestral", "ancestral", 0.0),
         ):
+            if key not in args.samplers.split(","):
+                continue
             config = SampleConfig(
                 length=length, steps=steps, sampler=sampler, confidence_noise=noise, batch_size=n
             )
@@ -197,6 +211,9 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
         for block in blocks:
             config = SampleConfig(length=length, steps=steps, block_size=block, batch_size=n)
             plans.append((f"confidence, blocks of {block}", steps, config))
+        for spacing in spacings if steps < length else ():  # one token per step: nothing to space
+            config = SampleConfig(length=length, steps=steps, spacing=spacing, batch_size=n)
+            plans.append((f"confidence, spacing {spacing}", steps, config))
     for tau in (float(t) for t in args.thresholds.split(",") if t):
         for block in (None, *blocks):
             config = SampleConfig(

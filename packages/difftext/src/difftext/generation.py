@@ -36,6 +36,7 @@ class SampleConfig:
     block_size: int | None = None  # confidence: semi-autoregressive blocks of this many tokens
     confidence: Literal["probability", "margin"] = "probability"  # confidence measure
     confidence_noise: float = 0.0  # confidence: MaskGIT's randomized order (Gumbel scale, fading)
+    spacing: int = 0  # confidence: tokens revealed together lie more than this many apart
     temperature: float = 1.0  # 0 = argmax
     top_p: float | None = None  # nucleus sampling; None = the full distribution
     guidance: float = 1.0  # classifier-free guidance on the prompt; 1 = off
@@ -51,10 +52,11 @@ class SampleConfig:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.sampler == "ancestral" and (
-            self.threshold is not None or self.block_size or self.confidence_noise
+            self.threshold is not None or self.block_size or self.confidence_noise or self.spacing
         ):
             raise ValueError(
-                "threshold, block_size and confidence_noise belong to the confidence sampler"
+                "threshold, block_size, confidence_noise and spacing belong to the confidence "
+                "sampler"
             )
 
 
@@ -102,7 +104,8 @@ def _sample_diffusion(
         return sample_masked_ancestral(denoiser, x, grid, **common)
     return sample_confidence(
         denoiser, x, grid, threshold=config.threshold, block_size=config.block_size,
-        confidence=config.confidence, confidence_noise=config.confidence_noise, **common,
+        confidence=config.confidence, confidence_noise=config.confidence_noise,
+        spacing=config.spacing, **common,
     )  # fmt: skip
 
 

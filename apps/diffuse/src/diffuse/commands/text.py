@@ -164,6 +164,12 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="confidence: randomize the reveal order (MaskGIT's 4.5; fades to 0 by the end)",
     )
+    p.add_argument(
+        "--spacing",
+        type=int,
+        default=0,
+        help="confidence: tokens revealed in one step lie more than this many positions apart",
+    )
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, help="nucleus sampling")
     p.add_argument(
@@ -269,7 +275,7 @@ def _sample_config(args: argparse.Namespace, length: int | None) -> Any:
     return SampleConfig(
         length=length, steps=args.steps, sampler=args.sampler, schedule=args.schedule,
         threshold=args.threshold, block_size=args.semi_ar_block,
-        confidence_noise=args.confidence_noise, temperature=args.temperature,
+        confidence_noise=args.confidence_noise, spacing=args.spacing, temperature=args.temperature,
         top_p=args.top_p, guidance=args.guidance, reuse=not args.no_reuse,
         batch_size=args.batch_size,
     )  # fmt: skip

@@ -213,6 +213,33 @@ def _confidence(logp: Tensor, candidates: Tensor, kind: Confidence) -> Tensor:
     return top2[..., 0] - top2[..., 1]
 
 
+def _top(score: Tensor, count: Tensor) -> Tensor:
+    """(B, L) bool: the ``count`` (B,) highest finite scores of each row (ties: leftmost)."""
+    rank = torch.argsort(score, dim=1, descending=True, stable=True).argsort(1)
+    return (rank < count[:, None]) & (score > -math.inf)
+
+
+def _reveal(score: Tensor, count: Tensor, spacing: int) -> Tensor:
+    """(B, L) bool: which positions a step reveals: ``count`` (B,) per row among finite scores,
+    most confident first, each more than ``spacing`` from the others while that is possible."""
+    if spacing == 0:
+        return _top(score, count)
+    columns = torch.arange(score.shape[1], device=score.device)
+    chosen = torch.zeros(score.shape, dtype=torch.bool, device=score.device)
+    free = score.clone()
+    # one pick per row per round; a step reveals a few tokens, so the rounds are few
+    for _ in range(int(count.max())):
+        best = free.argmax(1)
+        ok = (chosen.sum(1) < count) & (free.gather(1, best[:, None]).squeeze(1) > -math.inf)
+        if not bool(ok.any()):
+            break
+        chosen |= ok[:, None] & (columns == best[:, None])
+        near = (columns[None, :] - best[:, None]).abs() <= spacing
+        free = free.masked_fill(ok[:, None] & near, -math.inf)
+    rest = torch.where(chosen, -math.inf, score)  # spacing ran out of room: fill by confidence
+    return chosen | _top(rest, count - chosen.sum(1))
+
+
 @torch.no_grad()
 def sample_confidence(
     denoiser: TokenDenoiser,
@@ -232,6 +259,7 @@ def sample_confidence(
     block_size: int | None = None,
     confidence: Confidence = "probability",
     confidence_noise: float = 0.0,
+    spacing: int = 0,
 ) -> Tensor:
     """Confidence-ordered parallel unmasking (MaskGIT, Chang et al. 2022,
     https://arxiv.org/abs/2202.04200; LLaDA's low-confidence remasking).
@@ -250,6 +278,12 @@ def sample_confidence(
     the noise fades to nothing by the last step). Plain confidence order makes a weak model
     reveal its most predictable token everywhere first and repeat it; the noise spreads early
     reveals over the sequence (MaskGIT uses 4.5). 0: pure confidence order.
+    ``spacing``: positions revealed in one step lie more than ``spacing`` apart (greedily, in
+    confidence order) while the step's count allows it; the rest of the count then goes to the
+    most confident positions left. Neighbours drawn in the same step are drawn independently,
+    and neighbours depend on each other most (dilated unmasking, Luxembourg et al. 2025,
+    https://arxiv.org/abs/2506.19037); an already revealed neighbour is context, not a conflict.
+    0: no constraint.
     """
     x, levels = _setup(x, schedule, mask_id, known, mask)
     _check_temperature(temperature)
@@ -259,6 +293,8 @@ def sample_confidence(
         raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
     if not confidence_noise >= 0.0:
         raise ValueError(f"confidence_noise must be >= 0, got {confidence_noise}")
+    if not isinstance(spacing, int) or spacing < 0:
+        raise ValueError(f"spacing must be an integer >= 0, got {spacing!r}")
     reuse = time_independent if reuse_unchanged is None else reuse_unchanged
     net = _Network(denoiser, mask_id, reuse)
     plan = _step_plan(levels, x == mask_id, block_size)
@@ -288,8 +324,7 @@ def sample_confidence(
             if threshold is not None:
                 count = torch.maximum(count, (score >= threshold).sum(1))
                 count = torch.maximum(count, eligible.any(1).long())
-            rank = torch.argsort(score, dim=1, descending=True, stable=True).argsort(1)
-            x = torch.where(eligible & (rank < count[:, None]), candidates, x)
+            x = torch.where(_reveal(score, count, spacing), candidates, x)
         _report(callback, Step(i, len(plan), t, s), x, denoised)
     return x
 
