@@ -12,6 +12,7 @@ SAMPLERS = [
     SampleConfig(length=32, steps=32, sampler="ancestral", top_p=0.9),
     SampleConfig(length=32, steps=32, threshold=0.5),
     SampleConfig(length=32, steps=8, block_size=8, schedule="cosine", guidance=2.0),
+    SampleConfig(length=32, steps=4, spacing=2),
 ]
 
 
@@ -22,7 +23,9 @@ def calls(model):
     return count
 
 
-@pytest.mark.parametrize("config", SAMPLERS, ids=["confidence", "ancestral", "threshold", "blocks"])
+@pytest.mark.parametrize(
+    "config", SAMPLERS, ids=["confidence", "ancestral", "threshold", "blocks", "spacing"]
+)
 def test_infilling_never_changes_the_given_tokens(tiny_diffusion, config):
     tok = tiny_diffusion.tokenizer
     template = "To be, or [MASK*6] to be[MASK]"
@@ -113,6 +116,10 @@ def test_bad_templates_and_settings_fail_clearly(tiny_diffusion, char_tokenizer)
         parse_template("a [PAD] b [MASK]", tok)
     with pytest.raises(ValueError, match="sampler must be 'confidence' or 'ancestral'"):
         SampleConfig(sampler="ddpm")
+    with pytest.raises(ValueError, match="spacing must be an integer >= 0, got -1"):
+        SampleConfig(spacing=-1)
+    with pytest.raises(ValueError, match="belong to the confidence sampler"):
+        SampleConfig(sampler="ancestral", spacing=1)
     with pytest.raises(ValueError, match="cannot be shared evenly among 3 blocks"):
         generate(tiny_diffusion, ["ab"], SampleConfig(length=32, steps=8, block_size=12))
     peer = build_model("autoregressive", char_tokenizer, 32, preset="tiny")

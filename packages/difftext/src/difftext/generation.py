@@ -51,6 +51,8 @@ class SampleConfig:
         for name in ("steps", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.spacing, int) or self.spacing < 0:
+            raise ValueError(f"spacing must be an integer >= 0, got {self.spacing!r}")
         if self.sampler == "ancestral" and (
             self.threshold is not None or self.block_size or self.confidence_noise or self.spacing
         ):
