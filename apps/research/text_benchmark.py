@@ -195,6 +195,7 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
     n, length = args.samples, args.block_size
     blocks = [int(b) for b in args.blocks.split(",") if b]
     spacings = [int(d) for d in args.spacings.split(",") if d]
+    families = args.samplers.split(",")
     plans = [("autoregressive", None, SampleConfig(length=length, batch_size=n))]
     for steps in (int(s) for s in args.steps.split(",")):
         for key, name, sampler, noise in (
@@ -202,7 +203,7 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
             ("noise", "confidence, noise 4.5", "confidence", 4.5),  # MaskGIT's randomized order
             ("ancestral", "ancestral", "ancestral", 0.0),
         ):
-            if key not in args.samplers.split(","):
+            if key not in families:
                 continue
             config = SampleConfig(
                 length=length, steps=steps, sampler=sampler, confidence_noise=noise, batch_size=n

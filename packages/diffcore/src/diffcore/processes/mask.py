@@ -149,10 +149,8 @@ class MaskProcess:
             # uniform on 1..n (0 for a row with nothing counted: nothing masked, no weight)
             k = ((u * n).floor().long().minimum(n - 1) + 1).clamp_min(0)
             masked = self._mask_exactly(counted, k, generator)
-            xt = torch.where(masked, self.mask_id, x0)
             t = (k / n.clamp_min(1)).float()
-            nll = self._token_nll(denoiser(xt, t, **cond), x0)
-            per_row = torch.where(masked, nll, 0.0).sum(1) / k.clamp_min(1)
+            per_row = self._masked_nll(denoiser, x0, masked, t, cond).sum(1) / k.clamp_min(1)
             return (per_row * n).sum() / n.sum().clamp_min(1)
         t = self.sample_time(x0.shape[0], generator, x0.device)
         xt = torch.where(counted, self.corrupt(x0, t, generator), x0)
@@ -201,9 +199,8 @@ class MaskProcess:
         for s in range(samples):
             k = ((s + offset) / samples * n).floor().long() + 1  # uniform on 1..n per row
             chosen = self._mask_exactly(counted, k, generator)
-            xt = torch.where(chosen, self.mask_id, x0)
-            nll = self._token_nll(denoiser(xt, (k / n).float(), **cond), x0).double()
-            total += torch.where(chosen, nll, 0.0).sum(1) / k
+            nll = self._masked_nll(denoiser, x0, chosen, (k / n).float(), cond)
+            total += nll.double().sum(1) / k
         return total / samples
 
     @staticmethod
@@ -212,6 +209,14 @@ class MaskProcess:
         scores = torch.rand(counted.shape, generator=generator, device=counted.device)
         scores = scores.masked_fill(~counted, 2.0)  # uncounted positions rank last
         return scores.argsort(1).argsort(1) < k[:, None]
+
+    def _masked_nll(
+        self, denoiser: Any, x0: Tensor, chosen: Tensor, t: Tensor, cond: dict
+    ) -> Tensor:
+        """-log p(x0 | x_t) (B, L) at the ``chosen`` positions (0 elsewhere), where x_t is x0
+        with exactly those positions masked and the denoiser sees time t (B,)."""
+        xt = torch.where(chosen, self.mask_id, x0)
+        return torch.where(chosen, self._token_nll(denoiser(xt, t, **cond), x0), 0.0)
 
     def _token_nll(self, logits: Tensor, x0: Tensor) -> Tensor:
         """-log p(x0 | x_t) (B, L) float32 from the denoiser's logits (B, L, V)."""
