@@ -106,7 +106,8 @@ def main() -> None:
     parser.add_argument(
         "--samplers",
         default="masked_ancestral:1.0:1.0,confidence:1.0:1.0",
-        help="SAMPLER:TEMPERATURE:GUIDANCE,...; the first gives the per-family table and targets",
+        help="SAMPLER:TEMPERATURE:GUIDANCE[:NOISE],...; NOISE: the confidence sampler's "
+        "MaskGIT order noise; the first gives the per-family table and targets",
     )
     parser.add_argument(
         "--train-steps",
@@ -184,10 +185,13 @@ def main() -> None:
 
     settings = []
     for spec in args.samplers.split(","):
-        name, temperature, scale = spec.split(":")
+        name, temperature, scale, *noise = spec.split(":")
         settings.append(
-            SamplingConfig(name, args.steps, temperature=float(temperature), guidance=float(scale))
-        )
+            SamplingConfig(
+                name, args.steps, temperature=float(temperature), guidance=float(scale),
+                confidence_noise=float(noise[0]) if noise else 0.0,
+            )
+        )  # fmt: skip
     sampling = settings[0]
     variants: dict[str, list[ProteinRecord]] = {}
     for config in settings:
@@ -203,7 +207,9 @@ def main() -> None:
                 progress=False,
             )
             drawn_all += [ProteinRecord(s.id, s.sequence, family) for s in drawn]
-        label = f"{config.sampler} T={config.temperature:g} w={config.guidance:g}"
+        label = f"{config.sampler} T={config.temperature:g} w={config.guidance:g}" + (
+            f" noise={config.confidence_noise:g}" if config.confidence_noise else ""
+        )
         variants[label] = drawn_all
         clock[f"sample {label}"] = time.perf_counter() - t0
     samples = next(iter(variants.values()))

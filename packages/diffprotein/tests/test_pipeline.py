@@ -57,6 +57,7 @@ def test_a_tiny_model_learns_real_sequences(shared_data, tmp_path):
         SamplingConfig(sampler="masked_ancestral", temperature=1.5),
         SamplingConfig(steps=3, schedule="cosine", temperature=0.0, guidance=3.0),
         SamplingConfig(steps=5, guidance=0.0, batch_size=7),
+        SamplingConfig(sampler="confidence", steps=4, confidence_noise=4.5),
     ],
 )
 def test_scaffolding_never_changes_motif_residues(untrained, config):
@@ -91,6 +92,21 @@ def test_the_same_seed_gives_the_same_samples(untrained):
     assert [s.sequence for s in one] == [s.sequence for s in two]
     assert [s.sequence for s in one] != [s.sequence for s in other]
     assert one[0].fields["seed"] == 11
+
+
+def test_confidence_noise_reorders_reveals_and_is_recorded(untrained):
+    plain = SamplingConfig(sampler="confidence", steps=4)
+    noisy = SamplingConfig(sampler="confidence", steps=4, confidence_noise=4.5)
+    one = sample(untrained, 12, family="alpha", length=12, config=plain, seed=5, progress=False)
+    two = sample(untrained, 12, family="alpha", length=12, config=noisy, seed=5, progress=False)
+    again = sample(untrained, 12, family="alpha", length=12, config=noisy, seed=5, progress=False)
+    assert [s.sequence for s in two] == [s.sequence for s in again]
+    assert [s.sequence for s in one] != [s.sequence for s in two]
+    assert two[0].fields["confidence_noise"] == 4.5 and "confidence_noise" not in one[0].fields
+    with pytest.raises(ValueError, match="draws its order at random"):
+        SamplingConfig(sampler="masked_ancestral", confidence_noise=1.0)
+    with pytest.raises(ValueError, match="confidence_noise must be >= 0"):
+        SamplingConfig(sampler="confidence", confidence_noise=-1.0)
 
 
 def test_redesign_changes_only_the_chosen_regions(untrained):

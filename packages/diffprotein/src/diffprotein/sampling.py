@@ -36,6 +36,9 @@ class SamplingConfig:
     schedule: Literal["linear", "cosine"] = "linear"  # mask share per step (cosine: MaskGIT)
     temperature: float = 1.0  # softmax temperature of every draw; 0 = argmax
     guidance: float = 1.0  # classifier-free guidance on the family; 1 = plain conditional
+    # confidence only: MaskGIT's randomized order (Gumbel noise on the ranking, fading to none by
+    # the last step), between pure confidence order (sharp, repeats) and ancestral (diverse)
+    confidence_noise: float = 0.0
     batch_size: int = 64  # sequences per sampler call
 
     def __post_init__(self) -> None:
@@ -47,6 +50,13 @@ class SamplingConfig:
             raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.confidence_noise < 0:
+            raise ValueError(f"confidence_noise must be >= 0, got {self.confidence_noise}")
+        if self.confidence_noise and self.sampler != "confidence":
+            raise ValueError(
+                f"confidence_noise ranks the confidence sampler's reveals; "
+                f"sampler {self.sampler!r} draws its order at random already"
+            )
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ def _run_sampler(
         if bar is not None:
             bar.update(1)
 
+    options = {"confidence_noise": config.confidence_noise} if config.confidence_noise else {}
     return sampler(
         _denoiser(model, family.to(x.device), config.guidance),
         x,
@@ -104,6 +115,7 @@ def _run_sampler(
         mask=mask,
         temperature=config.temperature,
         time_independent=True,
+        **options,
     )
 
 
@@ -179,6 +191,7 @@ def _sampling_fields(config: SamplingConfig, seed: int) -> dict[str, Any]:
         "steps": config.steps or "per_residue",
         "temperature": config.temperature,
         "guidance": config.guidance,
+        **({"confidence_noise": config.confidence_noise} if config.confidence_noise else {}),
     }
 
 

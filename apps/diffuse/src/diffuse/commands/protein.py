@@ -141,6 +141,10 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=("linear", "cosine"), default="linear")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    p.add_argument(
+        "--confidence-noise", type=float, default=0.0,
+        help="confidence sampler: MaskGIT's randomized reveal order (4.5 in MaskGIT; 0: none)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64)
     _common(p)
 
@@ -252,6 +256,7 @@ def _sampling_config(args: argparse.Namespace) -> Any:
         schedule=args.schedule,
         temperature=args.temperature,
         guidance=args.guidance,
+        confidence_noise=args.confidence_noise,
         batch_size=args.batch_size,
     )
 
