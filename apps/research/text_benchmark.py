@@ -59,7 +59,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--preset", default="small", help="shape in shared/presets/text.json")
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3, help="the autoregressive peer's peak lr")
+    p.add_argument(
+        "--lr", type=float, default=2e-3, help="peak lr (the peer's alone with --diffusion-lr)"
+    )
     p.add_argument(
         "--diffusion-lr", type=float, help="the diffusion model's peak lr (default: --lr)"
     )
@@ -328,8 +330,8 @@ def main() -> None:
                 f"- {r['sampler']}, 64 steps: gen. perplexity {r['gen_ppl'] / ar['gen_ppl']:.2f}x "
                 f"the AR samples' (target <= 1.5), word share {r['word_share']:.1%} "
                 f"(target >= 85%); unigram entropy {r['entropy'] - ar['entropy']:+.2f} bits "
-                "against the AR samples' (far below: collapsed onto frequent words, which a "
-                "judge scores well)"
+                "against the AR samples' (far below means collapse onto frequent words, which "
+                "the judge scores well)"
             )
     parallel = [
         r for r in rows
