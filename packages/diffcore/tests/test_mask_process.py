@@ -123,11 +123,11 @@ def test_elbo_of_the_exact_denoiser_is_exactly_the_log_likelihood():
     assert torch.allclose(nelbo, -oracle.probs.log() / L, atol=1e-6)
 
 
-@pytest.mark.parametrize("estimator", ["count", "time"])
+@pytest.mark.parametrize("estimator", ["count", "time", "complementary"])
 @pytest.mark.parametrize("denoiser", ["exact", "blurred", "uniform"])
 def test_loss_is_an_unbiased_estimate_of_the_elbo(denoiser, estimator):
     """The mean of 200 losses on a fixed batch matches the enumerated NELBO (the "time" form:
-    restricted to t >= t_min; the "count" form: all of (0, 1]) within 4 standard errors + 1e-6
+    restricted to t >= t_min; the count forms: all of (0, 1]) within 4 standard errors + 1e-6
     (and the standard error is small: < 0.01 nats)."""
     oracle = chain()
     model = {"exact": oracle, "blurred": blurred(oracle), "uniform": uniform_denoiser}[denoiser]
@@ -171,6 +171,35 @@ def test_the_count_estimate_masks_exactly_k_counted_tokens_and_calls_with_t_k_ov
     k = (x == MASK).sum(1)
     assert (x[:, 3] == x0[:, 3]).all()  # uncounted: never masked
     assert k.min() >= 1 and k.max() <= 3 and set(k.tolist()) == {1, 2, 3}
+    assert torch.allclose(t, k / 3.0)
+
+
+def test_the_complementary_estimate_scores_every_counted_token_once_per_pair():
+    """Row i and row B + i hold the same sequence; their masks split its counted tokens (or,
+    when row i masks all of them, both do), each half has 1..n masked, and the conditioning
+    rows are repeated with the batch."""
+    x0 = chain().sample(64, seeded(20))
+    loss_mask = torch.tensor([True, True, True, False]).expand(64, L)
+    seen = []
+
+    def spy(x, t, attention_mask):
+        seen.append((x, t, attention_mask))
+        return uniform_denoiser(x, t)
+
+    process = MaskProcess(MASK, K + 1, estimator="complementary")
+    rows = torch.arange(64)[:, None].expand(64, L)
+    process.loss(spy, x0, seeded(21), loss_mask=loss_mask, attention_mask=rows)
+    ((x, t, attention),) = seen
+    assert x.shape == (128, L) and torch.equal(attention, torch.cat([rows, rows]))
+    first, second = x[:64] == MASK, x[64:] == MASK
+    assert not (first | second)[:, 3].any()  # uncounted: never masked
+    everything = first[:, :3].all(1)
+    assert torch.equal(second[everything], first[everything])
+    assert torch.equal(
+        (first ^ second)[~everything, :3], torch.ones(int((~everything).sum()), 3, dtype=torch.bool)
+    )
+    k = (x == MASK).sum(1)
+    assert k.min() >= 1 and set(k[64:].tolist()) == {1, 2, 3}
     assert torch.allclose(t, k / 3.0)
 
 

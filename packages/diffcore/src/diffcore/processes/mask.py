@@ -30,6 +30,13 @@ from diffcore._utils import per_sample, stratified_time
 __all__ = ["MaskProcess", "clean_log_probs", "cosine_mask_grid", "linear_mask_grid"]
 
 
+def _repeat_rows(value: Any, times: int) -> Any:
+    """A conditioning value for ``times`` copies of the batch: tensors repeat along rows."""
+    if isinstance(value, Tensor) and value.ndim >= 1:
+        return value.repeat(times, *([1] * (value.ndim - 1)))
+    return value
+
+
 def _check_steps(n: int) -> None:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"a grid needs a positive integer number of steps, got {n!r}")
@@ -82,6 +89,11 @@ class MaskProcess:
     no 1/t weight to blow up the variance. "time": MDLM's form, a time t per row, each token
     masked with probability t and weighted by 1/t; its variance grows like 1/t near 0, so times
     are drawn in [t_min, 1] (MDLM uses 1e-3); use it for a denoiser that reads t.
+    "complementary": the count form twice per row, antithetically: once with its k masked
+    tokens and once with the other n - k (all n when k = n), so every token of the row is
+    scored exactly once per pair. The denoiser sees 2B rows for a batch of B: halve the batch
+    to keep the compute per step. Each half is uniform on patterns of 1..n masked tokens, so
+    the mean stays unbiased, and the two halves' errors partly cancel.
     ``nll_bound`` always covers all of (0, 1].
     """
 
@@ -102,8 +114,10 @@ class MaskProcess:
             )
         if not 0.0 <= self.t_min < 1.0:
             raise ValueError(f"t_min must lie in [0, 1), got {self.t_min}")
-        if self.estimator not in ("count", "time"):
-            raise ValueError(f"estimator must be 'count' or 'time', got {self.estimator!r}")
+        if self.estimator not in ("count", "time", "complementary"):
+            raise ValueError(
+                f"estimator must be 'count', 'time' or 'complementary', got {self.estimator!r}"
+            )
 
     def corrupt(self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Mask each token of x0 (B, ...) long independently with probability t (B,) in [0, 1].
@@ -139,16 +153,24 @@ class MaskProcess:
         loss_mask: (B, L) bool, True where a token counts. Positions outside it (padding, or a
         prompt to condition on as in LLaDA's fine-tuning) are never masked and carry no loss.
         ``cond`` is passed to the denoiser. The "time" estimate is unbiased for the ELBO
-        restricted to t >= t_min; the "count" estimate, for a denoiser that ignores t, for the
-        whole ELBO (a time-conditioned denoiser is called with t = k / n).
+        restricted to t >= t_min; the "count" and "complementary" estimates, for a denoiser that
+        ignores t, for the whole ELBO (a time-conditioned denoiser is called with t = k / n).
         """
         counted = self._counted(x0, loss_mask)
-        if self.estimator == "count":
+        if self.estimator in ("count", "complementary"):
             n = counted.sum(1)
             u = stratified_time(x0.shape[0], generator, x0.device, 0.0, 1.0)
             # uniform on 1..n (0 for a row with nothing counted: nothing masked, no weight)
             k = ((u * n).floor().long().minimum(n - 1) + 1).clamp_min(0)
             masked = self._mask_exactly(counted, k, generator)
+            if self.estimator == "complementary":
+                # n - k is uniform on 0..n-1; mapping 0 to n (mask all) makes it 1..n again
+                everything = (k == n)[:, None]
+                other = torch.where(everything, counted, counted & ~masked)
+                k = torch.cat([k, torch.where(k == n, n, n - k)])
+                masked = torch.cat([masked, other])
+                x0, n, counted = x0.repeat(2, 1), n.repeat(2), counted.repeat(2, 1)
+                cond = {key: _repeat_rows(value, 2) for key, value in cond.items()}
             t = (k / n.clamp_min(1)).float()
             per_row = self._masked_nll(denoiser, x0, masked, t, cond).sum(1) / k.clamp_min(1)
             return (per_row * n).sum() / n.sum().clamp_min(1)
