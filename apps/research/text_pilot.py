@@ -2,8 +2,7 @@
 
 Trains the same diffusion model (same initialization, same batches) once per variant, a grid of
 ELBO estimator (see ``diffcore.processes.MaskProcess``) x learning rate x AdamW beta2 x batch
-size, each for
-the same number of steps, and prints the validation NLL bound of each. A pilot ranks choices for
+size, each for the same number of steps, and prints the validation NLL bound of each. A pilot ranks choices for
 the 30-minute benchmark (apps/research/text_benchmark.py) in minutes, not hours.
 
     uv run python apps/research/text_pilot.py --steps 600 --estimators count,time --lrs 2e-3

@@ -169,7 +169,7 @@ class MaskProcess:
                 other = torch.where(everything, counted, counted & ~masked)
                 k = torch.cat([k, torch.where(k == n, n, n - k)])
                 masked = torch.cat([masked, other])
-                x0, n, counted = x0.repeat(2, 1), n.repeat(2), counted.repeat(2, 1)
+                x0, n = x0.repeat(2, 1), n.repeat(2)
                 cond = {key: _repeat_rows(value, 2) for key, value in cond.items()}
             t = (k / n.clamp_min(1)).float()
             per_row = self._masked_nll(denoiser, x0, masked, t, cond).sum(1) / k.clamp_min(1)
