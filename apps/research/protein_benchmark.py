@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -34,7 +35,14 @@ from diffcore.training import TrainConfig
 from diffcore.training.data import BatchStream
 from diffprotein import judges
 from diffprotein.conditioning import Motif
-from diffprotein.data import ProteinRecord, read_sequences, split_holdout
+from diffprotein.data import (
+    ProteinRecord,
+    ReadOptions,
+    read_fasta_records,
+    read_sequences,
+    split_holdout,
+    write_fasta,
+)
 from diffprotein.evaluate import evaluate_samples, format_scores
 from diffprotein.model import load_preset
 from diffprotein.pipeline import (
@@ -68,6 +76,16 @@ def seconds_per_step(model, records, config: TrainConfig, device: str, batches: 
         for _ in range(batches)
     ]
     return sum(times) / len(times) * 1.1
+
+
+def cached_samples(path: Path, draw: Callable[[], list[ProteinRecord]]) -> list[ProteinRecord]:
+    """Samples kept in ``path`` (FASTA, ``family=`` in each header) so that a rerun after an
+    interruption, or one that adds sampler rows, skips the rows it has; else ``draw()`` them."""
+    if path.is_file():
+        return list(read_fasta_records(path, ReadOptions(family_field="family")).records)
+    drawn = draw()
+    write_fasta(((r.id, r.sequence, {"family": r.family}) for r in drawn), path)
+    return drawn
 
 
 def motif_tasks(heldout: list[ProteinRecord], per_family: int) -> list[tuple[str, int, Motif]]:
@@ -106,14 +124,18 @@ def main() -> None:
     parser.add_argument(
         "--samplers",
         default="masked_ancestral:1.0:1.0,confidence:1.0:1.0",
-        help="SAMPLER:TEMPERATURE:GUIDANCE[:NOISE],...; NOISE: the confidence sampler's "
-        "MaskGIT order noise; the first gives the per-family table and targets",
+        help="SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING]],...; NOISE: the confidence "
+        "sampler's MaskGIT order noise, RANKING its confidence measure (probability, margin, "
+        "entropy); the first gives the per-family table and targets",
     )
     parser.add_argument(
         "--train-steps",
         type=int,
         help="steps of the denoiser and the peer (default: fit 40%% of --minutes each); with "
         "--out and the same steps, a second run reuses the trained models",
+    )
+    parser.add_argument(
+        "--judge-steps", type=int, help="steps of the family judge (default: half --train-steps)"
     )
     parser.add_argument("--steps", type=int, help="sampler steps (default: one per residue)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -145,7 +167,7 @@ def main() -> None:
         base,
         steps=steps,
         ema_decay=0.999 if steps >= 2000 else None,
-        checkpoint_every=max(steps // 4, 1),
+        checkpoint_every=max(steps // 20, 1),  # a long run loses at most 5 % when stopped
         log_every=max(steps // 20, 1),
     )
     torch.manual_seed(args.seed)
@@ -173,7 +195,7 @@ def main() -> None:
     judges.train_lm(peer, train_set, config, work / "peer", device=args.device)
     clock["train AR peer"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    judge_steps = max(20, steps // 2)
+    judge_steps = args.judge_steps or max(20, steps // 2)
     judge_config = dataclasses.replace(  # random batches: length groups are nearly one family
         base, steps=judge_steps, ema_decay=None, checkpoint_every=judge_steps,
         log_every=max(judge_steps // 20, 1), length_window=0,
@@ -185,40 +207,54 @@ def main() -> None:
 
     settings = []
     for spec in args.samplers.split(","):
-        name, temperature, scale, *noise = spec.split(":")
+        name, temperature, scale, *rest = spec.split(":")
         settings.append(
             SamplingConfig(
                 name, args.steps, temperature=float(temperature), guidance=float(scale),
-                confidence_noise=float(noise[0]) if noise else 0.0,
+                confidence_noise=float(rest[0]) if rest else 0.0,
+                **({"confidence": rest[1]} if len(rest) > 1 else {}),
             )
         )  # fmt: skip
     sampling = settings[0]
+    kept = work / "samples"  # per training run (steps), sampler, count and seed
     variants: dict[str, list[ProteinRecord]] = {}
     for config in settings:
-        t0 = time.perf_counter()
-        drawn_all: list[ProteinRecord] = []
-        for i, family in enumerate(families):
-            drawn = sample(
-                denoiser,
-                args.samples,
-                family=family,
-                config=config,
-                seed=args.seed + i,
-                progress=False,
-            )
-            drawn_all += [ProteinRecord(s.id, s.sequence, family) for s in drawn]
-        label = f"{config.sampler} T={config.temperature:g} w={config.guidance:g}" + (
-            f" noise={config.confidence_noise:g}" if config.confidence_noise else ""
+        label = (
+            f"{config.sampler} T={config.temperature:g} w={config.guidance:g}"
+            + (f" noise={config.confidence_noise:g}" if config.confidence_noise else "")
+            + (f" {config.confidence}" if config.confidence != "probability" else "")
         )
-        variants[label] = drawn_all
+
+        def draw(config: SamplingConfig = config) -> list[ProteinRecord]:
+            drawn_all: list[ProteinRecord] = []
+            for i, family in enumerate(families):
+                drawn = sample(
+                    denoiser, args.samples, family=family, config=config, seed=args.seed + i,
+                    progress=False,
+                )  # fmt: skip
+                drawn_all += [ProteinRecord(f"{family}_{s.id}", s.sequence, family) for s in drawn]
+            return drawn_all
+
+        t0 = time.perf_counter()
+        slug = "_".join(label.replace("=", "").split())
+        stem = f"train{steps}_{slug}_n{args.samples}_calls{args.steps or 'all'}_seed{args.seed}"
+        variants[label] = cached_samples(kept / f"{stem}.fasta", draw)
         clock[f"sample {label}"] = time.perf_counter() - t0
     samples = next(iter(variants.values()))
+
+    def draw_peer() -> list[ProteinRecord]:
+        peer_samples: list[ProteinRecord] = []
+        for i, family in enumerate(families):
+            longest = max(len(r.sequence) for r in train_set if r.family == family)
+            drawn = judges.generate(peer, args.samples, family=family, max_length=longest, seed=i)
+            peer_samples += [
+                ProteinRecord(f"{family}_ar{j}", s, family) for j, s in enumerate(drawn)
+            ]
+        return peer_samples
+
     t0 = time.perf_counter()
-    peer_samples: list[ProteinRecord] = []
-    for i, family in enumerate(families):
-        longest = max(len(r.sequence) for r in train_set if r.family == family)
-        drawn = judges.generate(peer, args.samples, family=family, max_length=longest, seed=i)
-        peer_samples += [ProteinRecord(f"ar{j}", s, family) for j, s in enumerate(drawn)]
+    peer_file = kept / f"train{steps}_ar_peer_n{args.samples}_seed{args.seed}.fasta"
+    peer_samples = cached_samples(peer_file, draw_peer)
     clock["sample AR peer"] = time.perf_counter() - t0
 
     scaffolds, motifs = [], []

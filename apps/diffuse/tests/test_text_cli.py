@@ -48,7 +48,13 @@ def test_train_sample_edit_and_eval_text(tmp_path, corpus, capsys):
     assert json.loads(samples.with_suffix(".run.json").read_text())["seed"] == 3
 
     prompted = tmp_path / "prompted.jsonl"
-    assert main([*args, "--prompt", "ROMEO:", "--top-p", "0.9", "--out", str(prompted)]) == 0
+    ranked = ["--confidence", "entropy"]
+    assert (
+        main([*args, "--prompt", "ROMEO:", "--top-p", "0.9", *ranked, "--out", str(prompted)]) == 0
+    )
+    assert json.loads(prompted.with_suffix(".run.json").read_text())["sampling"]["confidence"] == (
+        "entropy"
+    )
     assert all(
         r["text"].startswith("ROMEO:") and r["prompt"] == "ROMEO:" for r in read_jsonl(prompted)
     )

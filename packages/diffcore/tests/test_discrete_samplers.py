@@ -324,6 +324,51 @@ def test_margin_confidence_prefers_positions_with_one_clear_winner():
     assert first == {"probability": 0, "margin": 1}
 
 
+def test_entropy_confidence_prefers_the_sharper_distribution():
+    # position 0: 0.5 / 0.25 / 0.25 (the likelier top token, the wider margin, 1.04 nats);
+    # position 1: 0.5 / 0.5 / 0 (0.69 nats; a zero-probability token must not give NaN)
+    logits = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.5, 0.0]]).log()
+    logits = torch.cat([logits, torch.zeros(2, 1)], 1)  # token 3 is the mask
+    first = {}
+    for kind in ("probability", "margin", "entropy"):
+        states = revealed_per_step(
+            sample_confidence,
+            torch.full((1, 2), 3),
+            linear_mask_grid(2),
+            denoiser=TableDenoiser(logits),
+            mask_id=3,
+            temperature=0.0,
+            confidence=kind,
+        )
+        first[kind] = int(torch.nonzero(states[0][0]))
+    assert first == {"probability": 0, "margin": 0, "entropy": 1}
+
+
+@pytest.mark.parametrize("kind", ["margin", "entropy"])
+def test_draw_blind_confidence_one_token_per_step_reproduces_the_distribution(kind):
+    """Ranking positions without looking at the draw keeps every draw exact: an exact denoiser's
+    samples follow its distribution, whatever order the ranking picks."""
+    oracle = chain()
+    out = sample_confidence(
+        oracle, masks(6000), linear_mask_grid(L), mask_id=MASK, generator=seeded(4),
+        confidence=kind,
+    )  # fmt: skip
+    counts = torch.bincount(index(out), minlength=K**L).double()
+    assert chi_square_p(counts, oracle.probs) > 0.01
+
+
+def test_probability_confidence_leans_to_likely_tokens_and_fails_the_same_test():
+    """The drawn token's own probability ranks rare draws last, and they are redrawn: the kept
+    tokens lean to the likely ones, so the same test rejects (it can fail)."""
+    oracle = chain()
+    out = sample_confidence(
+        oracle, masks(6000), linear_mask_grid(L), mask_id=MASK, generator=seeded(4),
+        confidence="probability",
+    )  # fmt: skip
+    counts = torch.bincount(index(out), minlength=K**L).double()
+    assert chi_square_p(counts, oracle.probs) < 1e-6
+
+
 def test_threshold_reveals_every_confident_candidate_and_at_least_one():
     table = TableDenoiser(peaked([0.95, 0.3, 0.92, 0.5, 0.4, 0.97]))
     x, seen = torch.full((1, 6), 4), []

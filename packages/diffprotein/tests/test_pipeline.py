@@ -109,6 +109,19 @@ def test_confidence_noise_reorders_reveals_and_is_recorded(untrained):
         SamplingConfig(sampler="confidence", confidence_noise=-1.0)
 
 
+def test_confidence_measure_changes_the_order_and_is_recorded(untrained):
+    plain = SamplingConfig(sampler="confidence", steps=4)
+    blind = SamplingConfig(sampler="confidence", steps=4, confidence="entropy")
+    one = sample(untrained, 12, family="alpha", length=12, config=plain, seed=5, progress=False)
+    two = sample(untrained, 12, family="alpha", length=12, config=blind, seed=5, progress=False)
+    assert [s.sequence for s in one] != [s.sequence for s in two]
+    assert two[0].fields["confidence"] == "entropy" and "confidence" not in one[0].fields
+    with pytest.raises(ValueError, match="draws its order at random"):
+        SamplingConfig(sampler="masked_ancestral", confidence="margin")
+    with pytest.raises(ValueError, match="confidence must be one of"):
+        SamplingConfig(sampler="confidence", confidence="surprise")
+
+
 def test_redesign_changes_only_the_chosen_regions(untrained):
     out = redesign(untrained, TOY, regions="2-3,6", seed=1, progress=False)
     for new, old in zip(out, TOY, strict=True):

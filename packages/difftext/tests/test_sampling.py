@@ -120,6 +120,10 @@ def test_bad_templates_and_settings_fail_clearly(tiny_diffusion, char_tokenizer)
         SampleConfig(spacing=-1)
     with pytest.raises(ValueError, match="belong to the confidence sampler"):
         SampleConfig(sampler="ancestral", spacing=1)
+    with pytest.raises(ValueError, match="belong to the confidence sampler"):
+        SampleConfig(sampler="ancestral", confidence="entropy")
+    with pytest.raises(ValueError, match="confidence must be one of"):
+        SampleConfig(confidence="surprise")
     with pytest.raises(ValueError, match="cannot be shared evenly among 3 blocks"):
         generate(tiny_diffusion, ["ab"], SampleConfig(length=32, steps=8, block_size=12))
     peer = build_model("autoregressive", char_tokenizer, 32, preset="tiny")

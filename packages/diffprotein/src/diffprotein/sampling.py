@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from diffcore.denoisers import condition, guidance
 from diffcore.processes.mask import cosine_mask_grid, linear_mask_grid
-from diffcore.samplers import DISCRETE_SAMPLERS
+from diffcore.samplers import CONFIDENCES, DISCRETE_SAMPLERS
+from diffcore.samplers.discrete import Confidence
 from diffprotein.alphabet import MASK_ID, PAD_ID, decode, encode
 from diffprotein.conditioning import LengthPrior, Motif, family_ids
 from diffprotein.data import ProteinRecord
@@ -39,6 +40,10 @@ class SamplingConfig:
     # confidence only: MaskGIT's randomized order (Gumbel noise on the ranking, fading to none by
     # the last step), between pure confidence order (sharp, repeats) and ancestral (diverse)
     confidence_noise: float = 0.0
+    # confidence only: how positions are ranked, by the drawn residue's "probability" (MaskGIT;
+    # leans to common residues) or by the "margin" or "entropy" of the position's distribution
+    # (blind to the draw, so every residue is an exact draw from the model)
+    confidence: Confidence = "probability"
     batch_size: int = 64  # sequences per sampler call
 
     def __post_init__(self) -> None:
@@ -52,9 +57,13 @@ class SamplingConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.confidence_noise < 0:
             raise ValueError(f"confidence_noise must be >= 0, got {self.confidence_noise}")
-        if self.confidence_noise and self.sampler != "confidence":
+        if self.confidence not in CONFIDENCES:
+            raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
+        if (self.confidence_noise or self.confidence != "probability") and (
+            self.sampler != "confidence"
+        ):
             raise ValueError(
-                f"confidence_noise ranks the confidence sampler's reveals; "
+                f"confidence and confidence_noise rank the confidence sampler's reveals; "
                 f"sampler {self.sampler!r} draws its order at random already"
             )
 
@@ -103,7 +112,11 @@ def _run_sampler(
         if bar is not None:
             bar.update(1)
 
-    options = {"confidence_noise": config.confidence_noise} if config.confidence_noise else {}
+    options = (
+        {"confidence": config.confidence, "confidence_noise": config.confidence_noise}
+        if config.sampler == "confidence"
+        else {}
+    )
     return sampler(
         _denoiser(model, family.to(x.device), config.guidance),
         x,
@@ -192,6 +205,7 @@ def _sampling_fields(config: SamplingConfig, seed: int) -> dict[str, Any]:
         "temperature": config.temperature,
         "guidance": config.guidance,
         **({"confidence_noise": config.confidence_noise} if config.confidence_noise else {}),
+        **({"confidence": config.confidence} if config.confidence != "probability" else {}),
     }
 
 

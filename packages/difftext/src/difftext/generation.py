@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from diffcore.processes import cosine_mask_grid, linear_mask_grid
-from diffcore.samplers import Callback, sample_confidence, sample_masked_ancestral
+from diffcore.samplers import CONFIDENCES, Callback, sample_confidence, sample_masked_ancestral
+from diffcore.samplers.discrete import Confidence
 from difftext.autoregressive import sample_causal
 from difftext.conditioning import SPAN, TopP, parse_template, prompt_guidance, stack_templates
 from difftext.model import TextModel
@@ -34,7 +35,7 @@ class SampleConfig:
     schedule: Literal["linear", "cosine"] = "linear"  # linear: the same count revealed per step
     threshold: float | None = None  # confidence: also reveal all candidates at least this sure
     block_size: int | None = None  # confidence: semi-autoregressive blocks of this many tokens
-    confidence: Literal["probability", "margin"] = "probability"  # confidence measure
+    confidence: Confidence = "probability"  # confidence: probability, margin or entropy
     confidence_noise: float = 0.0  # confidence: MaskGIT's randomized order (Gumbel scale, fading)
     spacing: int = 0  # confidence: tokens revealed together lie more than this many apart
     temperature: float = 1.0  # 0 = argmax
@@ -53,12 +54,18 @@ class SampleConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not isinstance(self.spacing, int) or self.spacing < 0:
             raise ValueError(f"spacing must be an integer >= 0, got {self.spacing!r}")
+        if self.confidence not in CONFIDENCES:
+            raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
         if self.sampler == "ancestral" and (
-            self.threshold is not None or self.block_size or self.confidence_noise or self.spacing
+            self.threshold is not None
+            or self.block_size
+            or self.confidence_noise
+            or self.spacing
+            or self.confidence != "probability"
         ):
             raise ValueError(
-                "threshold, block_size, confidence_noise and spacing belong to the confidence "
-                "sampler"
+                "threshold, block_size, confidence, confidence_noise and spacing belong to the "
+                "confidence sampler"
             )
 
 

@@ -142,6 +142,11 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument(
+        "--confidence", choices=("probability", "margin", "entropy"), default="probability",
+        help="confidence sampler: rank positions by the drawn residue's probability (MaskGIT), "
+        "or by the margin or entropy of the position's distribution (these keep draws exact)",
+    )  # fmt: skip
+    p.add_argument(
         "--confidence-noise", type=float, default=0.0,
         help="confidence sampler: MaskGIT's randomized reveal order (4.5 in MaskGIT; 0: none)",
     )  # fmt: skip
@@ -256,6 +261,7 @@ def _sampling_config(args: argparse.Namespace) -> Any:
         schedule=args.schedule,
         temperature=args.temperature,
         guidance=args.guidance,
+        confidence=args.confidence,
         confidence_noise=args.confidence_noise,
         batch_size=args.batch_size,
     )

@@ -159,6 +159,13 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
         help="confidence: semi-autoregressive blocks of this many tokens",
     )
     p.add_argument(
+        "--confidence",
+        choices=("probability", "margin", "entropy"),
+        default="probability",
+        help="confidence: rank positions by the drawn token's probability (MaskGIT), or by the "
+        "margin or entropy of the position's distribution (these keep every draw exact)",
+    )
+    p.add_argument(
         "--confidence-noise",
         type=float,
         default=0.0,
@@ -274,7 +281,7 @@ def _sample_config(args: argparse.Namespace, length: int | None) -> Any:
 
     return SampleConfig(
         length=length, steps=args.steps, sampler=args.sampler, schedule=args.schedule,
-        threshold=args.threshold, block_size=args.semi_ar_block,
+        threshold=args.threshold, block_size=args.semi_ar_block, confidence=args.confidence,
         confidence_noise=args.confidence_noise, spacing=args.spacing, temperature=args.temperature,
         top_p=args.top_p, guidance=args.guidance, reuse=not args.no_reuse,
         batch_size=args.batch_size,

@@ -16,12 +16,18 @@ from diffcore.samplers.continuous import (
     sample_euler_ancestral,
     sample_heun,
 )
-from diffcore.samplers.discrete import DISCRETE_SAMPLERS, sample_confidence, sample_masked_ancestral
+from diffcore.samplers.discrete import (
+    CONFIDENCES,
+    DISCRETE_SAMPLERS,
+    sample_confidence,
+    sample_masked_ancestral,
+)
 from diffcore.samplers.refine import sample_refine
 from diffcore.samplers.smc import sample_smc
 from diffcore.samplers.step import Callback, Step
 
 __all__ = [
+    "CONFIDENCES",
     "DISCRETE_SAMPLERS",
     "SAMPLERS",
     "Callback",

@@ -43,9 +43,10 @@ from diffcore.kernels.token_sampling import sample_tokens
 from diffcore.processes.mask import clean_log_probs
 from diffcore.samplers.step import Callback, Step
 
-__all__ = ["DISCRETE_SAMPLERS", "sample_confidence", "sample_masked_ancestral"]
+__all__ = ["CONFIDENCES", "DISCRETE_SAMPLERS", "Confidence", "sample_confidence", "sample_masked_ancestral"]
 
-Confidence = Literal["probability", "margin"]
+Confidence = Literal["probability", "margin", "entropy"]
+CONFIDENCES = ("probability", "margin", "entropy")
 
 
 class _Network:
@@ -203,12 +204,27 @@ def _step_plan(
 
 
 def _confidence(logp: Tensor, candidates: Tensor, kind: Confidence) -> Tensor:
-    """How sure the model is at each position (B, L): the probability of the drawn candidate, or
-    the margin between its two most likely tokens (Kim et al. 2025,
-    https://arxiv.org/abs/2502.06768). Both under the untempered model, so not the tempered
-    confidence that ``sample_tokens`` returns alongside its draw."""
+    """How sure the model is at each position (B, L), in [0, 1], under the untempered model (not
+    the tempered confidence that ``sample_tokens`` returns alongside its draw):
+
+    - "probability": of the drawn candidate (MaskGIT). It ranks a rare draw low, so the rare draw
+      is thrown back and redrawn later: the tokens kept lean to the likely ones, like a lower
+      temperature, even at temperature 1.
+    - "margin": between the position's two most likely tokens (Kim et al. 2025,
+      https://arxiv.org/abs/2502.06768).
+    - "entropy": exp(-entropy) of the position's distribution (1 for a sure token, 1/V for a
+      uniform one).
+
+    "margin" and "entropy" never look at the draw, so each revealed token is an exact draw from
+    the model's conditional: with one token per step, an exact model's samples follow its
+    distribution in whatever order the ranking picks (tested), while "probability" does not.
+    """
     if kind == "probability":
         return logp.gather(-1, candidates.unsqueeze(-1)).squeeze(-1).exp()
+    if kind == "entropy":
+        p = logp.exp()
+        plogp = torch.where(p > 0, p * logp, 0.0)  # banned tokens: logp = -inf, 0 * -inf = NaN
+        return plogp.sum(-1).exp()
     top2 = logp.topk(2, dim=-1).values.exp()
     return top2[..., 0] - top2[..., 1]
 
@@ -272,7 +288,8 @@ def sample_confidence(
     threshold alone set the pace. A step with nothing left to reveal in its block makes no
     network call (it still reports to the callback). ``block_size``: semi-autoregressive blocks,
     see ``_step_plan``.
-    ``confidence``: "probability" of the candidate or "margin" between the two best tokens.
+    ``confidence``: "probability" of the candidate, "margin" between the two best tokens or
+    "entropy" of the position (see ``_confidence``: the last two keep every draw exact).
     ``confidence_noise``: MaskGIT's randomized ranking: positions are ranked by
     ``log confidence + confidence_noise * s * Gumbel`` (s: the block's level after the step, so
     the noise fades to nothing by the last step). Plain confidence order makes a weak model
@@ -287,8 +304,8 @@ def sample_confidence(
     """
     x, levels = _setup(x, schedule, mask_id, known, mask)
     _check_temperature(temperature)
-    if confidence not in ("probability", "margin"):
-        raise ValueError(f"confidence must be 'probability' or 'margin', got {confidence!r}")
+    if confidence not in CONFIDENCES:
+        raise ValueError(f"confidence must be one of {CONFIDENCES}, got {confidence!r}")
     if threshold is not None and not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
     if not confidence_noise >= 0.0:
