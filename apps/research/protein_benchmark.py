@@ -9,6 +9,10 @@ samples at lengths drawn from that family's training lengths, scored for composi
 divergence, novelty, diversity, judge accuracy and judge perplexity (the AR peer's, against
 held-out natural sequences), and motif scaffolds built on held-out sequences.
 
+With ``--out``, a rerun continues where the last one stopped: training resumes from the newest
+checkpoint (every 5 % of the steps) and each sampler row's samples are kept in
+``OUT/samples/*.fasta``, so an interrupted run or one that adds sampler rows redoes nothing.
+
     uv run python apps/research/protein_benchmark.py --minutes 60            # the benchmark
     uv run python apps/research/protein_benchmark.py --minutes 0.5 --preset tiny \\
         --families kunitz,sh3 --samples 4                                     # a smoke run
