@@ -305,12 +305,20 @@ def test_confidence_reveals_the_most_confident_positions_first():
     assert newly == [[1], [3], [2], [0]]
 
 
-def test_margin_confidence_prefers_positions_with_one_clear_winner():
-    # position 0: 0.45 vs 0.44 (more probable, tiny margin); position 1: 0.40 vs 0.30
-    logits = torch.tensor([[0.45, 0.44, 0.11], [0.40, 0.30, 0.30]]).log()
-    logits = torch.cat([logits, torch.zeros(2, 1)], 1)  # token 3 is the mask
-    first = {}
-    for kind in ("probability", "margin"):
+@pytest.mark.parametrize(
+    ("probs", "first"),
+    [
+        # position 0: 0.45 vs 0.44 (more probable, tiny margin); position 1: 0.40 vs 0.30
+        ([[0.45, 0.44, 0.11], [0.40, 0.30, 0.30]], {"probability": 0, "margin": 1}),
+        # position 0: 0.5 / 0.25 / 0.25 (likelier top token, wider margin, 1.04 nats);
+        # position 1: 0.5 / 0.5 / 0 (0.69 nats; a zero-probability token must not give NaN)
+        ([[0.5, 0.25, 0.25], [0.5, 0.5, 0.0]], {"probability": 0, "margin": 0, "entropy": 1}),
+    ],
+)
+def test_each_confidence_measure_picks_its_own_first_position(probs, first):
+    logits = torch.cat([torch.tensor(probs).log(), torch.zeros(2, 1)], 1)  # token 3: the mask
+    picked = {}
+    for kind in first:
         states = revealed_per_step(
             sample_confidence,
             torch.full((1, 2), 3),
@@ -320,28 +328,8 @@ def test_margin_confidence_prefers_positions_with_one_clear_winner():
             temperature=0.0,
             confidence=kind,
         )
-        first[kind] = int(torch.nonzero(states[0][0]))
-    assert first == {"probability": 0, "margin": 1}
-
-
-def test_entropy_confidence_prefers_the_sharper_distribution():
-    # position 0: 0.5 / 0.25 / 0.25 (the likelier top token, the wider margin, 1.04 nats);
-    # position 1: 0.5 / 0.5 / 0 (0.69 nats; a zero-probability token must not give NaN)
-    logits = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.5, 0.0]]).log()
-    logits = torch.cat([logits, torch.zeros(2, 1)], 1)  # token 3 is the mask
-    first = {}
-    for kind in ("probability", "margin", "entropy"):
-        states = revealed_per_step(
-            sample_confidence,
-            torch.full((1, 2), 3),
-            linear_mask_grid(2),
-            denoiser=TableDenoiser(logits),
-            mask_id=3,
-            temperature=0.0,
-            confidence=kind,
-        )
-        first[kind] = int(torch.nonzero(states[0][0]))
-    assert first == {"probability": 0, "margin": 0, "entropy": 1}
+        picked[kind] = int(torch.nonzero(states[0][0]))
+    assert picked == first
 
 
 @pytest.mark.parametrize("kind", ["margin", "entropy"])
