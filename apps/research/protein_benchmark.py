@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from diffcore import training
+from diffcore.io import WEIGHTS_NAME, load_weights
 from diffcore.training import TrainConfig
 from diffcore.training.data import BatchStream
 from diffprotein import judges
@@ -128,9 +129,10 @@ def main() -> None:
     parser.add_argument(
         "--samplers",
         default="masked_ancestral:1.0:1.0,confidence:1.0:1.0",
-        help="SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING]],...; NOISE: the confidence "
+        help="SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING[:TOP_P]]],...; NOISE: the confidence "
         "sampler's MaskGIT order noise, RANKING its confidence measure (probability, margin, "
-        "entropy); the first gives the per-family table and targets",
+        "entropy), TOP_P the nucleus; empty fields keep defaults; the first gives the "
+        "per-family table and targets",
     )
     parser.add_argument(
         "--train-steps",
@@ -193,10 +195,14 @@ def main() -> None:
 
     clock = {}
     t0 = time.perf_counter()
-    train_denoiser(denoiser, train_set, config, work / "denoiser", device=args.device)
+    trained = train_denoiser(denoiser, train_set, config, work / "denoiser", device=args.device)
+    load_weights(
+        denoiser, trained.final_model / WEIGHTS_NAME
+    )  # what `diffuse sample` gets: the EMA
     clock["train diffusion"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    judges.train_lm(peer, train_set, config, work / "peer", device=args.device)
+    trained = judges.train_lm(peer, train_set, config, work / "peer", device=args.device)
+    load_weights(peer, trained.final_model / WEIGHTS_NAME)
     clock["train AR peer"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     judge_steps = args.judge_steps or max(20, steps // 2)
@@ -215,18 +221,21 @@ def main() -> None:
         settings.append(
             SamplingConfig(
                 name, args.steps, temperature=float(temperature), guidance=float(scale),
-                confidence_noise=float(rest[0]) if rest else 0.0,
-                **({"confidence": rest[1]} if len(rest) > 1 else {}),
+                confidence_noise=float(rest[0]) if rest and rest[0] else 0.0,
+                **({"confidence": rest[1]} if len(rest) > 1 and rest[1] else {}),
+                top_p=float(rest[2]) if len(rest) > 2 else None,
             )
         )  # fmt: skip
     sampling = settings[0]
-    kept = work / "samples"  # per training run (steps), sampler, count and seed
+    kept = work / "samples"  # per training run (steps, EMA), sampler, count and seed
+    trained_as = f"train{steps}" + ("_ema" if config.ema_decay is not None else "")
     variants: dict[str, list[ProteinRecord]] = {}
     for config in settings:
         label = (
             f"{config.sampler} T={config.temperature:g} w={config.guidance:g}"
             + (f" noise={config.confidence_noise:g}" if config.confidence_noise else "")
             + (f" {config.confidence}" if config.confidence != "probability" else "")
+            + (f" top_p={config.top_p:g}" if config.top_p is not None else "")
         )
 
         def draw(config: SamplingConfig = config) -> list[ProteinRecord]:
@@ -241,7 +250,7 @@ def main() -> None:
 
         t0 = time.perf_counter()
         slug = "_".join(label.replace("=", "").split())
-        stem = f"train{steps}_{slug}_n{args.samples}_calls{args.steps or 'all'}_seed{args.seed}"
+        stem = f"{trained_as}_{slug}_n{args.samples}_calls{args.steps or 'all'}_seed{args.seed}"
         variants[label] = cached_samples(kept / f"{stem}.fasta", draw)
         clock[f"sample {label}"] = time.perf_counter() - t0
     samples = next(iter(variants.values()))
@@ -257,7 +266,7 @@ def main() -> None:
         return peer_samples
 
     t0 = time.perf_counter()
-    peer_file = kept / f"train{steps}_ar_peer_n{args.samples}_seed{args.seed}.fasta"
+    peer_file = kept / f"{trained_as}_ar_peer_n{args.samples}_seed{args.seed}.fasta"
     peer_samples = cached_samples(peer_file, draw_peer)
     clock["sample AR peer"] = time.perf_counter() - t0
 

@@ -133,13 +133,14 @@ def test_masked_ancestral_leaves_a_share_s_of_tokens_masked_after_each_step():
         assert abs(share - s) <= 4 * (s * (1 - s) / (4000 * L)) ** 0.5
 
 
-def test_top_p_draws_only_from_the_nucleus():
+@pytest.mark.parametrize("sampler", DISCRETE_SAMPLERS.values(), ids=DISCRETE_SAMPLERS.keys())
+def test_top_p_draws_only_from_the_nucleus(sampler):
     table = TableDenoiser(peaked([0.5, 0.5, 0.5, 0.5]))  # each position: 0.5, then 3 x 1/6
-    out = sample_masked_ancestral(
+    out = sampler(
         table, masks(200, 4), linear_mask_grid(4), mask_id=4, top_p=0.5, generator=seeded(3)
     )
     assert (out == torch.arange(L)).all()  # the top token alone reaches 0.5
-    out = sample_masked_ancestral(
+    out = sampler(
         table, masks(200, 4), linear_mask_grid(4), mask_id=4, top_p=0.6, generator=seeded(3)
     )
     assert [len(out[:, l].unique()) for l in range(L)] == [2] * L  # now 2 tokens per position
@@ -259,6 +260,9 @@ def test_bad_inputs_are_rejected_with_a_clear_message():
         sample_masked_ancestral(TableDenoiser(torch.zeros(L, 4)), masks(2, 7), grid, mask_id=7)
     with pytest.raises(ValueError, match="temperature"):
         sample_masked_ancestral(oracle, masks(2), grid, mask_id=MASK, temperature=-1.0)
+    for sampler in DISCRETE_SAMPLERS.values():
+        with pytest.raises(ValueError, match="top_p"):
+            sampler(oracle, masks(2), grid, mask_id=MASK, top_p=0.0)
 
 
 # --- confidence-ordered unmasking ----------------------------------------------------------------

@@ -122,6 +122,21 @@ def test_confidence_measure_changes_the_order_and_is_recorded(untrained):
         SamplingConfig(sampler="confidence", confidence="surprise")
 
 
+@pytest.mark.parametrize("sampler", ["masked_ancestral", "confidence"])
+def test_top_p_reaches_the_sampler_and_is_recorded(untrained, sampler):
+    # the untrained model is nearly uniform: a full draw uses most residues, a nucleus too
+    # small for a second residue only each position's most likely one
+    narrow = SamplingConfig(sampler=sampler, steps=4, top_p=1e-6)
+    full = SamplingConfig(sampler=sampler, steps=4)
+    one = sample(untrained, 8, family="alpha", length=12, config=narrow, seed=5, progress=False)
+    two = sample(untrained, 8, family="alpha", length=12, config=full, seed=5, progress=False)
+    used = [len(set("".join(s.sequence for s in out))) for out in (one, two)]
+    assert used[0] <= 4 and used[1] >= 12, used
+    assert one[0].fields["top_p"] == 1e-6 and "top_p" not in two[0].fields
+    with pytest.raises(ValueError, match="top_p must lie in"):
+        SamplingConfig(top_p=1.5)
+
+
 def test_redesign_changes_only_the_chosen_regions(untrained):
     out = redesign(untrained, TOY, regions="2-3,6", seed=1, progress=False)
     for new, old in zip(out, TOY, strict=True):

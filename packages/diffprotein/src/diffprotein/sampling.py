@@ -44,6 +44,10 @@ class SamplingConfig:
     # leans to common residues) or by the "margin" or "entropy" of the position's distribution
     # (blind to the draw, so every residue is an exact draw from the model)
     confidence: Confidence = "probability"
+    # draw only from the smallest set of residues holding this much probability (nucleus
+    # sampling, Holtzman et al. 2020); None = the whole distribution. It trims the rare draws
+    # that a weak model makes too often, without sharpening the likely ones as T < 1 does
+    top_p: float | None = None
     batch_size: int = 64  # sequences per sampler call
 
     def __post_init__(self) -> None:
@@ -55,6 +59,8 @@ class SamplingConfig:
             raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must lie in (0, 1] or be None, got {self.top_p}")
         if self.confidence_noise < 0:
             raise ValueError(f"confidence_noise must be >= 0, got {self.confidence_noise}")
         if self.confidence not in CONFIDENCES:
@@ -127,6 +133,7 @@ def _run_sampler(
         known=known,
         mask=mask,
         temperature=config.temperature,
+        top_p=config.top_p,
         time_independent=True,
         **options,
     )
@@ -204,6 +211,7 @@ def _sampling_fields(config: SamplingConfig, seed: int) -> dict[str, Any]:
         "steps": config.steps or "per_residue",
         "temperature": config.temperature,
         "guidance": config.guidance,
+        **({"top_p": config.top_p} if config.top_p is not None else {}),
         **({"confidence_noise": config.confidence_noise} if config.confidence_noise else {}),
         **({"confidence": config.confidence} if config.confidence != "probability" else {}),
     }

@@ -140,6 +140,9 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="network calls per batch (default: one per residue)")
     p.add_argument("--schedule", choices=("linear", "cosine"), default="linear")
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument(
+        "--top-p", type=float, help="nucleus sampling: draw from the top residues holding this mass"
+    )
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument(
         "--confidence", choices=("probability", "margin", "entropy"), default="probability",
@@ -260,6 +263,7 @@ def _sampling_config(args: argparse.Namespace) -> Any:
         steps=args.steps,
         schedule=args.schedule,
         temperature=args.temperature,
+        top_p=args.top_p,
         guidance=args.guidance,
         confidence=args.confidence,
         confidence_noise=args.confidence_noise,

@@ -43,7 +43,13 @@ from diffcore.kernels.token_sampling import sample_tokens
 from diffcore.processes.mask import clean_log_probs
 from diffcore.samplers.step import Callback, Step
 
-__all__ = ["CONFIDENCES", "DISCRETE_SAMPLERS", "Confidence", "sample_confidence", "sample_masked_ancestral"]
+__all__ = [
+    "CONFIDENCES",
+    "DISCRETE_SAMPLERS",
+    "Confidence",
+    "sample_confidence",
+    "sample_masked_ancestral",
+]
 
 Confidence = Literal["probability", "margin", "entropy"]
 CONFIDENCES = ("probability", "margin", "entropy")
@@ -276,6 +282,7 @@ def sample_confidence(
     confidence: Confidence = "probability",
     confidence_noise: float = 0.0,
     spacing: int = 0,
+    top_p: float | None = None,
 ) -> Tensor:
     """Confidence-ordered parallel unmasking (MaskGIT, Chang et al. 2022,
     https://arxiv.org/abs/2202.04200; LLaDA's low-confidence remasking).
@@ -301,9 +308,13 @@ def sample_confidence(
     and neighbours depend on each other most (dilated unmasking, Luxembourg et al. 2025,
     https://arxiv.org/abs/2506.19037); an already revealed neighbour is context, not a conflict.
     0: no constraint.
+    ``top_p``: candidates come from the nucleus of softmax(logits / temperature) (Holtzman et
+    al. 2020); the ranking still sees the whole distribution.
     """
     x, levels = _setup(x, schedule, mask_id, known, mask)
     _check_temperature(temperature)
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
     if confidence not in CONFIDENCES:
         raise ValueError(f"confidence must be one of {CONFIDENCES}, got {confidence!r}")
     if threshold is not None and not 0.0 < threshold <= 1.0:
@@ -325,7 +336,7 @@ def sample_confidence(
         eligible = masked & block
         if bool(eligible.any()):  # else the block is done early: no network call
             logp = net(x, t)
-            candidates = _candidates(logp, masked, temperature, generator)
+            candidates = _candidates(logp, masked, temperature, generator, top_p)
             denoised = torch.where(masked, candidates, x)
             sure = _confidence(logp, candidates, confidence)
             if confidence_noise > 0.0 and level_after > 0.0:
