@@ -109,6 +109,35 @@ def motif_tasks(heldout: list[ProteinRecord], per_family: int) -> list[tuple[str
     return tasks
 
 
+def sampler_config(spec: str, steps: int | None = None) -> SamplingConfig:
+    """SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING[:TOP_P]]] (empty fields: defaults)."""
+    fields = spec.split(":")
+    if not 3 <= len(fields) <= 6:
+        raise ValueError(
+            f"sampler spec {spec!r}: expected SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING"
+            f"[:TOP_P]]], got {len(fields)} fields"
+        )
+    name, temperature, scale, noise, ranking, top_p = fields + [""] * (6 - len(fields))
+    try:
+        return SamplingConfig(
+            name, steps, temperature=float(temperature), guidance=float(scale),
+            confidence_noise=float(noise or 0.0), **({"confidence": ranking} if ranking else {}),
+            top_p=float(top_p) if top_p else None,
+        )  # fmt: skip
+    except ValueError as error:
+        raise ValueError(f"sampler spec {spec!r}: {error}") from None
+
+
+def sampler_label(config: SamplingConfig) -> str:
+    """A row name such as "confidence T=1 w=2 entropy top_p=0.8"."""
+    return (
+        f"{config.sampler} T={config.temperature:g} w={config.guidance:g}"
+        + (f" noise={config.confidence_noise:g}" if config.confidence_noise else "")
+        + (f" {config.confidence}" if config.confidence != "probability" else "")
+        + (f" top_p={config.top_p:g}" if config.top_p is not None else "")
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0, help="training budget, all models")
@@ -215,28 +244,13 @@ def main() -> None:
     held_labels = judges.classify(classifier, [r.sequence for r in heldout])
     judge_heldout = sum(p == r.family for p, r in zip(held_labels, heldout, strict=True))
 
-    settings = []
-    for spec in args.samplers.split(","):
-        name, temperature, scale, *rest = spec.split(":")
-        settings.append(
-            SamplingConfig(
-                name, args.steps, temperature=float(temperature), guidance=float(scale),
-                confidence_noise=float(rest[0]) if rest and rest[0] else 0.0,
-                **({"confidence": rest[1]} if len(rest) > 1 and rest[1] else {}),
-                top_p=float(rest[2]) if len(rest) > 2 else None,
-            )
-        )  # fmt: skip
+    settings = [sampler_config(spec, args.steps) for spec in args.samplers.split(",")]
     sampling = settings[0]
     kept = work / "samples"  # per training run (steps, EMA), sampler, count and seed
     trained_as = f"train{steps}" + ("_ema" if config.ema_decay is not None else "")
     variants: dict[str, list[ProteinRecord]] = {}
     for config in settings:
-        label = (
-            f"{config.sampler} T={config.temperature:g} w={config.guidance:g}"
-            + (f" noise={config.confidence_noise:g}" if config.confidence_noise else "")
-            + (f" {config.confidence}" if config.confidence != "probability" else "")
-            + (f" top_p={config.top_p:g}" if config.top_p is not None else "")
-        )
+        label = sampler_label(config)
 
         def draw(config: SamplingConfig = config) -> list[ProteinRecord]:
             drawn_all: list[ProteinRecord] = []
