@@ -225,9 +225,8 @@ def main() -> None:
     clock = {}
     t0 = time.perf_counter()
     trained = train_denoiser(denoiser, train_set, config, work / "denoiser", device=args.device)
-    load_weights(
-        denoiser, trained.final_model / WEIGHTS_NAME
-    )  # what `diffuse sample` gets: the EMA
+    # sample what `diffuse sample protein` loads: the EMA weights in final/, not the raw ones
+    load_weights(denoiser, trained.final_model / WEIGHTS_NAME)
     clock["train diffusion"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     trained = judges.train_lm(peer, train_set, config, work / "peer", device=args.device)

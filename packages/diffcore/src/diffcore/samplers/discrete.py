@@ -105,6 +105,11 @@ def _check_temperature(temperature: float) -> None:
         raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
 
 
+def _check_top_p(top_p: float | None) -> None:
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+
+
 def _candidates(
     logp: Tensor,
     masked: Tensor,
@@ -155,8 +160,7 @@ def sample_masked_ancestral(
     """
     x, levels = _setup(x, schedule, mask_id, known, mask)
     _check_temperature(temperature)
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    _check_top_p(top_p)
     reuse = time_independent if reuse_unchanged is None else reuse_unchanged
     net = _Network(denoiser, mask_id, reuse)
     total = len(levels) - 1
@@ -313,8 +317,7 @@ def sample_confidence(
     """
     x, levels = _setup(x, schedule, mask_id, known, mask)
     _check_temperature(temperature)
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    _check_top_p(top_p)
     if confidence not in CONFIDENCES:
         raise ValueError(f"confidence must be one of {CONFIDENCES}, got {confidence!r}")
     if threshold is not None and not 0.0 < threshold <= 1.0:
