@@ -1,10 +1,10 @@
 """Screen protein sampler settings on the models a protein benchmark run left in its --out folder.
 
 Per setting: N samples per family (seed = family index, as in the benchmark), scored on what
-separates samplers fastest: judge accuracy (worst three families), composition divergence
-pooled over families (the benchmark's "all" row) and its worst family, and the AR peer's
-perplexity against held-out natural sequences. No novelty alignments, scaffolds or likelihood:
-a screen picks the rows worth a full benchmark run.
+separates samplers fastest, as the benchmark's "all" row scores them (each family against
+itself): judge accuracy (and the worst three families), composition divergence (and the worst
+family), and the AR peer's perplexity against held-out natural sequences. No novelty or
+diversity alignments, scaffolds or likelihood: a screen picks the rows worth a full run.
 
     uv run python apps/research/protein_sampler_screen.py outputs/protein_long \\
         confidence:1.0:2.0:0:entropy confidence:1.0:2.0:0:entropy:0.8 --samples 10
@@ -23,7 +23,7 @@ from protein_benchmark import DATA, sampler_config, sampler_label
 from diffcore.io import from_pretrained
 from diffprotein import judges
 from diffprotein.data import ProteinRecord, read_sequences, split_holdout
-from diffprotein.evaluate import composition_divergence
+from diffprotein.evaluate import evaluate_samples
 from diffprotein.model import ProteinDenoiser
 from diffprotein.sampling import sample
 
@@ -46,9 +46,7 @@ def main() -> None:
     denoiser = from_pretrained(ProteinDenoiser, args.run / "denoiser" / "final", device=cpu)
     peer = from_pretrained(judges.ProteinLM, args.run / "peer" / "final", device=cpu)
     judge = from_pretrained(judges.FamilyClassifier, args.run / "judge" / "final", device=cpu)
-    held_ppl = judges.perplexity(peer, heldout)
-    reference = {f: [r.sequence for r in train if r.family == f] for f in families}
-    print(f"# {args.run}: {args.samples} samples per family; held-out ppl {held_ppl:.3f}\n")
+    print(f"# {args.run}: {args.samples} samples per family\n")
     print(
         "| sampler | judge accuracy | worst families (judge) | composition JSD | worst family JSD | ppl ratio | s |"
     )
@@ -62,27 +60,19 @@ def main() -> None:
                 denoiser, args.samples, family=family, config=config, seed=i, progress=False
             )
             drawn += [ProteinRecord(f"{family}_{s.id}", s.sequence, family) for s in out]
-        labels = judges.classify(judge, [r.sequence for r in drawn])
-        right = {f: 0 for f in families}
-        for label, record in zip(labels, drawn, strict=True):
-            right[record.family] += label == record.family
-        worst = sorted(families, key=lambda f: right[f])[:3]
-        pooled = composition_divergence(
-            [r.sequence for r in drawn], [s for f in families for s in reference[f]]
+        rows = evaluate_samples(
+            drawn, train, heldout=heldout, classifier=judge, judge=peer, top_k=0, max_pairs=0
         )
-        by_family = {
-            f: composition_divergence([r.sequence for r in drawn if r.family == f], reference[f])
-            for f in families
-        }
-        worst_jsd = max(by_family, key=by_family.get)
-        ratio = judges.perplexity(peer, drawn) / held_ppl
+        *by_family, overall = rows
+        worst = sorted(by_family, key=lambda r: r.judge_accuracy)[:3]
+        worst_jsd = max(by_family, key=lambda r: r.composition_jsd)
         print(
-            f"| {sampler_label(config)} | {sum(right.values()) / len(drawn):.1%} | "
-            + ", ".join(f"{f} {right[f] / args.samples:.0%}" for f in worst)
-            + f" | {pooled:.4f} | {worst_jsd} {by_family[worst_jsd]:.3f} | {ratio:.2f} | "
+            f"| {sampler_label(config)} | {overall.judge_accuracy:.1%} | "
+            + ", ".join(f"{r.family} {r.judge_accuracy:.0%}" for r in worst)
+            + f" | {overall.composition_jsd:.4f} | {worst_jsd.family} "
+            f"{worst_jsd.composition_jsd:.3f} | {overall.perplexity_ratio:.2f} | "
             f"{time.perf_counter() - t0:.0f} |"
         )
-
 
 if __name__ == "__main__":
     main()

@@ -44,7 +44,7 @@ from difftext import (
     load_text_model,
     make_blocks,
     split_tail,
-    train_char_tokenizer,
+    train_tokenizer,
     validate,
 )
 
@@ -57,7 +57,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Tiny Shakespeare input.txt")
     p.add_argument("--minutes", type=float, default=30.0, help="training budget per model")
     p.add_argument("--preset", default="small", help="shape in shared/presets/text.json")
-    p.add_argument("--block-size", type=int, default=256)
+    p.add_argument("--block-size", type=int, default=256, help="tokens per block and sample")
+    p.add_argument(
+        "--tokenizer", default="char",
+        help="char (one token per character) or bpe:VOCAB (byte-level BPE trained on the "
+        "training split); both models share it, and NLLs are compared per character",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--lr", type=float, default=2e-3, help="peak lr (the peer's alone with --diffusion-lr)"
@@ -110,6 +115,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("outputs/text_benchmark"))
     return p.parse_args()
+
+
+def benchmark_tokenizer(spec: str, texts: list[str]):
+    """The --tokenizer spec (char, or bpe:VOCAB) trained on ``texts``."""
+    kind, _, vocab = spec.partition(":")
+    if kind == "char" and not vocab:
+        return train_tokenizer("char", texts)
+    if kind == "bpe" and vocab.isdigit():
+        return train_tokenizer("bpe", texts, int(vocab))
+    raise SystemExit(f"--tokenizer {spec!r}: expected char or bpe:VOCAB (e.g. bpe:512)")
 
 
 def base_config(args, compile: bool = False, lr: float | None = None) -> TrainConfig:
@@ -190,6 +205,8 @@ def validation(diffusion, peer, val_blocks, args) -> tuple[Any, Any]:
     }  # fmt: skip
     if args.diffusion_lr and args.diffusion_lr != args.lr:  # older runs' keys stay valid
         key["lr"] = {k: lr_for(k, args) for k in ("diffusion", "autoregressive")}
+    if args.tokenizer != "char":
+        key["tokenizer"] = args.tokenizer
     if facts_file.is_file():
         facts = json.loads(facts_file.read_text())
         if facts["key"] == key:
@@ -270,7 +287,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     train_docs, val_docs = split_tail(load_documents(args.data), 0.1)
-    tokenizer = train_char_tokenizer(d.text for d in train_docs)
+    tokenizer = benchmark_tokenizer(args.tokenizer, [d.text for d in train_docs])
     train_blocks = make_blocks(tokenizer, train_docs, args.block_size)
     val_blocks = make_blocks(tokenizer, val_docs, args.block_size)
     if args.val_blocks:
@@ -287,7 +304,7 @@ def main() -> None:
     lines = [
         f"# text benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, preset {args.preset}, "
-        f"{args.minutes:g} min per model, {args.precision} autocast, dropout {args.diffusion_dropout:g} (diffusion) / {args.dropout:g} (AR), lr {lr_for('diffusion', args):g} / {args.lr:g}, {len(val_blocks)} validation blocks of {args.block_size}",
+        f"{args.minutes:g} min per model, {args.precision} autocast, dropout {args.diffusion_dropout:g} (diffusion) / {args.dropout:g} (AR), lr {lr_for('diffusion', args):g} / {args.lr:g}, {len(val_blocks)} validation blocks of {args.block_size} tokens, tokenizer {args.tokenizer} ({len(tokenizer)} tokens)",
         "",
         "| model | parameters | steps | compiled | train s | val bits/char | NLL ratio to AR |",
         "|---|---:|---:|:---:|---:|---:|---:|",
@@ -303,7 +320,7 @@ def main() -> None:
         )
     lines += [
         "",
-        f"{args.samples} samples of {args.block_size} characters each, temperature 1; generative "
+        f"{args.samples} samples of {args.block_size} tokens each, temperature 1; generative "
         "perplexity under the autoregressive model; word share: interior words found in the "
         "training text.",
         "",

@@ -320,6 +320,18 @@ def test_log_rows_follow_the_one_cycle_schedule(tmp_path):
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < cfg.lr / 10
 
 
+@pytest.mark.parametrize("steps", [1, 2, 3, 19, 20])
+def test_runs_too_short_for_the_warmup_fraction_still_train_within_the_peak_rate(tmp_path, steps):
+    """5 % warmup of 20 steps is one step, a phase OneCycleLR measures as zero long (and divides
+    by); shorter runs have less than one."""
+    rows = []
+    cfg = dataclasses.replace(BASE, steps=steps, warmup=0.05, log_every=1, ema_decay=None)
+    _, result = run(tmp_path, f"short{steps}", config=cfg, on_log=rows.append)
+    assert [r.step for r in rows] == list(range(1, steps + 1))
+    assert all(0 < r.lr <= cfg.lr * (1 + 1e-6) for r in rows)
+    assert torch.isfinite(torch.tensor(result.loss))
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_runs_on_cpu_and_checkpoints_the_grad_scaler(tmp_path, precision):
     cfg = dataclasses.replace(BASE, steps=2, precision=precision)

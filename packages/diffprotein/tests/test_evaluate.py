@@ -97,6 +97,38 @@ def test_evaluate_samples_reports_each_family_and_all():
     assert "| a | 2 |" in format_scores(rows)
 
 
+def _letter_perplexity(judge, records):
+    """A stand-in judge: 1 nat per A, 2 per other residue, 0 for <eos>."""
+    nats = sum(sum(1.0 if c == "A" else 2.0 for c in r.sequence) for r in records)
+    return math.exp(nats / sum(len(r.sequence) + 1 for r in records))
+
+
+def test_all_row_compares_each_family_with_itself_whatever_the_mix(monkeypatch):
+    """Samples ask for families in another mix than the data's: the "all" row must not score
+    the mix. Samples identical to each family's natural sequences score ratio 1 and JSD 0,
+    where pooling them against the pooled natural sequences would give 0.59 and > 0."""
+    monkeypatch.setattr("diffprotein.evaluate.perplexity", _letter_perplexity)
+    rec = lambda s, f, n: [ProteinRecord(f"{f}{i}", s, f) for i in range(n)]  # noqa: E731
+    reference = rec("AAAA", "a", 1) + rec("WWWW", "b", 5)
+    heldout = rec("AAAA", "a", 1) + rec("WWWW", "b", 9)
+    same = rec("AAAA", "a", 3) + rec("WWWW", "b", 1)
+    by = {r.family: r for r in evaluate_samples(same, reference, heldout=heldout, judge=object())}
+    assert by["all"].perplexity_ratio == pytest.approx(1.0)
+    assert by["all"].composition_jsd == 0.0
+    pooled = _letter_perplexity(None, same) / _letter_perplexity(None, heldout)
+    assert pooled == pytest.approx(math.exp(-0.52))  # what the pooled comparison would say
+    assert composition_divergence(["AAAA"] * 3 + ["WWWW"], ["AAAA"] + ["WWWW"] * 5) > 0.1
+    # a's samples 0.2 nats/token worse on 15 of the 20 tokens: the ratio is the token-weighted
+    # geometric mean of the families' ratios, and the judge's perplexity the pooled one
+    worse = rec("AAAW", "a", 3) + rec("WWWW", "b", 1)
+    by = {r.family: r for r in evaluate_samples(worse, reference, heldout=heldout, judge=object())}
+    assert by["a"].perplexity_ratio == pytest.approx(math.exp(0.2))
+    assert by["all"].perplexity_ratio == pytest.approx(math.exp(15 / 20 * 0.2))
+    assert by["all"].judge_perplexity == pytest.approx(_letter_perplexity(None, worse))
+    jsd_a = composition_divergence(["AAAW"] * 3, ["AAAA"])
+    assert by["all"].composition_jsd == pytest.approx(3 / 4 * jsd_a)
+
+
 def test_autoregressive_judge_is_causal_and_learns_real_sequences(shared_data, tmp_path):
     records = read_sequences(shared_data / "proteins/families/kunitz.fasta").records[:400]
     torch.manual_seed(0)

@@ -116,14 +116,16 @@ def _constant(_: int) -> float:
 def _scheduler(
     opt: torch.optim.Optimizer, config: TrainConfig
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    if config.lr_schedule == "constant":
+    if config.lr_schedule == "constant" or config.steps < 3:  # too short for two phases
         return torch.optim.lr_scheduler.LambdaLR(opt, _constant)
+    # OneCycleLR divides by each phase's length in steps, so neither may round to zero.
+    pct_start = min(max(config.warmup, 1.5 / config.steps), 1 - 1.5 / config.steps)
     # Smith & Topin 2017, "Super-Convergence": warm up to lr, then cosine-anneal far below it.
     return torch.optim.lr_scheduler.OneCycleLR(
         opt,
         max_lr=config.lr,
         total_steps=config.steps,
-        pct_start=config.warmup,
+        pct_start=pct_start,
         anneal_strategy="cos",
         cycle_momentum=False,  # keep the configured betas
         div_factor=config.div_factor,
