@@ -74,5 +74,6 @@ def main() -> None:
             f"{time.perf_counter() - t0:.0f} |"
         )
 
+
 if __name__ == "__main__":
     main()

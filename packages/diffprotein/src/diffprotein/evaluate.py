@@ -246,9 +246,7 @@ def evaluate_samples(
             _score(family, members, samples, motifs, ref, held, labels, nearest, judge, max_pairs)
         )
     if len(groups) > 1:
-        rows.append(
-            _family_matched(rows, samples, groups, reference, labels, nearest, motifs, max_pairs)
-        )
+        rows.append(_family_matched(rows, samples, groups, labels, nearest, motifs, max_pairs))
     return rows
 
 
@@ -256,7 +254,6 @@ def _family_matched(
     rows: list[FamilyScores],
     samples: Sequence[ProteinRecord],
     groups: dict[str, list[int]],
-    reference: Sequence[ProteinRecord],
     labels: list[str] | None,
     nearest: list[float],
     motifs: Sequence[Motif | None],
@@ -270,8 +267,7 @@ def _family_matched(
     (residues and <eos>): for the samples that is their pooled perplexity, and the ratio is
     the same weighted mean of the per-family ratios."""
     everything = list(range(len(samples)))
-    row = _score("all", everything, samples, motifs, [r.sequence for r in reference],
-                 [], labels, nearest, None, max_pairs)  # fmt: skip
+    row = _score("all", everything, samples, motifs, None, [], labels, nearest, None, max_pairs)
     by = {r.family: r for r in rows}
     jsd = sum(len(m) * by[f].composition_jsd for f, m in groups.items()) / len(samples)
     tokens = {f: sum(len(samples[i].sequence) + 1 for i in m) for f, m in groups.items()}
@@ -293,14 +289,15 @@ def _score(
     members: list[int],
     samples: Sequence[ProteinRecord],
     motifs: Sequence[Motif | None],
-    reference: list[str],
+    reference: list[str] | None,
     heldout: list[ProteinRecord],
     labels: list[str] | None,
     nearest: list[float],
     judge: ProteinLM | None,
     max_pairs: int,
 ) -> FamilyScores:
-    """Scores of the samples at indices ``members``."""
+    """Scores of the samples at indices ``members`` (composition divergence NaN without a
+    ``reference``)."""
     chosen = [samples[i] for i in members]
     seqs = [s.sequence for s in chosen]
     scored = [(samples[i].sequence, motifs[i]) for i in members if motifs[i] is not None]
@@ -315,7 +312,9 @@ def _score(
     return FamilyScores(
         family=family,
         n=len(seqs),
-        composition_jsd=composition_divergence(seqs, reference),
+        composition_jsd=(
+            composition_divergence(seqs, reference) if reference is not None else math.nan
+        ),
         novelty_median_identity=median([nearest[i] for i in members]),
         diversity_mean_identity=(
             mean_pairwise_identity(seqs, max_pairs=max_pairs)
