@@ -221,6 +221,16 @@ def main() -> None:
         f"for the denoiser and the AR peer ({per_step * 1000:.0f} ms/step measured, "
         f"{args.precision} autocast, length window {args.length_window})"
     )
+    projected = 2 * steps * per_step  # the denoiser and the peer; the judge's share comes on top
+    print(f"# projected training: {projected / 60:.0f} min for both models")
+    if args.train_steps and projected > 0.8 * 1.25 * budget:
+        # fixed steps were sized on another machine: say so now, not hours into the run
+        print(
+            f"warning: --train-steps {steps} at {per_step * 1000:.0f} ms/step needs about "
+            f"{projected / 60:.0f} min for the two models, past the --minutes {args.minutes:g} "
+            f"budget (80 % of it is theirs); drop --train-steps to fit the budget",
+            file=sys.stderr,
+        )
 
     clock = {}
     t0 = time.perf_counter()
