@@ -223,8 +223,9 @@ def main() -> None:
     )
     projected = 2 * steps * per_step  # the denoiser and the peer; the judge's share comes on top
     print(f"# projected training: {projected / 60:.0f} min for both models")
-    if args.train_steps and projected > 0.8 * 1.25 * budget:
-        # fixed steps were sized on another machine: say so now, not hours into the run
+    # fixed steps were sized on another machine: say so now, not hours into the run; the pair's
+    # share is 80 % of the budget, so warn past 25 % over that share, i.e. the whole budget
+    if args.train_steps and projected > budget:
         print(
             f"warning: --train-steps {steps} at {per_step * 1000:.0f} ms/step needs about "
             f"{projected / 60:.0f} min for the two models, past the --minutes {args.minutes:g} "
