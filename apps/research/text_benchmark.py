@@ -6,7 +6,8 @@ training budget (steps calibrated per model). Reports the validation NLL (diffus
 and, for 256-character samples, generative perplexity under the peer, unigram entropy, the share
 of words found in the training text and tokens/s, for confidence-parallel unmasking and ancestral
 sampling at 32/64/128/256 steps (256 steps = one token per step), for confidence thresholds
-(Fast-dLLM: reveal every candidate at least this sure), for spaced reveals (tokens revealed in
+(Fast-dLLM: reveal every candidate at least this sure), for entropy bounds (EB-sampler: reveal
+tokens together while their entropies add up to little), for spaced reveals (tokens revealed in
 one step kept apart) and for the peer itself.
 
     uv run python apps/research/text_benchmark.py --minutes 30        # the benchmark
@@ -112,6 +113,11 @@ def parse_args() -> argparse.Namespace:
         "--thresholds", default="0.9,0.7",
         help="confidence thresholds (Fast-dLLM) on a one-token-per-step grid: the threshold "
         "sets the pace",
+    )  # fmt: skip
+    p.add_argument(
+        "--entropy-bounds", default="",
+        help="entropy bounds in nats (EB-sampler) on a one-token-per-step grid, each also with "
+        "every --spacings: the bound sets the pace; '' for none",
     )  # fmt: skip
     p.add_argument("--samples", type=int, default=32, help="texts per sampler row")
     p.add_argument("--val-blocks", type=int, help="score only this many validation blocks")
@@ -257,6 +263,15 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
                 length=length, steps=length, threshold=tau, block_size=block, batch_size=n
             )
             name = f"confidence, threshold {tau:g}" + (f", blocks of {block}" if block else "")
+            plans.append((name, length, config))
+    for bound in (float(b) for b in args.entropy_bounds.split(",") if b):
+        for spacing in (0, *spacings):
+            config = SampleConfig(
+                length=length, steps=length, entropy_bound=bound, spacing=spacing, batch_size=n
+            )
+            name = f"confidence, entropy bound {bound:g}" + (
+                f", spacing {spacing}" if spacing else ""
+            )
             plans.append((name, length, config))
     rows = []
     for name, steps, config in plans:

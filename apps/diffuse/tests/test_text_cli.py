@@ -48,13 +48,12 @@ def test_train_sample_edit_and_eval_text(tmp_path, corpus, capsys):
     assert json.loads(samples.with_suffix(".run.json").read_text())["seed"] == 3
 
     prompted = tmp_path / "prompted.jsonl"
-    ranked = ["--confidence", "entropy"]
+    ranked = ["--confidence", "entropy", "--entropy-bound", "0.5"]
     assert (
         main([*args, "--prompt", "ROMEO:", "--top-p", "0.9", *ranked, "--out", str(prompted)]) == 0
     )
-    assert json.loads(prompted.with_suffix(".run.json").read_text())["sampling"]["confidence"] == (
-        "entropy"
-    )
+    sampling = json.loads(prompted.with_suffix(".run.json").read_text())["sampling"]
+    assert sampling["confidence"] == "entropy" and sampling["entropy_bound"] == 0.5
     assert all(
         r["text"].startswith("ROMEO:") and r["prompt"] == "ROMEO:" for r in read_jsonl(prompted)
     )

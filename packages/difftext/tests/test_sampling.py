@@ -13,6 +13,7 @@ SAMPLERS = [
     SampleConfig(length=32, steps=32, threshold=0.5),
     SampleConfig(length=32, steps=8, block_size=8, schedule="cosine", guidance=2.0),
     SampleConfig(length=32, steps=4, spacing=2),
+    SampleConfig(length=32, steps=32, entropy_bound=1.0),
 ]
 
 
@@ -24,7 +25,9 @@ def calls(model):
 
 
 @pytest.mark.parametrize(
-    "config", SAMPLERS, ids=["confidence", "ancestral", "threshold", "blocks", "spacing"]
+    "config",
+    SAMPLERS,
+    ids=["confidence", "ancestral", "threshold", "blocks", "spacing", "entropy bound"],
 )
 def test_infilling_never_changes_the_given_tokens(tiny_diffusion, config):
     tok = tiny_diffusion.tokenizer
@@ -62,6 +65,12 @@ def test_parallel_unmasking_spends_one_forward_pass_per_step(tiny_diffusion):
     counter[0] = 0
     generate(tiny_diffusion, [""] * 2, SampleConfig(length=32, steps=32, threshold=1e-6))
     assert counter[0] == 1  # every candidate clears the threshold: one pass reveals all
+    counter[0] = 0
+    generate(tiny_diffusion, [""] * 2, SampleConfig(length=32, steps=32, entropy_bound=1e3))
+    assert counter[0] == 1  # every entropy fits the bound: one pass reveals all
+    counter[0] = 0
+    generate(tiny_diffusion, [""] * 2, SampleConfig(length=32, steps=32, entropy_bound=0.0))
+    assert counter[0] == 32  # an untrained model is never sure: one token per pass
 
 
 def test_forward_passes_are_reused_while_no_token_changes(tiny_diffusion):
@@ -116,6 +125,10 @@ def test_bad_templates_and_settings_fail_clearly(tiny_diffusion, char_tokenizer)
         parse_template("a [PAD] b [MASK]", tok)
     with pytest.raises(ValueError, match="sampler must be 'confidence' or 'ancestral'"):
         SampleConfig(sampler="ddpm")
+    with pytest.raises(ValueError, match="entropy_bound must be >= 0"):
+        SampleConfig(entropy_bound=-1.0)
+    with pytest.raises(ValueError, match="belong to the confidence sampler"):
+        SampleConfig(sampler="ancestral", entropy_bound=1.0)
     with pytest.raises(ValueError, match="spacing must be an integer >= 0, got -1"):
         SampleConfig(spacing=-1)
     with pytest.raises(ValueError, match="belong to the confidence sampler"):

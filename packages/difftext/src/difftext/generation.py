@@ -34,6 +34,7 @@ class SampleConfig:
     sampler: Literal["confidence", "ancestral"] = "confidence"  # most confident first / MDLM
     schedule: Literal["linear", "cosine"] = "linear"  # linear: the same count revealed per step
     threshold: float | None = None  # confidence: also reveal all candidates at least this sure
+    entropy_bound: float | None = None  # confidence: also reveal while sum H - max H <= this (nats)
     block_size: int | None = None  # confidence: semi-autoregressive blocks of this many tokens
     confidence: Confidence = "probability"  # confidence: probability, margin or entropy
     confidence_noise: float = 0.0  # confidence: MaskGIT's randomized order (Gumbel scale, fading)
@@ -54,18 +55,21 @@ class SampleConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not isinstance(self.spacing, int) or self.spacing < 0:
             raise ValueError(f"spacing must be an integer >= 0, got {self.spacing!r}")
+        if self.entropy_bound is not None and not self.entropy_bound >= 0.0:
+            raise ValueError(f"entropy_bound must be >= 0 (nats), got {self.entropy_bound}")
         if self.confidence not in CONFIDENCES:
             raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
         if self.sampler == "ancestral" and (
             self.threshold is not None
+            or self.entropy_bound is not None
             or self.block_size
             or self.confidence_noise
             or self.spacing
             or self.confidence != "probability"
         ):
             raise ValueError(
-                "threshold, block_size, confidence, confidence_noise and spacing belong to the "
-                "confidence sampler"
+                "threshold, entropy_bound, block_size, confidence, confidence_noise and spacing "
+                "belong to the confidence sampler"
             )
 
 
@@ -112,9 +116,9 @@ def _sample_diffusion(
     if config.sampler == "ancestral":
         return sample_masked_ancestral(denoiser, x, grid, **common)
     return sample_confidence(
-        denoiser, x, grid, threshold=config.threshold, block_size=config.block_size,
-        confidence=config.confidence, confidence_noise=config.confidence_noise,
-        spacing=config.spacing, **common,
+        denoiser, x, grid, threshold=config.threshold, entropy_bound=config.entropy_bound,
+        block_size=config.block_size, confidence=config.confidence,
+        confidence_noise=config.confidence_noise, spacing=config.spacing, **common,
     )  # fmt: skip
 
 

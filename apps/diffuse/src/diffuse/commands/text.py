@@ -154,6 +154,12 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
         "--threshold", type=float, help="confidence: also reveal tokens at least this sure"
     )
     p.add_argument(
+        "--entropy-bound",
+        type=float,
+        help="confidence: also reveal, most confident first, as many tokens as keep the sum of "
+        "their entropies minus the largest under this many nats (EB-sampler; use a fine grid)",
+    )
+    p.add_argument(
         "--semi-ar-block",
         type=int,
         help="confidence: semi-autoregressive blocks of this many tokens",
@@ -281,10 +287,10 @@ def _sample_config(args: argparse.Namespace, length: int | None) -> Any:
 
     return SampleConfig(
         length=length, steps=args.steps, sampler=args.sampler, schedule=args.schedule,
-        threshold=args.threshold, block_size=args.semi_ar_block, confidence=args.confidence,
-        confidence_noise=args.confidence_noise, spacing=args.spacing, temperature=args.temperature,
-        top_p=args.top_p, guidance=args.guidance, reuse=not args.no_reuse,
-        batch_size=args.batch_size,
+        threshold=args.threshold, entropy_bound=args.entropy_bound, block_size=args.semi_ar_block,
+        confidence=args.confidence, confidence_noise=args.confidence_noise, spacing=args.spacing,
+        temperature=args.temperature, top_p=args.top_p, guidance=args.guidance,
+        reuse=not args.no_reuse, batch_size=args.batch_size,
     )  # fmt: skip
 
 

@@ -213,6 +213,12 @@ def _step_plan(
     return plan
 
 
+def _entropy(logp: Tensor) -> Tensor:
+    """(B, L) entropy in nats of each position's distribution over clean tokens."""
+    p = logp.exp()
+    return -torch.where(p > 0, p * logp, 0.0).sum(-1)  # banned tokens: 0 * -inf = NaN
+
+
 def _confidence(logp: Tensor, candidates: Tensor, kind: Confidence) -> Tensor:
     """How sure the model is at each position (B, L), in [0, 1], under the untempered model (not
     the tempered confidence that ``sample_tokens`` returns alongside its draw):
@@ -232,11 +238,23 @@ def _confidence(logp: Tensor, candidates: Tensor, kind: Confidence) -> Tensor:
     if kind == "probability":
         return logp.gather(-1, candidates.unsqueeze(-1)).squeeze(-1).exp()
     if kind == "entropy":
-        p = logp.exp()
-        plogp = torch.where(p > 0, p * logp, 0.0)  # banned tokens: logp = -inf, 0 * -inf = NaN
-        return plogp.sum(-1).exp()
+        return (-_entropy(logp)).exp()
     top2 = logp.topk(2, dim=-1).values.exp()
     return top2[..., 0] - top2[..., 1]
+
+
+def _entropy_bounded_count(logp: Tensor, score: Tensor, bound: float) -> Tensor:
+    """(B,) how many positions, taken in ``score`` order (finite scores only), fit the
+    entropy bound: the largest prefix U with sum_U H - max_U H <= bound (EB-sampler, Ben-Hamu et
+    al. 2025, https://arxiv.org/abs/2505.24857). Tokens drawn together are drawn independently;
+    the error that costs is at most sum_U H minus the joint entropy, itself at least max_U H, so
+    the bound caps it. Always >= 1 where a row has a finite score; the prefix sum is
+    non-decreasing, so the positions that fit are a prefix."""
+    order = torch.argsort(score, dim=1, descending=True, stable=True)
+    finite = score.gather(1, order) > -math.inf
+    h = torch.where(finite, _entropy(logp).double().gather(1, order), 0.0)
+    spent = h.cumsum(1) - h.cummax(1).values
+    return (finite & (spent <= bound)).sum(1)
 
 
 def _top(score: Tensor, count: Tensor) -> Tensor:
@@ -287,6 +305,7 @@ def sample_confidence(
     confidence_noise: float = 0.0,
     spacing: int = 0,
     top_p: float | None = None,
+    entropy_bound: float | None = None,
 ) -> Tensor:
     """Confidence-ordered parallel unmasking (MaskGIT, Chang et al. 2022,
     https://arxiv.org/abs/2202.04200; LLaDA's low-confidence remasking).
@@ -296,7 +315,12 @@ def sample_confidence(
     positions masked after a step ending at block level s. ``threshold``: also reveal every
     candidate whose confidence is >= threshold, and at least one per row (Fast-dLLM, Wu et al.
     2025, https://arxiv.org/abs/2505.22618); a fine grid (one step per token) then lets the
-    threshold alone set the pace. A step with nothing left to reveal in its block makes no
+    threshold alone set the pace. ``entropy_bound`` (nats): also reveal, in ranking order, as
+    many positions as fit sum H - max H <= entropy_bound over their entropies H (EB-sampler,
+    Ben-Hamu et al. 2025, https://arxiv.org/abs/2505.24857): near-certain tokens go together,
+    uncertain ones one at a time; 0 on a fine grid is one token per step (ties of zero entropy
+    aside). Unlike a threshold it also fires for a weak model, whose tokens are seldom sure but
+    often nearly so. A step with nothing left to reveal in its block makes no
     network call (it still reports to the callback). ``block_size``: semi-autoregressive blocks,
     see ``_step_plan``.
     ``confidence``: "probability" of the candidate, "margin" between the two best tokens or
@@ -322,6 +346,8 @@ def sample_confidence(
         raise ValueError(f"confidence must be one of {CONFIDENCES}, got {confidence!r}")
     if threshold is not None and not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
+    if entropy_bound is not None and not entropy_bound >= 0.0:
+        raise ValueError(f"entropy_bound must be >= 0 (nats), got {entropy_bound}")
     if not confidence_noise >= 0.0:
         raise ValueError(f"confidence_noise must be >= 0, got {confidence_noise}")
     if not isinstance(spacing, int) or spacing < 0:
@@ -355,6 +381,8 @@ def sample_confidence(
             if threshold is not None:
                 count = torch.maximum(count, (score >= threshold).sum(1))
                 count = torch.maximum(count, eligible.any(1).long())
+            if entropy_bound is not None:
+                count = torch.maximum(count, _entropy_bounded_count(logp, score, entropy_bound))
             x = torch.where(_reveal(score, count, spacing), candidates, x)
         _report(callback, Step(i, len(plan), t, s), x, denoised)
     return x
