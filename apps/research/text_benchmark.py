@@ -276,15 +276,20 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
     rows = []
     for name, steps, config in plans:
         model = peer if name == "autoregressive" else diffusion
-        calls = []  # forward passes actually made (reuse and thresholds skip some)
-        hook = model.model.register_forward_hook(lambda *_, c=calls: c.append(1))
+        # rows run through the model per call: reuse, thresholds and entropy bounds skip calls,
+        # and rows that finish early leave the batch
+        calls = []
+        hook = model.model.register_forward_hook(
+            lambda _m, _a, kwargs, _o, c=calls: c.append(len(kwargs["input_ids"])),
+            with_kwargs=True,
+        )
         began = time.perf_counter()
         try:
             texts = generate(model, [""] * n, config, seed=args.seed)
         finally:
             hook.remove()
         seconds = time.perf_counter() - began
-        passes = len(calls) / math.ceil(n / config.batch_size)
+        passes = sum(calls) / n  # per text
         report = evaluate_samples(
             [g.text for g in texts], model.tokenizer, judge=peer, reference=reference
         )
@@ -343,7 +348,7 @@ def main() -> None:
         "",
         f"{args.samples} samples of {args.sample_length} tokens each, temperature 1; generative "
         "perplexity under the autoregressive model; word share: interior words found in the "
-        "training text.",
+        "training text; forward passes: per text (rows a batch finishes early leave it).",
         "",
         "| sampler | steps | forward passes | tokens/pass | gen. perplexity | unigram entropy (bits) | word share | tokens/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

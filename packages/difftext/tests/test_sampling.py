@@ -1,6 +1,8 @@
 """Generation: prompts and infilled spans come back verbatim, seeds reproduce, the samplers'
 options (parallel unmasking, thresholds, blocks, reuse, guidance, top-p) do what they say."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -154,3 +156,20 @@ def test_the_autoregressive_peer_continues_prompts_reproducibly(char_tokenizer):
     ]
     never = set(range(4))  # [PAD], [UNK], [MASK], [BOS]: never generated
     assert not never & set(torch.cat([g.tokens for g in out]).tolist())
+
+
+def test_finished_rows_skip_the_model_and_the_rest_keep_their_logits(tiny_diffusion):
+    mask = tiny_diffusion.mask_id
+    x = torch.randint(5, 20, (3, 32), generator=torch.Generator().manual_seed(0))
+    x[1, 4:9] = mask  # rows 0 and 2 have nothing left to reveal
+    sizes = []
+    tiny_diffusion.model.register_forward_hook(
+        lambda _m, _a, kwargs, _o: sizes.append(len(kwargs["input_ids"])), with_kwargs=True
+    )
+    skipping = tiny_diffusion.denoiser(generating=True)
+    full = dataclasses.replace(skipping, skip_done=False)(x)
+    logits = skipping(x)
+    assert sizes == [3, 1]
+    assert torch.allclose(logits[1], full[1], atol=1e-5)
+    skipping(x[[0, 2]])  # nothing left anywhere: no call at all
+    assert sizes == [3, 1]

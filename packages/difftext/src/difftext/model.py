@@ -203,11 +203,15 @@ class TextDenoiser:
     LLaDA). Tokens in ``banned`` never occur in text (padding, BOS...) and get the logit
     ``BANNED_LOGIT``: finite, so that guidance's extrapolation ``u + w (c - u)`` stays finite
     (-inf - -inf is NaN), yet far below any real logit (exp(-1e4) underflows to 0).
+    ``skip_done``: rows with no mask left are not run through the model (their logits are 0):
+    a sampler reveals nothing there, and rows that an adaptive sampler (a confidence threshold,
+    an entropy bound) finishes early stop costing compute while the rest of the batch goes on.
     """
 
     model: nn.Module
     mask_id: int
     banned: tuple[int, ...] = ()
+    skip_done: bool = False
 
     def __call__(
         self,
@@ -219,7 +223,15 @@ class TextDenoiser:
     ) -> Tensor:
         if hide is not None:
             x = torch.where(hide, self.mask_id, x)
-        logits = self.model(input_ids=x, attention_mask=attention_mask).logits
+        rows = (x == self.mask_id).any(1) if self.skip_done else None
+        if rows is not None and not bool(rows.all()):
+            logits = torch.zeros((*x.shape, self.model.config.vocab_size), device=x.device)
+            if bool(rows.any()):
+                part = None if attention_mask is None else attention_mask[rows]
+                active = self.model(input_ids=x[rows], attention_mask=part).logits
+                logits = logits.to(active.dtype).index_put((rows,), active)
+        else:
+            logits = self.model(input_ids=x, attention_mask=attention_mask).logits
         if self.banned:
             index = torch.tensor(self.banned, device=logits.device)
             logits = logits.index_fill(-1, index, BANNED_LOGIT)
@@ -246,12 +258,13 @@ class TextModel:
 
     def denoiser(self, *, generating: bool = False) -> TextDenoiser:
         """The diffusion model as a ``TokenDenoiser``, banning tokens that are never text and
-        ids beyond the tokenizer's vocabulary (generating: UNK too, see ``banned_ids``)."""
+        ids beyond the tokenizer's vocabulary (generating: UNK too, see ``banned_ids``, and rows
+        with nothing left to reveal skip the model)."""
         if self.kind != "diffusion":
             raise ValueError("only a diffusion (masked LM) model is a denoiser")
         banned = banned_ids(self.tokenizer, generating=generating)
         beyond = range(len(self.tokenizer), self.vocab_size)
-        return TextDenoiser(self.model, self.mask_id, (*banned, *beyond))
+        return TextDenoiser(self.model, self.mask_id, (*banned, *beyond), skip_done=generating)
 
 
 def save_text_model(text_model: TextModel, directory: str | os.PathLike) -> Path:
