@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from diffcore.samplers import CONFIDENCES
 from diffcore.training import TrainConfig
 from difftext import (
     SampleConfig,
@@ -118,6 +119,12 @@ def parse_args() -> argparse.Namespace:
         "--entropy-bounds", default="",
         help="entropy bounds in nats (EB-sampler) on a one-token-per-step grid, each also with "
         "every --spacings: the bound sets the pace; '' for none",
+    )  # fmt: skip
+    p.add_argument(
+        "--bound-rankings", default="probability",
+        help="rankings for the entropy-bound rows: probability (the drawn token's, as every "
+        "confidence row), margin, entropy (these two keep every draw exact; each gets its own "
+        "one-token-per-step row to compare with)",
     )  # fmt: skip
     p.add_argument("--samples", type=int, default=32, help="texts per sampler row")
     p.add_argument("--val-blocks", type=int, help="score only this many validation blocks")
@@ -232,6 +239,18 @@ def validation(diffusion, peer, val_blocks, args) -> tuple[Any, Any]:
     return d_nll, p_nll
 
 
+def ranked(ranking: str) -> str:
+    """The row name of confidence order under ``ranking`` (probability: plain "confidence")."""
+    if ranking not in CONFIDENCES:
+        raise SystemExit(f"--bound-rankings: {ranking!r} is not one of {', '.join(CONFIDENCES)}")
+    return "confidence" if ranking == "probability" else f"confidence, {ranking} ranking"
+
+
+def one_token_per_step(name: str) -> str:
+    """The one-token-per-step row a parallel confidence row is compared with: same ranking."""
+    return next((ranked(k) for k in CONFIDENCES[1:] if name.startswith(ranked(k))), "confidence")
+
+
 def sample_rows(diffusion, peer, reference, args) -> list[dict]:
     """One row per (sampler, steps) and one for the peer's own samples."""
     n, length = args.samples, args.sample_length
@@ -264,15 +283,22 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
             )
             name = f"confidence, threshold {tau:g}" + (f", blocks of {block}" if block else "")
             plans.append((name, length, config))
-    for bound in (float(b) for b in args.entropy_bounds.split(",") if b):
-        for spacing in (0, *spacings):
-            config = SampleConfig(
-                length=length, steps=length, entropy_bound=bound, spacing=spacing, batch_size=n
-            )
-            name = f"confidence, entropy bound {bound:g}" + (
-                f", spacing {spacing}" if spacing else ""
-            )
-            plans.append((name, length, config))
+    bounds = [float(b) for b in args.entropy_bounds.split(",") if b]
+    for ranking in args.bound_rankings.split(",") if bounds else ():
+        base = ranked(ranking)
+        if ranking != "probability":  # its own one-token-per-step row to compare with
+            config = SampleConfig(length=length, steps=length, confidence=ranking, batch_size=n)
+            plans.append((base, length, config))
+        for bound in bounds:
+            for spacing in (0, *spacings):
+                config = SampleConfig(
+                    length=length, steps=length, confidence=ranking, entropy_bound=bound,
+                    spacing=spacing, batch_size=n,
+                )  # fmt: skip
+                name = f"{base}, entropy bound {bound:g}" + (
+                    f", spacing {spacing}" if spacing else ""
+                )
+                plans.append((name, length, config))
     rows = []
     for name, steps, config in plans:
         model = peer if name == "autoregressive" else diffusion
@@ -361,7 +387,6 @@ def main() -> None:
         )
     by = {(r["sampler"], r["steps"]): r for r in rows}
     ar = by[("autoregressive", args.sample_length)]
-    slow = by.get(("confidence", args.sample_length))
     lines += [
         "",
         "Targets:",
@@ -379,14 +404,17 @@ def main() -> None:
     parallel = [
         r for r in rows
         if r["sampler"].startswith("confidence") and "noise" not in r["sampler"]
-        and r["tokens_per_step"] >= 2 and slow is not None
+        and r["tokens_per_step"] >= 2
+        and (one_token_per_step(r["sampler"]), args.sample_length) in by
     ]  # fmt: skip
     for r in parallel:
+        slow = by[(one_token_per_step(r["sampler"]), args.sample_length)]
         lines.append(
-            f"- {r['sampler']} ({r['passes']:.0f} passes) vs one token per step "
+            f"- {r['sampler']} ({r['passes']:.0f} passes) vs {slow['sampler']}, one token per step "
             f"({args.sample_length} steps): {r['tokens_per_s'] / slow['tokens_per_s']:.1f}x tokens/s "
             f"(target >= 4), gen. perplexity {r['gen_ppl'] / slow['gen_ppl'] - 1:+.1%} "
-            "(target <= +10%)"
+            f"(target <= +10%); unigram entropy {r['entropy'] - ar['entropy']:+.2f} bits against "
+            "the AR samples'"
         )
     table = "\n".join(lines)
     print(table)
