@@ -122,6 +122,23 @@ def test_confidence_measure_changes_the_order_and_is_recorded(untrained):
         SamplingConfig(sampler="confidence", confidence="surprise")
 
 
+def test_entropy_bound_sets_the_pace_and_is_recorded(untrained):
+    calls = [0]
+    untrained.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    steps = {}
+    for bound in (0.0, 1e3):  # never / always fits: one residue per call / all in one call
+        config = SamplingConfig(sampler="confidence", entropy_bound=bound)
+        calls[0] = 0
+        out = sample(untrained, 2, family="alpha", length=12, config=config, progress=False)
+        steps[bound] = calls[0]
+        assert out[0].fields["entropy_bound"] == bound and len(out[0].sequence) == 12
+    assert steps == {0.0: 12, 1e3: 1}
+    with pytest.raises(ValueError, match="draws its order at random"):
+        SamplingConfig(sampler="masked_ancestral", entropy_bound=1.0)
+    with pytest.raises(ValueError, match="entropy_bound must be >= 0"):
+        SamplingConfig(sampler="confidence", entropy_bound=-1.0)
+
+
 @pytest.mark.parametrize("sampler", ["masked_ancestral", "confidence"])
 def test_top_p_reaches_the_sampler_and_is_recorded(untrained, sampler):
     # the untrained model is nearly uniform: a full draw uses most residues, a nucleus too

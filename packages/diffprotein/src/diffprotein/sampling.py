@@ -44,6 +44,10 @@ class SamplingConfig:
     # leans to common residues) or by the "margin" or "entropy" of the position's distribution
     # (blind to the draw, so every residue is an exact draw from the model)
     confidence: Confidence = "probability"
+    # confidence only: also reveal, in ranking order, as many residues as keep the sum of their
+    # entropies minus the largest under this many nats (EB-sampler): sure residues go together,
+    # unsure ones alone, so with the default one step per residue the bound sets the pace
+    entropy_bound: float | None = None
     # draw only from the smallest set of residues holding this much probability (nucleus
     # sampling, Holtzman et al. 2020); None = the whole distribution. It trims the rare draws
     # that a weak model makes too often, without sharpening the likely ones as T < 1 does
@@ -65,12 +69,16 @@ class SamplingConfig:
             raise ValueError(f"confidence_noise must be >= 0, got {self.confidence_noise}")
         if self.confidence not in CONFIDENCES:
             raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
-        if (self.confidence_noise or self.confidence != "probability") and (
-            self.sampler != "confidence"
-        ):
+        if self.entropy_bound is not None and not self.entropy_bound >= 0.0:
+            raise ValueError(f"entropy_bound must be >= 0 (nats), got {self.entropy_bound}")
+        if (
+            self.confidence_noise
+            or self.confidence != "probability"
+            or self.entropy_bound is not None
+        ) and self.sampler != "confidence":
             raise ValueError(
-                f"confidence and confidence_noise rank the confidence sampler's reveals; "
-                f"sampler {self.sampler!r} draws its order at random already"
+                f"confidence, confidence_noise and entropy_bound pace the confidence sampler's "
+                f"reveals; sampler {self.sampler!r} draws its order at random already"
             )
 
 
@@ -119,7 +127,11 @@ def _run_sampler(
             bar.update(1)
 
     options = (
-        {"confidence": config.confidence, "confidence_noise": config.confidence_noise}
+        {
+            "confidence": config.confidence,
+            "confidence_noise": config.confidence_noise,
+            "entropy_bound": config.entropy_bound,
+        }
         if config.sampler == "confidence"
         else {}
     )
@@ -214,6 +226,7 @@ def _sampling_fields(config: SamplingConfig, seed: int) -> dict[str, Any]:
         **({"top_p": config.top_p} if config.top_p is not None else {}),
         **({"confidence_noise": config.confidence_noise} if config.confidence_noise else {}),
         **({"confidence": config.confidence} if config.confidence != "probability" else {}),
+        **({"entropy_bound": config.entropy_bound} if config.entropy_bound is not None else {}),
     }
 
 

@@ -153,6 +153,11 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
         "--confidence-noise", type=float, default=0.0,
         help="confidence sampler: MaskGIT's randomized reveal order (4.5 in MaskGIT; 0: none)",
     )  # fmt: skip
+    p.add_argument(
+        "--entropy-bound", type=float,
+        help="confidence sampler: also reveal, most confident first, as many residues as keep "
+        "the sum of their entropies minus the largest under this many nats (EB-sampler)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64)
     _common(p)
 
@@ -267,6 +272,7 @@ def _sampling_config(args: argparse.Namespace) -> Any:
         guidance=args.guidance,
         confidence=args.confidence,
         confidence_noise=args.confidence_noise,
+        entropy_bound=args.entropy_bound,
         batch_size=args.batch_size,
     )
 
