@@ -319,8 +319,8 @@ def sample_confidence(
     many positions as fit sum H - max H <= entropy_bound over their entropies H (EB-sampler,
     Ben-Hamu et al. 2025, https://arxiv.org/abs/2505.24857): near-certain tokens go together,
     uncertain ones one at a time; 0 on a fine grid is one token per step (ties of zero entropy
-    aside). Unlike a threshold it also fires for a weak model, whose tokens are seldom sure but
-    often nearly so. A step with nothing left to reveal in its block makes no
+    aside). Unlike a threshold it also fires when no token is sure on its own but several
+    together carry little entropy. A step with nothing left to reveal in its block makes no
     network call (it still reports to the callback). ``block_size``: semi-autoregressive blocks,
     see ``_step_plan``.
     ``confidence``: "probability" of the candidate, "margin" between the two best tokens or
