@@ -132,7 +132,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("outputs/text_benchmark"))
-    return p.parse_args()
+    args = p.parse_args()
+    for ranking in args.bound_rankings.split(","):  # before training, not after it
+        if ranking not in CONFIDENCES:
+            p.error(f"--bound-rankings: {ranking!r} is not one of {', '.join(CONFIDENCES)}")
+    return args
 
 
 def benchmark_tokenizer(spec: str, texts: list[str]):
@@ -241,8 +245,6 @@ def validation(diffusion, peer, val_blocks, args) -> tuple[Any, Any]:
 
 def ranked(ranking: str) -> str:
     """The row name of confidence order under ``ranking`` (probability: plain "confidence")."""
-    if ranking not in CONFIDENCES:
-        raise SystemExit(f"--bound-rankings: {ranking!r} is not one of {', '.join(CONFIDENCES)}")
     return "confidence" if ranking == "probability" else f"confidence, {ranking} ranking"
 
 
