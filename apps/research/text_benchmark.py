@@ -61,6 +61,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--preset", default="small", help="shape in shared/presets/text.json")
     p.add_argument("--block-size", type=int, default=256, help="tokens per block and sample")
     p.add_argument(
+        "--diffusion-block", type=int,
+        help="train a block-diffusion model (BD3-LM) with blocks of this many tokens, a divisor "
+        "of --block-size: autoregressive across blocks, masked diffusion within each; its "
+        "samplers go block by block (no ancestral rows). Default: masked diffusion over the "
+        "whole block (MDLM)",
+    )  # fmt: skip
+    p.add_argument(
         "--tokenizer", default="char",
         help="char (one token per character) or bpe:VOCAB (byte-level BPE trained on the "
         "training split); both models share it, and NLLs are compared per character",
@@ -161,6 +168,15 @@ def dropout_for(kind: str, args) -> float:
     return args.diffusion_dropout if kind == "diffusion" else args.dropout
 
 
+def model_for(kind: str, tokenizer, args):
+    """A fresh model of ``kind`` as the benchmark trains it (same seed: same initial weights)."""
+    return build_model(
+        kind, tokenizer, args.block_size, preset=args.preset, seed=args.seed,
+        dropout=dropout_for(kind, args),
+        diffusion_block=args.diffusion_block if kind == "diffusion" else None,
+    )  # fmt: skip
+
+
 def lr_for(kind: str, args) -> float:
     return (args.diffusion_lr or args.lr) if kind == "diffusion" else args.lr
 
@@ -175,10 +191,7 @@ def budgets(tokenizer, blocks, args) -> dict[str, dict]:
     ways = {"auto": (False, True), "on": (True,), "off": (False,)}[args.compile]
     plans = {}
     for kind in ("diffusion", "autoregressive"):
-        model = build_model(
-            kind, tokenizer, args.block_size, preset=args.preset, seed=args.seed,
-            dropout=dropout_for(kind, args),
-        )  # fmt: skip
+        model = model_for(kind, tokenizer, args)
         steps = {
             c: calibrate_steps(model, blocks, base_config(args, c), args.minutes * 60) for c in ways
         }
@@ -194,10 +207,7 @@ def train_one(kind, tokenizer, blocks, plan: dict, args) -> tuple[object, dict]:
     facts."""
     folder = args.out / kind
     folder.mkdir(parents=True, exist_ok=True)
-    model = build_model(
-        kind, tokenizer, args.block_size, preset=args.preset, seed=args.seed,
-        dropout=dropout_for(kind, args),
-    )  # fmt: skip
+    model = model_for(kind, tokenizer, args)
     steps = plan["steps"]
     config = dataclasses.replace(
         base_config(args, plan["compile"], lr_for(kind, args)),
@@ -229,6 +239,8 @@ def validation(diffusion, peer, val_blocks, args) -> tuple[Any, Any]:
         key["lr"] = {k: lr_for(k, args) for k in ("diffusion", "autoregressive")}
     if args.tokenizer != "char":
         key["tokenizer"] = args.tokenizer
+    if args.diffusion_block:
+        key["diffusion_block"] = args.diffusion_block
     if facts_file.is_file():
         facts = json.loads(facts_file.read_text())
         if facts["key"] == key:
@@ -257,6 +269,8 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
     """One row per (sampler, steps) and one for the peer's own samples."""
     n, length = args.samples, args.sample_length
     blocks = [int(b) for b in args.blocks.split(",") if b]
+    if args.diffusion_block:  # a block model samples its own blocks, or parts of them, in order
+        blocks = [b for b in blocks if args.diffusion_block % b == 0]
     spacings = [int(d) for d in args.spacings.split(",") if d]
     families = args.samplers.split(",")
     plans = [("autoregressive", None, SampleConfig(length=length, batch_size=n))]
@@ -266,7 +280,7 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
             ("noise", "confidence, noise 4.5", "confidence", 4.5),  # MaskGIT's randomized order
             ("ancestral", "ancestral", "ancestral", 0.0),
         ):
-            if key not in families:
+            if key not in families or (key == "ancestral" and args.diffusion_block):
                 continue
             config = SampleConfig(
                 length=length, steps=steps, sampler=sampler, confidence_noise=noise, batch_size=n
@@ -363,8 +377,12 @@ def main() -> None:
         "| model | parameters | steps | compiled | train s | val bits/char | NLL ratio to AR |",
         "|---|---:|---:|:---:|---:|---:|---:|",
     ]
+    denoiser_name = (
+        f"block diffusion, blocks of {args.diffusion_block} (bound)"
+        if args.diffusion_block else "diffusion (bound)"
+    )  # fmt: skip
     for name, facts, nll in (
-        ("diffusion (bound)", d_facts, d_nll),
+        (denoiser_name, d_facts, d_nll),
         ("autoregressive", p_facts, p_nll),
     ):
         lines.append(

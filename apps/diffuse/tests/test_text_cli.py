@@ -74,6 +74,27 @@ def test_train_sample_edit_and_eval_text(tmp_path, corpus, capsys):
     assert report["samples"]["samples"] == 2 and report["samples"]["generative_perplexity"] > 1
 
 
+def test_a_block_diffusion_model_trains_samples_and_fills_from_the_command_line(tmp_path, corpus):
+    run = tmp_path / "block"
+    common = ["--preset", "tiny", "--block-size", "32", "--steps", "6", "--batch-size", "8"]
+    common += ["--log-every", "3", "--eval-every", "0", "--checkpoint-every", "6"]
+    assert main(["train", "text", str(corpus), "--out", str(run), "--diffusion-block", "8",
+                 *common]) == 0  # fmt: skip
+    meta = json.loads((run / "model" / "difftext.json").read_text())
+    assert meta["diffusion_block"] == 8
+    samples = tmp_path / "samples.jsonl"
+    assert main(["sample", "text", "--model", str(run), "-n", "2", "--steps", "8",
+                 "--prompt", "ROMEO:", "--out", str(samples)]) == 0  # fmt: skip
+    assert all(r["text"].startswith("ROMEO:") for r in read_jsonl(samples))
+    infills = tmp_path / "infills.jsonl"
+    assert main(["edit", "text", "--model", str(run), "--steps", "4", "--out", str(infills),
+                 "--text", "To be, or [MASK*4] to be"]) == 0  # fmt: skip
+    (record,) = read_jsonl(infills)
+    assert record["text"].startswith("To be, or ") and record["text"].endswith(" to be")
+    assert main(["sample", "text", "--model", str(run), "--sampler", "ancestral",
+                 "--out", str(samples)]) == 2  # fmt: skip
+
+
 def test_text_commands_report_bad_input_as_errors(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

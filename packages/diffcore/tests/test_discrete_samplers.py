@@ -482,6 +482,26 @@ def test_blocks_fill_left_to_right_after_the_prompt():
     assert levels == pytest.approx([1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0])
 
 
+def test_aligned_blocks_start_at_multiples_of_the_block_size():
+    """The same 2-token prompt with aligned blocks of 4: the first block is columns 0..3 (two
+    of them masked), then 4..7 and 8..11: a block-diffusion model's own blocks."""
+    table = TableDenoiser(torch.randn(12, 6, generator=seeded(6)))
+    x = torch.cat([torch.tensor([[1, 2]]), torch.full((1, 10), 5)], 1)
+    seen: list[torch.Tensor] = []
+    sample_confidence(
+        table,
+        x,
+        linear_mask_grid(6),
+        mask_id=5,
+        block_size=4,
+        align_blocks=True,
+        generator=seeded(0),
+        callback=lambda step, x, denoised: seen.append(x[0] == 5),
+    )
+    remaining = [masked.reshape(3, 4).sum(1).tolist() for masked in seen]
+    assert remaining == [[1, 4, 4], [0, 4, 4], [0, 2, 4], [0, 0, 4], [0, 0, 2], [0, 0, 0]]
+
+
 def test_blocks_need_steps_shared_evenly():
     with pytest.raises(ValueError, match="multiple of 3"):
         sample_confidence(

@@ -13,6 +13,7 @@ import torch
 
 from diffcore.processes.mask import (
     MaskProcess,
+    block_attention_mask,
     clean_log_probs,
     cosine_mask_grid,
     linear_mask_grid,
@@ -291,6 +292,114 @@ def test_nll_bound_with_a_prompt_bounds_the_conditional_likelihood():
     assert float((oracle.probs * (bound - expected)).sum()) == pytest.approx(0.0, abs=0.01)
 
 
+# --- block diffusion ----------------------------------------------------------------------------
+
+
+def block_oracle(oracle: MarkovChainTokens, block: int):
+    """The exact block-diffusion denoiser of the chain: block b's logits are the chain's
+    conditionals given the clean blocks before b (from ``context``) and x_t's block b, with the
+    blocks after b hidden. ``calls`` records each call's (x_t, context)."""
+    ids = torch.arange(L) // block
+    calls = []
+
+    def denoiser(x: torch.Tensor, t: torch.Tensor, *, context: torch.Tensor) -> torch.Tensor:
+        calls.append((x, context))
+        out = torch.empty(*x.shape, K + 1)
+        for b in ids.unique():
+            view = torch.where(ids < b, context, torch.where(ids == b, x, MASK))
+            out[:, ids == b] = oracle(view, t)[:, ids == b].float()
+        return out
+
+    denoiser.calls = calls
+    return denoiser
+
+
+def test_block_attention_mask_is_block_causal_and_lays_out_xt_before_the_clean_copy():
+    causal = block_attention_mask(4, 2)
+    assert causal.tolist() == [
+        [True, True, False, False],
+        [True, True, False, False],
+        [True, True, True, True],
+        [True, True, True, True],
+    ]
+    two = block_attention_mask(4, 2, context=True)  # x_t at 0..3, x0 at 4..7
+    assert two.shape == (8, 8)
+    assert two[:4, :4].tolist() == [  # x_t sees its own block only
+        [True, True, False, False],
+        [True, True, False, False],
+        [False, False, True, True],
+        [False, False, True, True],
+    ]
+    assert two[:4, 4:].tolist() == [  # and the clean blocks before it
+        [False] * 4,
+        [False] * 4,
+        [True, True, False, False],
+        [True, True, False, False],
+    ]
+    assert not two[4:, :4].any() and torch.equal(two[4:, 4:], causal)
+    with pytest.raises(ValueError, match="block"):
+        block_attention_mask(4, 0)
+
+
+def test_block_one_is_autoregressive_and_its_bound_is_exact_on_every_draw():
+    """Blocks of one token: each is predicted from the clean tokens before it, so the bound is
+    -log p(x0) / L for every sequence and every draw (no Monte-Carlo noise), and the loss is
+    the exact NLL of the batch."""
+    oracle = chain()
+    process = MaskProcess(MASK, K + 1, block=1)
+    bound = process.nll_bound(block_oracle(oracle, 1), oracle.seqs, generator=seeded(30), samples=2)
+    assert torch.allclose(bound, -oracle.probs.log() / L, atol=1e-5)
+    x0 = oracle.sample(64, seeded(31))
+    loss = process.loss(block_oracle(oracle, 1), x0, seeded(32))
+    exact = float(
+        -oracle.probs.log()[(x0[:, None] == oracle.seqs).all(-1).float().argmax(1)].mean()
+    )
+    assert float(loss) == pytest.approx(exact / L, abs=1e-5)
+
+
+@pytest.mark.parametrize("estimator", ["count", "complementary"])
+def test_block_bound_and_loss_of_the_exact_block_denoiser_are_the_entropy(estimator):
+    """Blocks of two: the block ELBO of exact block conditionals is tight, so both the bound
+    over all 81 sequences and the mean loss on a sample match the entropy per token."""
+    oracle = chain()
+    process = MaskProcess(MASK, K + 1, block=2, estimator=estimator)
+    entropy = float(-(oracle.probs * oracle.probs.log()).sum()) / L
+    bound = process.nll_bound(
+        block_oracle(oracle, 2), oracle.seqs, generator=seeded(33), samples=64
+    )
+    assert float((oracle.probs * bound).sum()) == pytest.approx(entropy, abs=0.01)
+    x0, gen = oracle.sample(512, seeded(34)), seeded(35)
+    losses = torch.stack([process.loss(block_oracle(oracle, 2), x0, gen) for _ in range(50)])
+    nll = float(-oracle.probs.log()[(x0[:, None] == oracle.seqs).all(-1).float().argmax(1)].mean())
+    assert float(losses.double().mean()) == pytest.approx(nll / L, abs=0.01)
+
+
+def test_block_loss_masks_every_block_on_its_own_and_passes_the_clean_context():
+    oracle = chain()
+    denoiser = block_oracle(oracle, 2)
+    x0 = oracle.sample(256, seeded(36))
+    MaskProcess(MASK, K + 1, block=2).loss(denoiser, x0, seeded(37))
+    ((x, context),) = denoiser.calls
+    assert torch.equal(context, x0)
+    per_block = (x == MASK).reshape(len(x), 2, 2).sum(-1)
+    assert per_block.min() == 1 and per_block.max() == 2  # 1..n masked in every block
+    assert torch.equal(torch.where(x == MASK, x0, x), x0)
+
+
+def test_a_block_as_long_as_the_sequence_is_plain_masked_diffusion():
+    """Same draws, same bound: one block of L tokens is MDLM (the context goes unused)."""
+    oracle = chain()
+
+    def ignoring_context(x, t, context=None):
+        return blurred(oracle)(x, t)
+
+    plain = PROCESS.nll_bound(blurred(oracle), oracle.seqs, generator=seeded(38), samples=4)
+    whole = MaskProcess(MASK, K + 1, block=L).nll_bound(
+        ignoring_context, oracle.seqs, generator=seeded(38), samples=4
+    )
+    assert torch.allclose(plain, whole, atol=1e-6)
+
+
 def test_bad_arguments_are_rejected_with_a_clear_message():
     with pytest.raises(ValueError, match="mask_id"):
         MaskProcess(mask_id=4, vocab_size=4)
@@ -307,3 +416,7 @@ def test_bad_arguments_are_rejected_with_a_clear_message():
         PROCESS.nll_bound(uniform_denoiser, x0, samples=0)
     with pytest.raises(ValueError, match="one time per row"):
         PROCESS.corrupt(x0, torch.ones(3))
+    with pytest.raises(ValueError, match="block must be a positive integer"):
+        MaskProcess(MASK, K + 1, block=0)
+    with pytest.raises(ValueError, match="'count' or 'complementary'"):
+        MaskProcess(MASK, K + 1, block=2, estimator="time")

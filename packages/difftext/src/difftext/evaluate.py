@@ -90,7 +90,9 @@ def diffusion_nll_bound(
     """Monte-Carlo upper bound on the NLL of ``blocks`` under the diffusion model (``samples``
     mask draws per block, stratified); deterministic given ``seed``."""
     denoiser = text_model.denoiser()
-    process = MaskProcess(text_model.mask_id, text_model.vocab_size)
+    process = MaskProcess(
+        text_model.mask_id, text_model.vocab_size, block=text_model.diffusion_block
+    )
     device = next(text_model.model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
     total, tokens = 0.0, 0

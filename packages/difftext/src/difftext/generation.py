@@ -109,6 +109,18 @@ def _sample_diffusion(
     if config.top_p is not None:
         denoiser = TopP(denoiser, config.top_p, config.temperature, text_model.mask_id)
     grid = (linear_mask_grid if config.schedule == "linear" else cosine_mask_grid)(config.steps)
+    block = config.block_size
+    if text_model.diffusion_block is not None:  # block by block, on the model's own blocks
+        if config.sampler == "ancestral":
+            raise ValueError(
+                "a block-diffusion model generates block by block: use the confidence sampler"
+            )
+        block = block or text_model.diffusion_block
+        if text_model.diffusion_block % block:
+            raise ValueError(
+                f"block_size {block} must divide the model's diffusion block "
+                f"{text_model.diffusion_block}: a block is generated after the ones before it"
+            )
     common = dict(
         generator=generator, callback=callback, mask_id=text_model.mask_id,
         temperature=config.temperature, time_independent=True, reuse_unchanged=config.reuse,
@@ -117,8 +129,8 @@ def _sample_diffusion(
         return sample_masked_ancestral(denoiser, x, grid, **common)
     return sample_confidence(
         denoiser, x, grid, threshold=config.threshold, entropy_bound=config.entropy_bound,
-        block_size=config.block_size, confidence=config.confidence,
-        confidence_noise=config.confidence_noise, spacing=config.spacing, **common,
+        block_size=block, confidence=config.confidence, confidence_noise=config.confidence_noise,
+        spacing=config.spacing, align_blocks=text_model.diffusion_block is not None, **common,
     )  # fmt: skip
 
 

@@ -42,6 +42,7 @@ from transformers.utils import logging as hf_logging
 
 from diffcore.io import atomic_directory, save_weights
 from diffcore.nn.presets import presets_dir
+from diffcore.processes import block_attention_mask
 from difftext.tokenizer import banned_ids, load_tokenizer, start_id
 
 __all__ = [
@@ -206,12 +207,21 @@ class TextDenoiser:
     ``skip_done``: rows with no mask left are not run through the model (their logits are 0):
     a sampler reveals nothing there, and rows that an adaptive sampler (a confidence threshold,
     an entropy bound) finishes early stop costing compute while the rest of the batch goes on.
+    In a block-diffusion model it also leaves out the positions after the blocks being
+    generated (the first block with a mask, in each row): block-causal attention makes the
+    earlier positions' logits the same without them, and a block-by-block sampler never reads
+    theirs (0).
+    ``diffusion_block``: a block-diffusion model (``diffcore.processes.MaskProcess(block=...)``):
+    attention is block-causal (``block_attention_mask``), and with ``context`` (the clean
+    tokens, in training and scoring) the model reads x and context side by side, 2L positions,
+    so that every block is predicted from its own noisy tokens and the clean blocks before it.
     """
 
     model: nn.Module
     mask_id: int
     banned: tuple[int, ...] = ()
     skip_done: bool = False
+    diffusion_block: int | None = None
 
     def __call__(
         self,
@@ -220,6 +230,7 @@ class TextDenoiser:
         *,
         attention_mask: Tensor | None = None,
         hide: Tensor | None = None,
+        context: Tensor | None = None,
     ) -> Tensor:
         if hide is not None:
             x = torch.where(hide, self.mask_id, x)
@@ -228,25 +239,86 @@ class TextDenoiser:
             logits = torch.zeros((*x.shape, self.model.config.vocab_size), device=x.device)
             if bool(rows.any()):
                 part = None if attention_mask is None else attention_mask[rows]
-                active = self.model(input_ids=x[rows], attention_mask=part).logits
+                clean = None if context is None else context[rows]
+                active = self._logits(x[rows], part, clean)
                 logits = logits.to(active.dtype).index_put((rows,), active)
         else:
-            logits = self.model(input_ids=x, attention_mask=attention_mask).logits
+            logits = self._logits(x, attention_mask, context)
         if self.banned:
             index = torch.tensor(self.banned, device=logits.device)
             logits = logits.index_fill(-1, index, BANNED_LOGIT)
         return logits
 
+    def _logits(self, x: Tensor, attention_mask: Tensor | None, context: Tensor | None) -> Tensor:
+        if self.diffusion_block is None:
+            if context is not None:
+                raise ValueError("context (the clean tokens) is for block-diffusion models only")
+            return self.model(input_ids=x, attention_mask=attention_mask).logits
+        batch, length = x.shape
+        if self.skip_done and context is None:
+            masked = x == self.mask_id
+            first = torch.where(masked.any(1), masked.float().argmax(1), 0)
+            end = min(length, (int(first.max()) // self.diffusion_block + 1) * self.diffusion_block)
+            if end < length:
+                part = None if attention_mask is None else attention_mask[:, :end]
+                head = self._logits(x[:, :end], part, None)
+                return torch.cat([head, head.new_zeros(batch, length - end, head.shape[-1])], 1)
+        layout = block_attention_mask(
+            length, self.diffusion_block, context=context is not None, device=x.device
+        )
+        positions = None
+        if context is not None:
+            x = torch.cat([x, context], 1)
+            positions = torch.arange(length, device=x.device).repeat(2).expand(batch, -1)
+            if attention_mask is not None:
+                attention_mask = attention_mask.repeat(1, 2)
+        allowed = layout[None]
+        if attention_mask is not None:
+            allowed = allowed & attention_mask.bool()[:, None, :]
+        # a padding query that may see no key would turn its row (and anything reading it) NaN
+        allowed = allowed | torch.eye(len(layout), dtype=torch.bool, device=x.device)
+        out = self.model(
+            input_ids=x, attention_mask=self._attention(allowed)[:, None], position_ids=positions
+        )
+        return out.logits[:, :length]
+
+    def _attention(self, allowed: Tensor) -> Tensor:
+        """The 4-D mask as the model's attention code reads it: bool for SDPA and flex
+        attention, additive (0 or the dtype's minimum) for eager attention."""
+        # the training loop hands over a wrapper (DDP, compiled, the loop's module): find the LM
+        config = next(m.config for m in self.model.modules() if hasattr(m, "config"))
+        if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
+            raise ValueError(
+                "block diffusion needs global attention in every layer; this config has "
+                f"{sorted(set(config.layer_types))} (ModernBERT: global_attn_every_n_layers=1)"
+            )
+        if getattr(config, "_attn_implementation", "sdpa") != "eager":
+            return allowed
+        dtype = next(self.model.parameters()).dtype
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min
+        )
+
 
 @dataclass(frozen=True)
 class TextModel:
     """A model with its tokenizer. kind: "diffusion" (a masked LM) or "autoregressive" (the
-    peer); block_size: the sequence length it was trained on."""
+    peer); block_size: the sequence length it was trained on; diffusion_block: the tokens per
+    block of a block-diffusion model (None: masked diffusion over the whole sequence)."""
 
     model: nn.Module
     tokenizer: PreTrainedTokenizerBase
     kind: ModelKind
     block_size: int
+    diffusion_block: int | None = None
+
+    def __post_init__(self) -> None:
+        block = self.diffusion_block
+        if block is not None:
+            if self.kind != "diffusion":
+                raise ValueError("diffusion_block belongs to diffusion models")
+            if not isinstance(block, int) or isinstance(block, bool) or block < 1:
+                raise ValueError(f"diffusion_block must be a positive integer, got {block!r}")
 
     @property
     def vocab_size(self) -> int:
@@ -264,7 +336,10 @@ class TextModel:
             raise ValueError("only a diffusion (masked LM) model is a denoiser")
         banned = banned_ids(self.tokenizer, generating=generating)
         beyond = range(len(self.tokenizer), self.vocab_size)
-        return TextDenoiser(self.model, self.mask_id, (*banned, *beyond), skip_done=generating)
+        return TextDenoiser(
+            self.model, self.mask_id, (*banned, *beyond), skip_done=generating,
+            diffusion_block=self.diffusion_block,
+        )  # fmt: skip
 
 
 def save_text_model(text_model: TextModel, directory: str | os.PathLike) -> Path:
@@ -276,6 +351,8 @@ def save_text_model(text_model: TextModel, directory: str | os.PathLike) -> Path
         save_weights(model, tmp / "model.safetensors")
         text_model.tokenizer.save_pretrained(tmp)
         meta = {"kind": text_model.kind, "block_size": text_model.block_size}
+        if text_model.diffusion_block is not None:
+            meta["diffusion_block"] = text_model.diffusion_block
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     return Path(directory)
 
@@ -332,7 +409,8 @@ def load_text_model(
         if quiet:
             hf_logging.enable_progress_bar()
     tokenizer = load_tokenizer(path)
-    meta = path / META_NAME
-    block = json.loads(meta.read_text()).get("block_size") if meta.is_file() else None
+    meta = json.loads((path / META_NAME).read_text()) if (path / META_NAME).is_file() else {}
+    block = meta.get("block_size")
     block = block or getattr(config, "max_position_embeddings", None) or config.n_positions
-    return TextModel(model.to(device).eval(), tokenizer, kind, int(block))
+    diffusion_block = meta.get("diffusion_block") if kind == "diffusion" else None
+    return TextModel(model.to(device).eval(), tokenizer, kind, int(block), diffusion_block)

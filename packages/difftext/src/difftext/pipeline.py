@@ -60,13 +60,24 @@ def build_model(
     init_from: str | os.PathLike | None = None,
     seed: int = 0,
     dropout: float | None = None,
+    diffusion_block: int | None = None,
 ) -> TextModel:
     """A fresh model (``from_config`` on the preset's shape; the autoregressive kind gets the
     GPT-2 peer of that shape), or, with ``init_from``, a model directory to keep training
     (continued pre-training: its own tokenizer is used and ``tokenizer`` is ignored).
     ``dropout``: the residual-stream dropout of a fresh model (None: the preset's, else 0;
     attention probabilities stay undropped, see ``set_dropout``); many passes over a small
-    corpus need it (Tiny Shakespeare at 30 CPU minutes is ~36 epochs)."""
+    corpus need it (Tiny Shakespeare at 30 CPU minutes is ~36 epochs). ``diffusion_block``: a
+    block-diffusion model (BD3-LM) with blocks of this many tokens, a divisor of ``block_size``;
+    None: masked diffusion over the whole block (MDLM)."""
+    if diffusion_block is not None and (
+        kind != "diffusion" or not isinstance(diffusion_block, int) or diffusion_block < 1
+        or block_size % diffusion_block
+    ):  # fmt: skip
+        raise ValueError(
+            f"diffusion_block must be a positive divisor of block_size {block_size} for a "
+            f"diffusion model, got {diffusion_block!r} ({kind})"
+        )
     if init_from is not None:
         loaded = load_text_model(init_from, kind=kind)
         limit = getattr(loaded.model.config, "max_position_embeddings", None) or getattr(
@@ -83,13 +94,15 @@ def build_model(
                 f"dropout applies to fresh models; {init_from} keeps the dropout it was built with"
             )
         loaded.model.train()
-        return TextModel(loaded.model, loaded.tokenizer, kind, block_size)
+        block = diffusion_block if diffusion_block is not None else loaded.diffusion_block
+        return TextModel(loaded.model, loaded.tokenizer, kind, block_size, block)
     torch.manual_seed(seed)  # weight initialization
     config = masked_lm_config(load_preset(preset), tokenizer, block_size)
     if dropout is not None:
         set_dropout(config, dropout)
     if kind == "diffusion":
         model = AutoModelForMaskedLM.from_config(config)
+        return TextModel(model, tokenizer, kind, block_size, diffusion_block)
     elif kind == "autoregressive":
         model = AutoModelForCausalLM.from_config(causal_lm_config(config, tokenizer, block_size))
     else:
@@ -110,13 +123,16 @@ def loss_function(
         return lambda model, tokens, generator: causal_lm_loss(
             model, tokens, start=start, pad_id=pad
         )
-    process = MaskProcess(text_model.mask_id, text_model.vocab_size, estimator=estimator)
+    process = MaskProcess(
+        text_model.mask_id, text_model.vocab_size, estimator=estimator,
+        block=text_model.diffusion_block,
+    )  # fmt: skip
     base = text_model.denoiser()
 
     def diffusion_loss(model: nn.Module, tokens: Tensor, generator: torch.Generator) -> Tensor:
         counted = tokens != pad
         attention = None if bool(counted.all()) else counted.long()
-        denoiser = type(base)(model, base.mask_id, base.banned)  # the (DDP-wrapped) module
+        denoiser = dataclasses.replace(base, model=model)  # the (DDP-wrapped) module
         return process.loss(
             denoiser, tokens, generator, loss_mask=counted, attention_mask=attention
         )
@@ -240,7 +256,7 @@ def calibrate_steps(
     of the model: equal budgets for models of unequal speed (no reserve: the models compared
     pay the same overheads). With ``config.compile`` the compile time comes off the budget."""
     model = text_model.model
-    loss_fn = loss_function(TextModel(model, text_model.tokenizer, text_model.kind, 0))
+    loss_fn = loss_function(dataclasses.replace(text_model, block_size=0))
     device = next(model.parameters()).device
     timing = step_timing(model, loss_fn, blocks.tokens[: config.batch_size], config, device=device)
     return steps_for_budget(max(seconds - timing.startup, timing.step), timing.step, reserve=0.0)

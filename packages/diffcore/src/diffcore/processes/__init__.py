@@ -9,7 +9,13 @@ from diffcore.processes.degradation import (
     pixelate,
 )
 from diffcore.processes.gaussian import GaussianProcess
-from diffcore.processes.mask import MaskProcess, clean_log_probs, cosine_mask_grid, linear_mask_grid
+from diffcore.processes.mask import (
+    MaskProcess,
+    block_attention_mask,
+    clean_log_probs,
+    cosine_mask_grid,
+    linear_mask_grid,
+)
 
 __all__ = [
     "Degradation",
@@ -17,6 +23,7 @@ __all__ = [
     "GaussianProcess",
     "MaskProcess",
     "Restorer",
+    "block_attention_mask",
     "blur",
     "clean_log_probs",
     "cosine_mask_grid",

@@ -14,6 +14,15 @@ so they carry no loss. The negative ELBO per sequence is then
 
 which equals the any-order autoregressive loss (Ou et al. 2024, https://arxiv.org/abs/2406.03736):
 for a denoiser that returns the exact conditionals it is exactly -log p(x0), so the bound is tight.
+
+Block diffusion (BD3-LM, Arriola et al. 2025, https://arxiv.org/abs/2503.09573) splits the
+sequence into blocks of ``block`` tokens, autoregressive across blocks and diffusion within
+each: -log p(x0) = sum_b -log p(x0^b | x0^{<b}) <= sum_b NELBO_b, each block masked on its own
+given the clean blocks before it. Its bound lies between the autoregressive likelihood
+(``block`` = 1, where it is exact) and the full-sequence NELBO (``block`` = L). The denoiser
+then gets the clean sequence as ``context=x0`` and must predict block b from x_t's block b and
+context's blocks before b only (``block_attention_mask`` is that pattern for a transformer), so
+every block is scored in one call.
 """
 
 from __future__ import annotations
@@ -27,7 +36,13 @@ from torch import Tensor
 
 from diffcore._utils import per_sample, stratified_time
 
-__all__ = ["MaskProcess", "clean_log_probs", "cosine_mask_grid", "linear_mask_grid"]
+__all__ = [
+    "MaskProcess",
+    "block_attention_mask",
+    "clean_log_probs",
+    "cosine_mask_grid",
+    "linear_mask_grid",
+]
 
 
 def _repeat_rows(value: Any, times: int) -> Any:
@@ -76,6 +91,28 @@ def clean_log_probs(logits: Tensor, mask_id: int) -> Tensor:
     return torch.log_softmax(logits, dim=-1)
 
 
+def block_attention_mask(
+    length: int, block: int, *, context: bool = False, device: Any = "cpu"
+) -> Tensor:
+    """Which keys each query may attend to in a block-diffusion transformer: (Q, K) bool.
+
+    context=False: ``length`` positions, a query in block b sees blocks <= b (block-causal), the
+    pattern at sampling time, where the blocks before the one being generated are clean.
+    context=True: 2 * ``length`` positions, x_t then the clean x0 (BD3-LM's training layout):
+    x_t's block b sees x_t's block b and x0's blocks < b; x0's block b sees x0's blocks <= b.
+    Both copies take positions 0..length-1. Each block's predictions are then the same in both
+    layouts whenever the blocks before it are clean."""
+    if not isinstance(block, int) or block < 1:
+        raise ValueError(f"block must be a positive integer, got {block!r}")
+    ids = torch.arange(length, device=device) // block
+    same, before = ids[:, None] == ids[None, :], ids[:, None] > ids[None, :]
+    if not context:
+        return same | before
+    top = torch.cat([same, before], 1)
+    bottom = torch.cat([torch.zeros_like(same), same | before], 1)
+    return torch.cat([top, bottom], 0)
+
+
 @dataclass(frozen=True)
 class MaskProcess:
     """Absorbing-state diffusion over a vocabulary of ``vocab_size`` tokens, one of which is
@@ -95,12 +132,17 @@ class MaskProcess:
     to keep the compute per step. Each half is uniform on patterns of 1..n masked tokens, so
     the mean stays unbiased, and the two halves' errors partly cancel.
     ``nll_bound`` always covers all of (0, 1].
+
+    block: block diffusion (see the module docstring): every block of ``block`` tokens is masked
+    on its own (the count forms, per block) and the denoiser is called with ``context=x0``.
+    None: the whole sequence is one block (MDLM).
     """
 
     mask_id: int
     vocab_size: int
     t_min: float = 1e-3
     estimator: str = "count"
+    block: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.vocab_size, int) or self.vocab_size < 2:
@@ -118,6 +160,14 @@ class MaskProcess:
             raise ValueError(
                 f"estimator must be 'count', 'time' or 'complementary', got {self.estimator!r}"
             )
+        if self.block is not None:
+            if not isinstance(self.block, int) or isinstance(self.block, bool) or self.block < 1:
+                raise ValueError(f"block must be a positive integer or None, got {self.block!r}")
+            if self.estimator == "time":
+                raise ValueError(
+                    "block diffusion masks each block on its own: use the 'count' or "
+                    "'complementary' estimator"
+                )
 
     def corrupt(self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Mask each token of x0 (B, ...) long independently with probability t (B,) in [0, 1].
@@ -158,22 +208,26 @@ class MaskProcess:
         """
         counted = self._counted(x0, loss_mask)
         if self.estimator in ("count", "complementary"):
-            n = counted.sum(1)
-            u = stratified_time(x0.shape[0], generator, x0.device, 0.0, 1.0)
-            # uniform on 1..n (0 for a row with nothing counted: nothing masked, no weight)
+            groups = self._to_groups(counted)  # (G, S): rows, or the rows' blocks
+            n = groups.sum(1)
+            u = stratified_time(len(groups), generator, x0.device, 0.0, 1.0)
+            # uniform on 1..n (0 for a group with nothing counted: nothing masked, no weight)
             k = ((u * n).floor().long().minimum(n - 1) + 1).clamp_min(0)
-            masked = self._mask_exactly(counted, k, generator)
+            masked, ks, shape = [self._mask_exactly(groups, k, generator)], [k], x0.shape
             if self.estimator == "complementary":
                 # n - k is uniform on 0..n-1; mapping 0 to n (mask all) makes it 1..n again
                 everything = (k == n)[:, None]
-                other = torch.where(everything, counted, counted & ~masked)
-                k = torch.cat([k, torch.where(k == n, n, n - k)])
-                masked = torch.cat([masked, other])
-                x0, n = x0.repeat(2, 1), n.repeat(2)
+                masked.append(torch.where(everything, groups, groups & ~masked[0]))
+                ks.append(torch.where(k == n, n, n - k))
+                x0, counted = x0.repeat(2, 1), counted.repeat(2, 1)
                 cond = {key: _repeat_rows(value, 2) for key, value in cond.items()}
-            t = (k / n.clamp_min(1)).float()
-            per_row = self._masked_nll(denoiser, x0, masked, t, cond).sum(1) / k.clamp_min(1)
-            return (per_row * n).sum() / n.sum().clamp_min(1)
+            weight = torch.cat(
+                [self._weights(m, n, k, shape) for m, k in zip(masked, ks, strict=True)]
+            )
+            chosen = weight > 0
+            t = (chosen.sum(1) / counted.sum(1).clamp_min(1)).float()
+            nll = self._masked_nll(denoiser, x0, chosen, t, self._with_context(cond, x0))
+            return (nll * weight).sum() / counted.sum().clamp_min(1)
         t = self.sample_time(x0.shape[0], generator, x0.device)
         xt = torch.where(counted, self.corrupt(x0, t, generator), x0)
         nll = self._token_nll(denoiser(xt, t.float(), **cond), x0)
@@ -212,18 +266,42 @@ class MaskProcess:
         if not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be a positive integer, got {samples!r}")
         counted = self._counted(x0, loss_mask)
-        n = counted.sum(1)  # (B,)
-        if bool((n == 0).any()):
+        n_row = counted.sum(1)  # (B,)
+        if bool((n_row == 0).any()):
             raise ValueError("every row of x0 needs at least one counted token (loss_mask)")
-        batch, device = x0.shape[0], x0.device
-        offset = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
-        total = torch.zeros(batch, device=device, dtype=torch.float64)
+        groups = self._to_groups(counted)  # (G, S): rows, or the rows' blocks
+        n = groups.sum(1)
+        offset = torch.rand(len(groups), generator=generator, device=x0.device, dtype=torch.float64)
+        total = torch.zeros(x0.shape[0], device=x0.device, dtype=torch.float64)
+        context = self._with_context(cond, x0)
         for s in range(samples):
-            k = ((s + offset) / samples * n).floor().long() + 1  # uniform on 1..n per row
-            chosen = self._mask_exactly(counted, k, generator)
-            nll = self._masked_nll(denoiser, x0, chosen, (k / n).float(), cond)
-            total += nll.double().sum(1) / k
+            k = ((s + offset) / samples * n).floor().long() + 1  # uniform on 1..n per group
+            k = torch.where(n > 0, k, 0)
+            weight = self._weights(self._mask_exactly(groups, k, generator), n, k, x0.shape)
+            chosen = weight > 0
+            nll = self._masked_nll(denoiser, x0, chosen, (chosen.sum(1) / n_row).float(), context)
+            total += (nll.double() * weight).sum(1) / n_row
         return total / samples
+
+    def _to_groups(self, counted: Tensor) -> Tensor:
+        """(B, L) -> (G, S): the rows themselves, or with ``block`` every row's blocks of
+        ``block`` positions (G = B * ceil(L / block); a short last block is padded uncounted)."""
+        if self.block is None:
+            return counted
+        pad = -counted.shape[1] % self.block
+        if pad:
+            counted = torch.cat([counted, counted.new_zeros(counted.shape[0], pad)], 1)
+        return counted.reshape(-1, self.block)
+
+    def _weights(self, masked: Tensor, n: Tensor, k: Tensor, shape: torch.Size) -> Tensor:
+        """(B, L) float32: n / k of its group at every masked position (the count form's
+        weight), 0 elsewhere; masked (G, S) as ``_to_groups`` lays them out."""
+        w = torch.where(masked, (n / k.clamp_min(1)).float()[:, None], 0.0)
+        return w.reshape(shape[0], -1)[:, : shape[1]]
+
+    def _with_context(self, cond: dict, x0: Tensor) -> dict:
+        """The denoiser's keyword arguments: with ``block``, the clean x0 as ``context``."""
+        return cond if self.block is None else {**cond, "context": x0}
 
     @staticmethod
     def _mask_exactly(counted: Tensor, k: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -179,7 +179,7 @@ def sample_masked_ancestral(
 
 
 def _step_plan(
-    levels: list[float], masked: Tensor, block_size: int | None
+    levels: list[float], masked: Tensor, block_size: int | None, align: bool = False
 ) -> list[tuple[slice, float, float, float]]:
     """(block columns, block-local level after the step, t, s) for every step.
 
@@ -189,6 +189,7 @@ def _step_plan(
     gets n / blocks steps and follows the grid thinned to that many steps (linear stays linear,
     cosine stays cosine). The time t seen by the denoiser is then the overall masked share,
     (blocks after this one + the block's own level) / blocks, which decreases from 1 to 0.
+    ``align``: the tiling starts at the multiple of ``block_size`` at or before that column.
     """
     n, width = len(levels) - 1, masked.shape[1]
     if block_size is None:
@@ -197,6 +198,7 @@ def _step_plan(
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
     columns = masked.any(0).nonzero()
     start = int(columns[0]) if len(columns) else 0
+    start -= start % block_size if align else 0
     blocks = max(1, math.ceil((width - start) / block_size))
     if n % blocks:
         raise ValueError(
@@ -306,6 +308,7 @@ def sample_confidence(
     spacing: int = 0,
     top_p: float | None = None,
     entropy_bound: float | None = None,
+    align_blocks: bool = False,
 ) -> Tensor:
     """Confidence-ordered parallel unmasking (MaskGIT, Chang et al. 2022,
     https://arxiv.org/abs/2202.04200; LLaDA's low-confidence remasking).
@@ -322,7 +325,8 @@ def sample_confidence(
     aside). Unlike a threshold it also fires when no token is sure on its own but several
     together carry little entropy. A step with nothing left to reveal in its block makes no
     network call (it still reports to the callback). ``block_size``: semi-autoregressive blocks,
-    see ``_step_plan``.
+    see ``_step_plan``; ``align_blocks``: the blocks start at multiples of ``block_size`` (a
+    block-diffusion model's own blocks) rather than at the first masked column.
     ``confidence``: "probability" of the candidate, "margin" between the two best tokens or
     "entropy" of the position (see ``_confidence``: the last two keep every draw exact).
     ``confidence_noise``: MaskGIT's randomized ranking: positions are ranked by
@@ -354,7 +358,7 @@ def sample_confidence(
         raise ValueError(f"spacing must be an integer >= 0, got {spacing!r}")
     reuse = time_independent if reuse_unchanged is None else reuse_unchanged
     net = _Network(denoiser, mask_id, reuse)
-    plan = _step_plan(levels, x == mask_id, block_size)
+    plan = _step_plan(levels, x == mask_id, block_size, align_blocks)
     block, n0, denoised = None, None, x
     for i, (cols, level_after, t, s) in enumerate(plan):
         if block is None or cols != plan[i - 1][0]:
