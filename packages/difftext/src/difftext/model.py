@@ -287,11 +287,6 @@ class TextDenoiser:
         attention, additive (0 or the dtype's minimum) for eager attention."""
         # the training loop hands over a wrapper (DDP, compiled, the loop's module): find the LM
         config = next(m.config for m in self.model.modules() if hasattr(m, "config"))
-        if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
-            raise ValueError(
-                "block diffusion needs global attention in every layer; this config has "
-                f"{sorted(set(config.layer_types))} (ModernBERT: global_attn_every_n_layers=1)"
-            )
         if getattr(config, "_attn_implementation", "sdpa") != "eager":
             return allowed
         dtype = next(self.model.parameters()).dtype
@@ -319,6 +314,12 @@ class TextModel:
                 raise ValueError("diffusion_block belongs to diffusion models")
             if not isinstance(block, int) or isinstance(block, bool) or block < 1:
                 raise ValueError(f"diffusion_block must be a positive integer, got {block!r}")
+            kinds = getattr(self.model.config, "layer_types", None) or ()
+            if any(kind != "full_attention" for kind in kinds):  # checked once, not per pass
+                raise ValueError(
+                    "block diffusion needs global attention in every layer; this config has "
+                    f"{sorted(set(kinds))} (ModernBERT: global_attn_every_n_layers=1)"
+                )
 
     @property
     def vocab_size(self) -> int:
