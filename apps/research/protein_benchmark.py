@@ -8,6 +8,9 @@ budget is spent), and a family judge (families + "other") gets the rest. Then, p
 samples at lengths drawn from that family's training lengths, scored for composition
 divergence, novelty, diversity, judge accuracy and judge perplexity (the AR peer's, against
 held-out natural sequences), and motif scaffolds built on held-out sequences.
+``--diffusion-block B`` makes the denoiser a block-diffusion model (blocks of B residues, left to
+right; confidence samplers only); it keeps the peer's number of steps, each of which costs it
+more (the clean residues ride along as context).
 
 With ``--out``, a rerun continues where the last one stopped: training resumes from the newest
 checkpoint (every 5 % of the steps) and each sampler row's samples are kept in
@@ -173,6 +176,11 @@ def main() -> None:
         "--judge-steps", type=int, help="steps of the family judge (default: half --train-steps)"
     )
     parser.add_argument("--steps", type=int, help="sampler steps (default: one per residue)")
+    parser.add_argument(
+        "--diffusion-block", type=int,
+        help="a block-diffusion denoiser with blocks of this many residues (confidence samplers "
+        "only); default: the whole sequence at once",
+    )  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", help="keep the trained models here (default: a temp folder)")
     parser.add_argument("--seed", type=int, default=0)
@@ -190,7 +198,8 @@ def main() -> None:
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="protein-bench-"))
     torch.manual_seed(args.seed)
 
-    denoiser = build_denoiser(train_set, shape)
+    block = args.diffusion_block
+    denoiser = build_denoiser(train_set, shape, diffusion_block=block)
     budget = args.minutes * 60
     base = TrainConfig(
         steps=1, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -206,7 +215,7 @@ def main() -> None:
         log_every=max(steps // 20, 1),
     )
     torch.manual_seed(args.seed)
-    denoiser = build_denoiser(train_set, shape)  # fresh: the timing above trained it
+    denoiser = build_denoiser(train_set, shape, diffusion_block=block)  # fresh: timing trained it
     peer = judges.ProteinLM(judges.ProteinLMConfig(**shape, families=families))
     labels = judges.family_labels(families)
     classifier = judges.FamilyClassifier(judges.FamilyClassifierConfig(**shape, labels=labels))
@@ -220,6 +229,7 @@ def main() -> None:
         f"preset {args.preset} ({n_params:,} parameters); {steps} steps x {args.batch_size} "
         f"for the denoiser and the AR peer ({per_step * 1000:.0f} ms/step measured, "
         f"{args.precision} autocast, length window {args.length_window})"
+        + ("" if block is None else f"; block diffusion, blocks of {block} residues")
     )
     projected = 2 * steps * per_step  # the denoiser and the peer; the judge's share comes on top
     print(f"# projected training: {projected / 60:.0f} min for both models")
@@ -235,7 +245,8 @@ def main() -> None:
 
     clock = {}
     t0 = time.perf_counter()
-    trained = train_denoiser(denoiser, train_set, config, work / "denoiser", device=args.device)
+    denoiser_dir = work / ("denoiser" if block is None else f"denoiser_block{block}")
+    trained = train_denoiser(denoiser, train_set, config, denoiser_dir, device=args.device)
     # sample what `diffuse sample protein` loads: the EMA weights in final/, not the raw ones
     load_weights(denoiser, trained.final_model / WEIGHTS_NAME)
     clock["train diffusion"] = time.perf_counter() - t0
@@ -258,6 +269,7 @@ def main() -> None:
     sampling = settings[0]
     kept = work / "samples"  # per training run (steps, EMA), sampler, count and seed
     trained_as = f"train{steps}" + ("_ema" if config.ema_decay is not None else "")
+    trained_as += "" if block is None else f"_block{block}"
     variants: dict[str, list[ProteinRecord]] = {}
     for config in settings:
         label = sampler_label(config)

@@ -14,6 +14,13 @@ time-independent variant, the network is not told t (the share of masks shows it
 may reuse its output while nothing changed (``time_independent=True``).
 
 ESM-2 weights on disk continue training through ``ProteinDenoiser.from_esm`` (DPLM's recipe).
+
+Block diffusion (``diffusion_block``, BD3-LM): the residues form blocks of that many, generated
+left to right, each by masked diffusion given the blocks before it. Attention is block-causal
+over the residues; the family token and ``<eos>`` (the length) are conditioning that every
+residue sees and that see only each other, so nothing of a later block reaches an earlier one.
+In training and scoring the clean residues come as ``context`` and sit after the ESM layout, at
+the same positions as their noisy copies (BD3-LM's 2L layout).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from diffcore.nn.attention import attention_mask_for
+from diffcore.processes import block_attention_mask
 from diffprotein.alphabet import (
     BASE_VOCAB_SIZE,
     CLS_ID,
@@ -114,9 +123,15 @@ class ProteinDenoiserConfig(EsmShape):
 
     families: tuple[str, ...] = ()  # one conditioning token each; () = unconditional only
     lengths: dict[str, list[list[int]]] = field(default_factory=dict)  # LengthPrior.to_json()
+    diffusion_block: int | None = None  # residues per block of a block-diffusion model
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        block = self.diffusion_block
+        if block is not None and (
+            isinstance(block, bool) or not isinstance(block, int) or block < 1
+        ):
+            raise ValueError(f"diffusion_block must be a positive integer or None, got {block!r}")
         if len(set(self.families)) != len(self.families):
             raise ValueError(f"families must be distinct, got {self.families}")
 
@@ -168,6 +183,8 @@ class ProteinDenoiser(nn.Module):
     docstring); family: (B,) long index into ``config.families``, -1 = none. Logits of tokens
     that are not residues get ``BANNED_LOGIT``; ``allow_unknown=False`` bans ``X`` too
     (sampling: never generate an unknown residue; training keeps it, as data contains it).
+    context: (B, L) the clean residues, for a block-diffusion model in training and scoring
+    (``MaskProcess(block=...)`` passes it); without it a block model reads x block-causally.
     """
 
     config_class: ClassVar[type] = ProteinDenoiserConfig
@@ -205,6 +222,7 @@ class ProteinDenoiser(nn.Module):
         t: Tensor | None = None,
         family: Tensor | None = None,
         allow_unknown: bool = True,
+        context: Tensor | None = None,
     ) -> Tensor:
         if x.shape[-1] > self.config.max_length:
             raise ValueError(
@@ -212,10 +230,62 @@ class ProteinDenoiser(nn.Module):
                 f"{self.config.max_length}"
             )
         full, attention = wrap_sequences(x, self.first_tokens(family, x.shape[0], x.device))
-        logits = self.esm(input_ids=full, attention_mask=attention.long()).logits
+        if self.config.diffusion_block is None:
+            if context is not None:
+                raise ValueError("context (the clean residues) is for block-diffusion models only")
+            logits = self.esm(input_ids=full, attention_mask=attention.long()).logits
+        else:
+            logits = self._block_logits(full, attention, context)
         logits = logits[:, 1 : x.shape[1] + 1, :BASE_VOCAB_SIZE].float()
         allowed = self._allowed if allow_unknown else self._standard
         return logits.masked_fill(~allowed, BANNED_LOGIT)
+
+    def _block_logits(self, full: Tensor, keep: Tensor, context: Tensor | None) -> Tensor:
+        """Logits (B, L + 2 [+ L], V) of the ESM layout ``full`` (B, L + 2) under block-causal
+        attention, with the clean residues ``context`` (B, L) appended when given."""
+        batch, width = full.shape
+        length = width - 2
+        block = self.config.diffusion_block
+        device = full.device
+        index = torch.arange(width, device=device)
+        residue = (index >= 1) & (index <= length)  # (W,) residue columns; the rest: first, eos
+        is_residue = residue & keep & (full != EOS_ID)
+        is_cond = keep & ~is_residue  # the family token and <eos>
+        columns = index[1 : length + 1]  # where block_attention_mask's positions sit
+        positions = index.expand(batch, -1)
+        if context is not None:
+            if context.shape != (batch, length):
+                raise ValueError(
+                    f"context must be the clean residues {(batch, length)}, got "
+                    f"{tuple(context.shape)}"
+                )
+            full = torch.cat([full, context.to(full)], 1)
+            clean = context != PAD_ID
+            is_residue = torch.cat([is_residue, clean], 1)
+            is_cond = torch.cat([is_cond, torch.zeros_like(clean)], 1)
+            keep = torch.cat([keep, clean], 1)
+            columns = torch.cat([columns, width + torch.arange(length, device=device)])
+            # each clean residue takes the position of its noisy copy
+            positions = torch.cat([positions, positions[:, 1 : length + 1]], 1)
+        total = full.shape[1]
+        pattern = block_attention_mask(length, block, context=context is not None, device=device)
+        residue_rule = torch.zeros(total, total, dtype=torch.bool, device=device)
+        residue_rule[columns[:, None], columns[None, :]] = pattern
+        allowed = (is_residue[:, :, None] & is_residue[:, None, :] & residue_rule) | (
+            keep[:, :, None] & is_cond[:, None, :]
+        )
+        # padding (and any query that may see no key) must see itself, or its row turns NaN
+        allowed |= torch.eye(total, dtype=torch.bool, device=device)
+        if self.config.position_embedding_type == "absolute":  # ESM counts from padding_idx + 1
+            positions = positions + PAD_ID + 1
+        embeddings = self.esm.esm.embeddings(
+            input_ids=full, attention_mask=keep.long(), position_ids=positions
+        )
+        return self.esm(
+            inputs_embeds=embeddings,
+            attention_mask=attention_mask_for(self.esm, allowed),
+            position_ids=positions,
+        ).logits
 
     @classmethod
     def from_esm(

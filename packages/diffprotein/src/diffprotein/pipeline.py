@@ -1,7 +1,7 @@
 """Train, sample and edit: the public API of diffprotein.
 
-Training is diffcore's ``MaskProcess`` loss (MDLM's continuous-time ELBO) run by diffcore's one
-training loop; sampling and editing (``diffprotein.sampling``, re-exported here) are diffcore's
+Training is diffcore's ``MaskProcess`` loss (MDLM's continuous-time ELBO, per block for a
+block-diffusion model) run by diffcore's one training loop; sampling and editing (``diffprotein.sampling``, re-exported here) are diffcore's
 discrete samplers.
 """
 
@@ -33,12 +33,23 @@ __all__ = [
     "build_denoiser",
     "collate",
     "likelihood",
+    "process_for",
     "redesign",
     "sample",
     "train_denoiser",
 ]
 
 PROCESS = MaskProcess(mask_id=MASK_ID, vocab_size=BASE_VOCAB_SIZE)
+
+
+def process_for(block: int | None) -> MaskProcess:
+    """The masking process of a denoiser with ``config.diffusion_block`` = ``block``: PROCESS,
+    or its block-diffusion form (every block masked on its own, the clean residues as context)."""
+    return (
+        PROCESS
+        if block is None
+        else MaskProcess(mask_id=MASK_ID, vocab_size=BASE_VOCAB_SIZE, block=block)
+    )
 
 
 class SequenceDataset(Dataset):
@@ -84,15 +95,22 @@ def collate(items: list[tuple[Tensor, int]]) -> dict[str, Tensor]:
 
 
 def build_denoiser(
-    records: Sequence[ProteinRecord], shape: EsmShape | dict[str, Any], *, conditional: bool = True
+    records: Sequence[ProteinRecord],
+    shape: EsmShape | dict[str, Any],
+    *,
+    conditional: bool = True,
+    diffusion_block: int | None = None,
 ) -> ProteinDenoiser:
     """A fresh denoiser of ``shape`` whose families (if ``conditional``) and length histogram
-    come from ``records``."""
+    come from ``records``; ``diffusion_block``: residues per block of a block-diffusion model
+    (None: the whole sequence is one block, MDLM)."""
     fields = dataclass_fields(shape)
     families = tuple(sorted({r.family for r in records if r.family})) if conditional else ()
     prior = LengthPrior.from_records((r.family, len(r.sequence)) for r in records)
     return ProteinDenoiser(
-        ProteinDenoiserConfig(**fields, families=families, lengths=prior.to_json())
+        ProteinDenoiserConfig(
+            **fields, families=families, lengths=prior.to_json(), diffusion_block=diffusion_block
+        )
     )
 
 
@@ -106,16 +124,19 @@ def dataclass_fields(shape: EsmShape | dict[str, Any]) -> dict[str, Any]:
 class DenoiserLoss:
     """``loss_fn(model, batch, generator)`` for diffcore's loop: the masking ELBO, with the
     family dropped to "none" for a ``family_dropout`` share of rows so the same network also
-    learns the unconditional model that classifier-free guidance needs."""
+    learns the unconditional model that classifier-free guidance needs. ``block``: the
+    model's ``diffusion_block`` (the loop may hand over a wrapper, so it is given here)."""
 
     family_dropout: float = 0.1
+    block: int | None = None
 
     def __call__(self, model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         tokens, family = batch["tokens"], batch["family"]
         if self.family_dropout > 0:
             u = torch.rand(family.shape, generator=generator, device=family.device)
             family = torch.where(u < self.family_dropout, -1, family)
-        return PROCESS.loss(model, tokens, generator, loss_mask=tokens != PAD_ID, family=family)
+        process = process_for(self.block)
+        return process.loss(model, tokens, generator, loss_mask=tokens != PAD_ID, family=family)
 
 
 def train_denoiser(
@@ -136,7 +157,7 @@ def train_denoiser(
     data = SequenceDataset(records, model.config.families, model.config.max_length)
     return train(
         model,
-        DenoiserLoss(family_dropout),
+        DenoiserLoss(family_dropout, model.config.diffusion_block),
         data,
         config,
         out_dir=out_dir,
@@ -158,7 +179,8 @@ def likelihood(
     seed: int = 0,
 ) -> float:
     """Upper bound on the negative log-likelihood, in nats per residue, over ``records``
-    (MaskProcess.nll_bound, LLaDA's low-variance estimator); exp of it bounds the perplexity."""
+    (MaskProcess.nll_bound, LLaDA's low-variance estimator; per block for a block-diffusion
+    model); exp of it bounds the perplexity."""
     device = next(model.parameters()).device
     model.eval()
     families = model.config.families if conditional else ()
@@ -169,7 +191,7 @@ def likelihood(
         batch = collate([data[i] for i in range(start, min(len(data), start + batch_size))])
         tokens = batch["tokens"].to(device)
         counted = tokens != PAD_ID
-        nll = PROCESS.nll_bound(
+        nll = process_for(model.config.diffusion_block).nll_bound(
             model,
             tokens,
             generator=g,

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,7 +34,9 @@ class SamplingConfig:
     # order-agnostic decoding), so samples follow the model's distribution; confidence: most
     # confident positions first (MaskGIT, DPLM), sharper but prone to repeats in weak models
     sampler: Literal["confidence", "masked_ancestral"] = "masked_ancestral"
-    steps: int | None = None  # network calls per batch; None: one per residue (the finest)
+    # network calls per batch; None: one per residue (the finest). A block-diffusion model
+    # rounds it up to a multiple of its number of blocks: each block gets the same share
+    steps: int | None = None
     schedule: Literal["linear", "cosine"] = "linear"  # mask share per step (cosine: MaskGIT)
     temperature: float = 1.0  # softmax temperature of every draw; 0 = argmax
     guidance: float = 1.0  # classifier-free guidance on the family; 1 = plain conditional
@@ -115,6 +118,16 @@ def _run_sampler(
     if mask is not None:
         todo &= ~mask  # motif positions are known, not generated
     steps = config.steps or max(1, int(todo.sum(1).max()))
+    block = model.config.diffusion_block
+    if block is not None:  # block by block, left to right, on the model's own blocks
+        if config.sampler != "confidence":
+            raise ValueError(
+                "a block-diffusion model generates block by block: use the confidence sampler"
+            )
+        columns = todo.any(0).nonzero()
+        first = int(columns[0]) if len(columns) else 0
+        blocks = max(1, math.ceil((x.shape[1] - first + first % block) / block))
+        steps = blocks * math.ceil(steps / blocks)  # the same number of steps for every block
     grid = (linear_mask_grid if config.schedule == "linear" else cosine_mask_grid)(steps)
     sampler = DISCRETE_SAMPLERS[config.sampler]
 
@@ -131,6 +144,8 @@ def _run_sampler(
             "confidence": config.confidence,
             "confidence_noise": config.confidence_noise,
             "entropy_bound": config.entropy_bound,
+            "block_size": block,
+            "align_blocks": block is not None,
         }
         if config.sampler == "confidence"
         else {}

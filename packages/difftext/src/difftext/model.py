@@ -41,6 +41,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from diffcore.io import atomic_directory, save_weights
+from diffcore.nn.attention import attention_mask_for
 from diffcore.nn.presets import presets_dir
 from diffcore.processes import block_attention_mask
 from difftext.tokenizer import banned_ids, load_tokenizer, start_id
@@ -278,21 +279,11 @@ class TextDenoiser:
         # a padding query that may see no key would turn its row (and anything reading it) NaN
         allowed = allowed | torch.eye(len(layout), dtype=torch.bool, device=x.device)
         out = self.model(
-            input_ids=x, attention_mask=self._attention(allowed)[:, None], position_ids=positions
+            input_ids=x,
+            attention_mask=attention_mask_for(self.model, allowed),
+            position_ids=positions,
         )
         return out.logits[:, :length]
-
-    def _attention(self, allowed: Tensor) -> Tensor:
-        """The 4-D mask as the model's attention code reads it: bool for SDPA and flex
-        attention, additive (0 or the dtype's minimum) for eager attention."""
-        # the training loop hands over a wrapper (DDP, compiled, the loop's module): find the LM
-        config = next(m.config for m in self.model.modules() if hasattr(m, "config"))
-        if getattr(config, "_attn_implementation", "sdpa") != "eager":
-            return allowed
-        dtype = next(self.model.parameters()).dtype
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-            ~allowed, torch.finfo(dtype).min
-        )
 
 
 @dataclass(frozen=True)

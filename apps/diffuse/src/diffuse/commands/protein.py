@@ -62,6 +62,12 @@ def register(verbs: dict[str, Any]) -> None:
         "--family-dropout", type=float, default=0.1, help="share trained without family (guidance)"
     )
     train.add_argument("--unconditional", action="store_true", help="ignore families")
+    train.add_argument(
+        "--diffusion-block",
+        type=int,
+        help="denoiser: block diffusion (BD3-LM) with blocks of this many residues, generated left "
+        "to right (sample with --sampler confidence); default: the whole sequence at once",
+    )
     train.add_argument("--background", nargs="*", default=(), help="classifier: 'other' proteins")
     train.add_argument("--holdout", type=float, default=0.1, help="share of each family held out")
     _reading_options(train)
@@ -211,6 +217,8 @@ def _train(args: argparse.Namespace) -> int:
             length_window=args.length_window,
         )
         families = () if args.unconditional else data.families
+        if args.diffusion_block is not None and args.model != "denoiser":
+            raise ValueError("--diffusion-block is for the denoiser (--model denoiser)")
         if args.model == "denoiser" and args.from_esm:
             lengths = LengthPrior.from_records((r.family, len(r.sequence)) for r in train_records)
             model = ProteinDenoiser.from_esm(
@@ -218,9 +226,15 @@ def _train(args: argparse.Namespace) -> int:
                 families=families,
                 lengths=lengths.to_json(),
                 max_length=shape["max_length"],
+                diffusion_block=args.diffusion_block,
             )
         elif args.model == "denoiser":
-            model = build_denoiser(train_records, shape, conditional=not args.unconditional)
+            model = build_denoiser(
+                train_records,
+                shape,
+                conditional=not args.unconditional,
+                diffusion_block=args.diffusion_block,
+            )
         elif args.model == "lm":
             model = judges.ProteinLM(judges.ProteinLMConfig(**shape, families=families))
         else:
