@@ -185,6 +185,9 @@ def main() -> None:
     parser.add_argument("--out", help="keep the trained models here (default: a temp folder)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    settings = [sampler_config(spec, args.steps) for spec in args.samplers.split(",")]
+    if args.diffusion_block and any(c.sampler != "confidence" for c in settings):
+        parser.error("a block-diffusion denoiser samples with confidence samplers only (--samplers)")
     sys.stdout.reconfigure(line_buffering=True)  # the tables interleave with progress bars
 
     paths = sorted(Path(args.data).glob("*.fasta"))
@@ -265,7 +268,6 @@ def main() -> None:
     held_labels = judges.classify(classifier, [r.sequence for r in heldout])
     judge_heldout = sum(p == r.family for p, r in zip(held_labels, heldout, strict=True))
 
-    settings = [sampler_config(spec, args.steps) for spec in args.samplers.split(",")]
     sampling = settings[0]
     kept = work / "samples"  # per training run (steps, EMA), sampler, count and seed
     trained_as = f"train{steps}" + ("_ema" if config.ema_decay is not None else "")
