@@ -187,7 +187,9 @@ def main() -> None:
     args = parser.parse_args()
     settings = [sampler_config(spec, args.steps) for spec in args.samplers.split(",")]
     if args.diffusion_block and any(c.sampler != "confidence" for c in settings):
-        parser.error("a block-diffusion denoiser samples with confidence samplers only (--samplers)")
+        parser.error(
+            "a block-diffusion denoiser samples with confidence samplers only (--samplers)"
+        )
     sys.stdout.reconfigure(line_buffering=True)  # the tables interleave with progress bars
 
     paths = sorted(Path(args.data).glob("*.fasta"))

@@ -66,6 +66,37 @@ def test_training_layout_matches_sampling_and_later_blocks_never_leak(position, 
     assert not torch.allclose(model(seen, family=family.flip(0))[0, :4], sampled[0, :4])
 
 
+@pytest.mark.parametrize("position", ["rotary", "absolute"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@torch.no_grad()
+def test_skipping_later_blocks_keeps_every_logit_a_sampler_reads(position, attention):
+    model = block_model(4, position, attention)
+    # ragged rows: one ends inside the kept blocks, one right after them, one much later
+    x = padded("ACDEFGHIKLMNPQRSTVWY", "ACDEFG", "ACDEFGHI")
+    x[0, 4:] = MASK_ID  # block 1 is being drawn in row 0 ...
+    x[1, 5:6] = MASK_ID
+    x[2, 6:8] = MASK_ID  # ... and in the others; everything after it is masks or padding
+    x[0, 9] = encode("W")  # a motif residue in a later block is left out too
+    family = torch.tensor([0, 1, -1])
+    full = model(x, family=family)
+    cut = model(x, family=family, skip_later_blocks=True)
+    torch.testing.assert_close(cut[:, :8], full[:, :8], atol=1e-5, rtol=1e-5)
+    rest = cut[:, 8:]
+    assert bool(((rest == 0) | (rest < -1e8)).all())  # the rest: 0, or banned tokens' logit ...
+    assert not torch.equal(rest[0], full[0, 8:])  # ... not the model's prediction
+    # the length still reaches the kept blocks: row 0 shortened by two residues
+    shorter = x.clone()
+    shorter[0, 18:] = PAD_ID
+    moved = model(shorter, family=family, skip_later_blocks=True)
+    assert not torch.allclose(moved[0, :8], cut[0, :8])
+    # nothing to leave out: the same as the full pass
+    done = padded("ACDEFGHIKLMNPQRSTVWY", "ACDEFG", "ACDEFGHI")
+    done[:, 16:] = torch.where(done[:, 16:] == PAD_ID, PAD_ID, MASK_ID)
+    torch.testing.assert_close(
+        model(done, family=family, skip_later_blocks=True), model(done, family=family)
+    )
+
+
 def test_context_is_refused_by_a_whole_sequence_model_and_checked_by_a_block_one():
     torch.manual_seed(0)
     plain = ProteinDenoiser(ProteinDenoiserConfig(**SHAPE))

@@ -223,6 +223,7 @@ class ProteinDenoiser(nn.Module):
         family: Tensor | None = None,
         allow_unknown: bool = True,
         context: Tensor | None = None,
+        skip_later_blocks: bool = False,
     ) -> Tensor:
         if x.shape[-1] > self.config.max_length:
             raise ValueError(
@@ -234,15 +235,46 @@ class ProteinDenoiser(nn.Module):
             if context is not None:
                 raise ValueError("context (the clean residues) is for block-diffusion models only")
             logits = self.esm(input_ids=full, attention_mask=attention.long()).logits
+        elif skip_later_blocks and context is None:
+            logits = self._current_block_logits(full, attention)
         else:
             logits = self._block_logits(full, attention, context)
         logits = logits[:, 1 : x.shape[1] + 1, :BASE_VOCAB_SIZE].float()
         allowed = self._allowed if allow_unknown else self._standard
         return logits.masked_fill(~allowed, BANNED_LOGIT)
 
-    def _block_logits(self, full: Tensor, keep: Tensor, context: Tensor | None) -> Tensor:
+    def _current_block_logits(self, full: Tensor, keep: Tensor) -> Tensor:
+        """``_block_logits`` without the residues after the first block that holds a mask (in
+        any row): block-causal attention makes every earlier logit the same without them, and a
+        block-by-block sampler never reads theirs (0 here). Each row keeps its ``<eos>``, at its
+        own position, since every block reads the length from it."""
+        batch, width = full.shape
+        length, block = width - 2, self.config.diffusion_block
+        masked = full[:, 1 : length + 1] == MASK_ID
+        first = torch.where(masked.any(1), masked.float().argmax(1), 0)
+        end = min(length, (int(first.max()) // block + 1) * block)  # residues kept
+        if end == length:
+            return self._block_logits(full, keep, None)
+        eos = (full == EOS_ID).float().argmax(1)
+        # a row whose <eos> is already kept takes its last column instead: padding for it
+        extra = torch.where(eos > end, eos, width - 1)
+        index = torch.arange(end + 1, device=full.device).expand(batch, -1)
+        index = torch.cat([index, extra[:, None]], 1)
+        head = self._block_logits(full.gather(1, index), keep.gather(1, index), None, index)
+        tail = head.new_zeros(batch, width - end - 1, head.shape[-1])
+        return torch.cat([head[:, : end + 1], tail], 1)
+
+    def _block_logits(
+        self,
+        full: Tensor,
+        keep: Tensor,
+        context: Tensor | None,
+        positions: Tensor | None = None,
+    ) -> Tensor:
         """Logits (B, L + 2 [+ L], V) of the ESM layout ``full`` (B, L + 2) under block-causal
-        attention, with the clean residues ``context`` (B, L) appended when given."""
+        attention, with the clean residues ``context`` (B, L) appended when given.
+        ``positions`` (B, L + 2): each column's position, when not its index (a layout cut
+        short by ``_current_block_logits``)."""
         batch, width = full.shape
         length = width - 2
         block = self.config.diffusion_block
@@ -252,7 +284,7 @@ class ProteinDenoiser(nn.Module):
         is_residue = residue & keep & (full != EOS_ID)
         is_cond = keep & ~is_residue  # the family token and <eos>
         columns = index[1 : length + 1]  # where block_attention_mask's positions sit
-        positions = index.expand(batch, -1)
+        positions = index.expand(batch, -1) if positions is None else positions
         if context is not None:
             if context.shape != (batch, length):
                 raise ValueError(

@@ -95,12 +95,14 @@ class Sample:
 
 
 def _denoiser(model: ProteinDenoiser, family: Tensor, scale: float) -> Any:
+    # a block model's pass leaves out the blocks after the one being drawn (exact, and cheaper)
+    fixed = {"allow_unknown": False, "skip_later_blocks": model.config.diffusion_block is not None}
     if scale != 1.0 and bool((family >= 0).any()):
         guided = guidance(
             model, scale, cond={"family": family}, uncond={"family": torch.full_like(family, -1)}
         )
-        return condition(guided, allow_unknown=False)
-    return condition(model, family=family, allow_unknown=False)
+        return condition(guided, **fixed)
+    return condition(model, family=family, **fixed)
 
 
 def _run_sampler(
