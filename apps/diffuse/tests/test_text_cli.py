@@ -46,6 +46,8 @@ def test_train_sample_edit_and_eval_text(tmp_path, corpus, capsys):
     records = read_jsonl(samples)
     assert len(records) == 2 and all("prompt" not in r and r["text"] for r in records)
     assert json.loads(samples.with_suffix(".run.json").read_text())["seed"] == 3
+    assert main([*args, "--length", "40", "--out", str(samples)]) == 2
+    assert "generates any length" in capsys.readouterr().err
 
     prompted = tmp_path / "prompted.jsonl"
     ranked = ["--confidence", "entropy", "--entropy-bound", "0.5"]
@@ -86,6 +88,11 @@ def test_a_block_diffusion_model_trains_samples_and_fills_from_the_command_line(
     assert main(["sample", "text", "--model", str(run), "-n", "2", "--steps", "8",
                  "--prompt", "ROMEO:", "--out", str(samples)]) == 0  # fmt: skip
     assert all(r["text"].startswith("ROMEO:") for r in read_jsonl(samples))
+    longer = tmp_path / "longer.jsonl"  # past the block size of 32: window by window
+    assert main(["sample", "text", "--model", str(run), "-n", "1", "--steps", "10",
+                 "--length", "80", "--out", str(longer)]) == 0  # fmt: skip
+    (text,) = [r["text"] for r in read_jsonl(longer)]
+    assert len(text.replace("[EOS]", "|")) == 80 and "[MASK]" not in text  # one token a char
     infills = tmp_path / "infills.jsonl"
     assert main(["edit", "text", "--model", str(run), "--steps", "4", "--out", str(infills),
                  "--text", "To be, or [MASK*4] to be"]) == 0  # fmt: skip

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffcore.training import TrainConfig
-from difftext.data import make_blocks, split_tail
+from difftext.data import Document, make_blocks, split_tail
 from difftext.generation import SampleConfig, generate
 from difftext.model import load_text_model
 from difftext.pipeline import build_model, fit, validate
@@ -153,3 +153,45 @@ def test_block_sampling_rejects_what_would_leave_a_block_unfinished(block_model)
         generate(block_model, [""], SampleConfig(length=32, steps=32, block_size=16))
     with pytest.raises(ValueError, match="positive divisor"):
         build_model("diffusion", block_model.tokenizer, 32, preset="tiny", diffusion_block=5)
+
+
+def test_a_block_model_generates_past_its_block_size_window_by_window(block_model):
+    """80 tokens from a model of 32: the prompt stays, nothing is left masked, no pass sees more
+    than 32 tokens, the same seed gives the same text, and a whole-sequence model refuses."""
+    widths = []
+    model = block_model.model
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    config = SampleConfig(length=80, steps=20, batch_size=2)  # 10 blocks, 2 steps each
+    try:
+        out = generate(block_model, ["To be,", ""], config, seed=5)
+    finally:
+        hook.remove()
+    assert out[0].text.startswith("To be,")
+    mask = block_model.mask_id
+    assert all(len(g.tokens) == 80 and not (g.tokens == mask).any() for g in out)
+    assert widths and max(widths) == 32 and len(widths) <= 20
+    again = generate(block_model, ["To be,", ""], config, seed=5)
+    assert [g.text for g in again] == [g.text for g in out]
+    with pytest.raises(ValueError, match="shared evenly among 10 blocks"):
+        generate(block_model, [""], SampleConfig(length=80, steps=64))
+    whole = build_model("diffusion", block_model.tokenizer, 32, preset="tiny", seed=0)
+    with pytest.raises(ValueError, match="any length"):
+        generate(whole, [""], SampleConfig(length=80, steps=20))
+
+
+def test_what_a_block_model_learned_carries_across_windows(tmp_path):
+    """A tiny block model that learned a cycle of 26 letters from 32-token blocks continues it
+    for 96 tokens: every window reads the letters before it."""
+    text = "abcdefghijklmnopqrstuvwxyz" * 400
+    tok = train_char_tokenizer([text])
+    blocks = make_blocks(tok, [Document(text, "cycle")], 32)
+    model = build_model("diffusion", tok, 32, preset="tiny", seed=0, diffusion_block=8)
+    run = TrainConfig(steps=150, batch_size=32, lr=1e-2, warmup=0.1, ema_decay=None)
+    fit(model, blocks, run, tmp_path / "run", progress=False)
+    config = SampleConfig(length=96, steps=96, temperature=0.0, batch_size=2)
+    out = generate(model, ["abcdefgh", "mnopqrst"], config, seed=0)
+    for g, start in zip(out, "am", strict=True):
+        first = ord(start) - ord("a")
+        assert g.text == "".join(chr(ord("a") + (first + i) % 26) for i in range(96)), g.text

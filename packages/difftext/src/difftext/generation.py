@@ -5,6 +5,8 @@ of tokens (``difftext.conditioning``): prefix continuation and infilling are one
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -103,6 +105,8 @@ def _sample_diffusion(
     generator: torch.Generator,
     callback: Callback | None,
 ) -> Tensor:
+    if x.shape[1] > text_model.block_size:
+        return _sample_sliding(text_model, x, fixed, config, generator, callback)
     denoiser = text_model.denoiser(generating=True)
     if config.guidance != 1.0 and bool(fixed.any()):
         denoiser = prompt_guidance(denoiser, config.guidance, fixed)
@@ -134,6 +138,50 @@ def _sample_diffusion(
     )  # fmt: skip
 
 
+def _sample_sliding(
+    text_model: TextModel,
+    x: Tensor,
+    fixed: Tensor,
+    config: SampleConfig,
+    generator: torch.Generator,
+    callback: Callback | None,
+) -> Tensor:
+    """A text longer than the model's context (``block_size`` tokens): block by block, each
+    drawn in a window of the context's length that ends with it. A block-diffusion model never
+    lets a block see more than the ``block_size - diffusion_block`` tokens before it, so each
+    window is the model's own context; each sampler call (and ``callback``'s steps) covers one
+    block."""
+    block, window, length = text_model.diffusion_block, text_model.block_size, x.shape[1]
+    if block is None:
+        raise ValueError(
+            f"{length} tokens exceed the model's block size {window}: a whole-sequence model "
+            "generates at most that many at once; a block-diffusion model (diffusion_block) "
+            "generates any length, block by block"
+        )
+    if config.block_size is not None:
+        raise ValueError(
+            f"block_size applies to texts of at most the model's {window} tokens; beyond that a "
+            "block-diffusion model generates on its own blocks"
+        )
+    blocks = math.ceil(length / block)
+    if config.steps % blocks:
+        raise ValueError(
+            f"{config.steps} steps cannot be shared evenly among {blocks} blocks of {block} "
+            f"tokens: use a multiple of {blocks}"
+        )
+    each = dataclasses.replace(config, steps=config.steps // blocks)
+    x = x.clone()
+    for lo in range(0, length, block):
+        hi = min(length, lo + block)
+        if not bool((x[:, lo:hi] == text_model.mask_id).any()):
+            continue  # all fixed: nothing to draw
+        start = max(0, lo + block - window)
+        x[:, start:hi] = _sample_diffusion(
+            text_model, x[:, start:hi], fixed[:, start:hi], each, generator, callback
+        )
+    return x
+
+
 @torch.no_grad()
 def generate(
     text_model: TextModel,
@@ -145,8 +193,9 @@ def generate(
     callback: Callback | None = None,
 ) -> list[Generated]:
     """Generate one text per template ("" = unprompted), in order. A diffusion model fills
-    every ``[MASK*n]`` span and continues up to ``config.length`` tokens; the autoregressive
-    peer continues prefixes only. The same seed, templates and config give the same texts."""
+    every ``[MASK*n]`` span and continues up to ``config.length`` tokens (a block-diffusion
+    model also past its block size, block by block); the autoregressive peer continues
+    prefixes only. The same seed, templates and config give the same texts."""
     if not templates:
         raise ValueError("no templates: pass [''] * n for n unprompted texts")
     tok = text_model.tokenizer

@@ -115,8 +115,10 @@ def register(verbs: dict[str, Any]) -> None:
     sample.add_argument("-n", "--num", type=int, default=4, help="texts (per prompt, with prompts)")
     sample.add_argument("--prompt", action="append", default=[], help="prompt template; repeatable")
     sample.add_argument(
-        "--length", type=int, help="tokens per text, prompt included (default: the block size)"
-    )
+        "--length", type=int,
+        help="tokens per text, prompt included (default: the block size; a block-diffusion "
+        "model goes past it, block by block, each seeing the block size's worth before it)",
+    )  # fmt: skip
     _sampling_options(sample)
     sample.set_defaults(run=_sample)
 
@@ -329,9 +331,11 @@ def _generate(args: argparse.Namespace, templates: list[str], length: int | None
     try:
         text_model = load_text_model(args.model, device=resolve_device(args.device))
         length = text_model.block_size if length == 0 else length
-        if length is not None and length > text_model.block_size:
+        too_long = length is not None and length > text_model.block_size
+        if too_long and text_model.diffusion_block is None:
             raise ValueError(
-                f"length {length} exceeds the model's block size {text_model.block_size}"
+                f"length {length} exceeds the model's block size {text_model.block_size} (a "
+                "block-diffusion model, trained with --diffusion-block, generates any length)"
             )
         config = _sample_config(args, length)
         texts = generate(text_model, templates, config, seed=args.seed, progress=True)
