@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -106,7 +106,11 @@ def _sample_diffusion(
     callback: Callback | None,
 ) -> Tensor:
     if x.shape[1] > text_model.block_size:
-        return _sample_sliding(text_model, x, fixed, config, generator, callback)
+
+        def window(x: Tensor, fixed: Tensor, config: SampleConfig) -> Tensor:
+            return _sample_diffusion(text_model, x, fixed, config, generator, callback)
+
+        return _sample_sliding(text_model, x, fixed, config, window)
     denoiser = text_model.denoiser(generating=True)
     if config.guidance != 1.0 and bool(fixed.any()):
         denoiser = prompt_guidance(denoiser, config.guidance, fixed)
@@ -143,24 +147,23 @@ def _sample_sliding(
     x: Tensor,
     fixed: Tensor,
     config: SampleConfig,
-    generator: torch.Generator,
-    callback: Callback | None,
+    window: Callable[[Tensor, Tensor, SampleConfig], Tensor],
 ) -> Tensor:
     """A text longer than the model's context (``block_size`` tokens): block by block, each
-    drawn in a window of the context's length that ends with it. A block-diffusion model never
-    lets a block see more than the ``block_size - diffusion_block`` tokens before it, so each
-    window is the model's own context; each sampler call (and ``callback``'s steps) covers one
-    block."""
-    block, window, length = text_model.diffusion_block, text_model.block_size, x.shape[1]
+    drawn by ``window`` (x, fixed, config: one sampler call) in a window of the context's length
+    that ends with it. A block-diffusion model never lets a block see more than the
+    ``block_size - diffusion_block`` tokens before it, so each window is the model's own
+    context; each sampler call (and its callback's steps) covers one block."""
+    block, context, length = text_model.diffusion_block, text_model.block_size, x.shape[1]
     if block is None:
         raise ValueError(
-            f"{length} tokens exceed the model's block size {window}: a whole-sequence model "
+            f"{length} tokens exceed the model's block size {context}: a whole-sequence model "
             "generates at most that many at once; a block-diffusion model (diffusion_block) "
             "generates any length, block by block"
         )
     if config.block_size is not None:
         raise ValueError(
-            f"block_size applies to texts of at most the model's {window} tokens; beyond that a "
+            f"block_size applies to texts of at most the model's {context} tokens; beyond that a "
             "block-diffusion model generates on its own blocks"
         )
     blocks = math.ceil(length / block)
@@ -175,10 +178,8 @@ def _sample_sliding(
         hi = min(length, lo + block)
         if not bool((x[:, lo:hi] == text_model.mask_id).any()):
             continue  # all fixed: nothing to draw
-        start = max(0, lo + block - window)
-        x[:, start:hi] = _sample_diffusion(
-            text_model, x[:, start:hi], fixed[:, start:hi], each, generator, callback
-        )
+        start = max(0, lo + block - context)
+        x[:, start:hi] = window(x[:, start:hi], fixed[:, start:hi], each)
     return x
 
 
