@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from diffcore.samplers import CONFIDENCES
-from diffcore.training import TrainConfig
+from diffcore.training import TrainConfig, list_checkpoints
 from difftext import (
     SampleConfig,
     build_model,
@@ -214,12 +214,14 @@ def train_one(kind, tokenizer, blocks, plan: dict, args) -> tuple[object, dict]:
         steps=steps,
         ema_decay=default_ema_decay(steps),
     )
+    found = list_checkpoints(folder)  # a resumed run's seconds are this process's only
     began = time.perf_counter()
     result = fit(model, blocks, config, folder, progress=True)
     facts = {
         "steps": steps,
         "compiled": plan["compile"],
         "train_seconds": time.perf_counter() - began,
+        "resumed_from": found[-1][0] if found else 0,
         "parameters": sum(p.numel() for p in model.model.parameters()),
         "final_loss": result.log[-1].loss if result.log else math.nan,
     }
@@ -387,7 +389,9 @@ def main() -> None:
     ):
         lines.append(
             f"| {name} | {facts['parameters']:,} | {facts['steps']} | "
-            f"{'yes' if facts['compiled'] else 'no'} | {facts['train_seconds']:.0f} "
+            f"{'yes' if facts['compiled'] else 'no'} | {facts['train_seconds']:.0f}"
+            + (f" (from step {facts['resumed_from']})" if facts["resumed_from"] else "")
+            + " "
             f"| {nll.bits_per_char:.4f} | {nll.nats_per_token / p_nll.nats_per_token:.3f} |"
         )
     lines += [
