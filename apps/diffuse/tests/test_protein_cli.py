@@ -111,6 +111,7 @@ def test_errors_are_reported_not_raised(run, capsys):
 
 
 def test_a_block_diffusion_model_trains_samples_block_by_block_and_refuses_ancestral(run, capsys):
+    # and samples with the confidence sampler, its only one, unless told otherwise
     out = run / "block"
     argv = ["train", "protein", str(run / "data"), "--out", str(out), "--preset", "tiny"]
     argv += ["--steps", "3", "--batch-size", "8", "--diffusion-block", "8", "--device", "cpu"]
@@ -118,14 +119,15 @@ def test_a_block_diffusion_model_trains_samples_block_by_block_and_refuses_ances
     assert json.loads((out / "final" / "config.json").read_text())["diffusion_block"] == 8
     fasta = run / "block.fasta"
     argv = ["sample", "protein", "--model", str(out), "-n", "3", "--family", "kunitz"]
-    argv += ["--length", "20", "--motif", "10-12:CGG", "--sampler", "confidence"]
+    argv += ["--length", "20", "--motif", "10-12:CGG"]
     assert main([*argv, "--out", str(fasta), "--steps", "6", "--device", "cpu"]) == 0
     records = list(SeqIO.parse(fasta, "fasta"))
     assert [len(r.seq) for r in records] == [20] * 3
     assert all(str(r.seq)[9:12] == "CGG" for r in records)
-    assert parse_header(records[0].description)["steps"] == "6"
+    header = parse_header(records[0].description)
+    assert (header["steps"], header["sampler"]) == ("6", "confidence")
     argv = ["sample", "protein", "--model", str(out), "--out", str(run / "x.fasta")]
-    assert main([*argv, "--device", "cpu"]) == 2
+    assert main([*argv, "--sampler", "masked_ancestral", "--device", "cpu"]) == 2
     assert "generates block by block: use the confidence sampler" in capsys.readouterr().err
     argv = ["train", "protein", str(run / "data"), "--out", str(run / "lm"), "--model", "lm"]
     assert main([*argv, "--preset", "tiny", "--diffusion-block", "4"]) == 2

@@ -141,8 +141,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--sampler", choices=("masked_ancestral", "confidence"), default="masked_ancestral"
-    )
+        "--sampler", choices=("masked_ancestral", "confidence"),
+        help="default: masked_ancestral, or confidence for a block-diffusion model (its only one)",
+    )  # fmt: skip
     p.add_argument("--steps", type=int, help="network calls per batch (default: one per residue)")
     p.add_argument("--schedule", choices=("linear", "cosine"), default="linear")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -274,11 +275,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sampling_config(args: argparse.Namespace) -> Any:
+def _sampling_config(args: argparse.Namespace, model: Any) -> Any:
     from diffprotein.pipeline import SamplingConfig
 
+    default = "confidence" if model.config.diffusion_block is not None else "masked_ancestral"
     return SamplingConfig(
-        sampler=args.sampler,
+        sampler=args.sampler or default,
         steps=args.steps,
         schedule=args.schedule,
         temperature=args.temperature,
@@ -318,7 +320,7 @@ def _sample(args: argparse.Namespace) -> int:
             family=args.family,
             length=args.length,
             motif=motif,
-            config=_sampling_config(args),
+            config=_sampling_config(args, model),
             seed=args.seed,
         )
     except (ValueError, FileNotFoundError) as err:
@@ -340,7 +342,7 @@ def _edit(args: argparse.Namespace) -> int:
             regions=args.regions,
             fraction=args.fraction,
             family=args.family,
-            config=_sampling_config(args),
+            config=_sampling_config(args, model),
             seed=args.seed,
         )
     except (ValueError, FileNotFoundError) as err:
