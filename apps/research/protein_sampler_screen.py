@@ -3,11 +3,14 @@
 Per setting: N samples per family (seed = family index, as in the benchmark), scored on what
 separates samplers fastest, as the benchmark's "all" row scores them (each family against
 itself): judge accuracy (and the worst three families), composition divergence (and the worst
-family), and the AR peer's perplexity against held-out natural sequences. No novelty or
-diversity alignments, scaffolds or likelihood: a screen picks the rows worth a full run.
+family), and the AR peer's perplexity against held-out natural sequences (and the worst
+family's). No novelty or diversity alignments, scaffolds or likelihood: a screen picks the
+rows worth a full run.
 
     uv run python apps/research/protein_sampler_screen.py outputs/protein_long \\
         confidence:1.0:2.0:0:entropy confidence:1.0:2.0:0:entropy:0.8 --samples 10
+    uv run python apps/research/protein_sampler_screen.py outputs/protein_bd4 \\
+        confidence:1.0:2.0:0:entropy:0.8 --denoiser denoiser_block4
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ def main() -> None:
     )
     parser.add_argument("--samples", type=int, default=10, help="per family")
     parser.add_argument("--data", default=str(DATA), help="the benchmark's family FASTA folder")
+    parser.add_argument(
+        "--denoiser", default="denoiser",
+        help="the denoiser's folder in the run (a --diffusion-block B run: denoiser_blockB)",
+    )  # fmt: skip
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
 
@@ -43,14 +50,15 @@ def main() -> None:
     train, heldout = split_holdout(data.records, 0.1)
     families = data.families
     cpu = torch.device("cpu")
-    denoiser = from_pretrained(ProteinDenoiser, args.run / "denoiser" / "final", device=cpu)
+    denoiser = from_pretrained(ProteinDenoiser, args.run / args.denoiser / "final", device=cpu)
     peer = from_pretrained(judges.ProteinLM, args.run / "peer" / "final", device=cpu)
     judge = from_pretrained(judges.FamilyClassifier, args.run / "judge" / "final", device=cpu)
     print(f"# {args.run}: {args.samples} samples per family\n")
     print(
-        "| sampler | judge accuracy | worst families (judge) | composition JSD | worst family JSD | ppl ratio | s |"
+        "| sampler | judge accuracy | worst families (judge) | composition JSD | worst family JSD "
+        "| ppl ratio | worst family ppl ratio | s |"
     )
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     for spec in args.samplers:
         config = sampler_config(spec)
         t0 = time.perf_counter()
@@ -66,12 +74,13 @@ def main() -> None:
         *by_family, overall = rows
         worst = sorted(by_family, key=lambda r: r.judge_accuracy)[:3]
         worst_jsd = max(by_family, key=lambda r: r.composition_jsd)
+        worst_ppl = max(by_family, key=lambda r: r.perplexity_ratio)
         print(
             f"| {sampler_label(config)} | {overall.judge_accuracy:.1%} | "
             + ", ".join(f"{r.family} {r.judge_accuracy:.0%}" for r in worst)
             + f" | {overall.composition_jsd:.4f} | {worst_jsd.family} "
             f"{worst_jsd.composition_jsd:.3f} | {overall.perplexity_ratio:.2f} | "
-            f"{time.perf_counter() - t0:.0f} |"
+            f"{worst_ppl.family} {worst_ppl.perplexity_ratio:.2f} | {time.perf_counter() - t0:.0f} |"
         )
 
 
