@@ -46,6 +46,7 @@ from diffprotein.conditioning import Motif
 from diffprotein.data import (
     ProteinRecord,
     ReadOptions,
+    balance_families,
     read_fasta_records,
     read_sequences,
     split_holdout,
@@ -201,6 +202,12 @@ def main() -> None:
         help="a block-diffusion denoiser with blocks of this many residues (confidence samplers "
         "only); default: the whole sequence at once",
     )  # fmt: skip
+    parser.add_argument(
+        "--family-balance", type=float, metavar="ALPHA",
+        help="train the denoiser with small families repeated so a family of n weighs about "
+        "n**ALPHA (diffprotein.data.balance_families); the peer and the judge keep the data's "
+        "own mix, so they stay the same yardsticks",
+    )  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", help="keep the trained models here (default: a temp folder)")
     parser.add_argument("--seed", type=int, default=0)
@@ -255,6 +262,11 @@ def main() -> None:
         f"for the denoiser and the AR peer ({per_step * 1000:.0f} ms/step measured, "
         f"{args.precision} autocast, length window {args.length_window})"
         + ("" if block is None else f"; block diffusion, blocks of {block} residues")
+        + (
+            ""
+            if args.family_balance is None
+            else f"; families balanced, alpha {args.family_balance:g}"
+        )
     )
     projected = 2 * steps * per_step  # the denoiser and the peer; the judge's share comes on top
     print(f"# projected training: {projected / 60:.0f} min for both models")
@@ -270,8 +282,13 @@ def main() -> None:
 
     clock = {}
     t0 = time.perf_counter()
-    denoiser_dir = work / ("denoiser" if block is None else f"denoiser_block{block}")
-    trained = train_denoiser(denoiser, train_set, config, denoiser_dir, device=args.device)
+    recipe = "" if block is None else f"_block{block}"
+    denoising = train_set
+    if args.family_balance is not None:
+        recipe += f"_balance{args.family_balance:g}"
+        denoising = balance_families(train_set, args.family_balance)
+    denoiser_dir = work / f"denoiser{recipe}"
+    trained = train_denoiser(denoiser, denoising, config, denoiser_dir, device=args.device)
     # sample what `diffuse sample protein` loads: the EMA weights in final/, not the raw ones
     load_weights(denoiser, trained.final_model / WEIGHTS_NAME)
     clock["train diffusion"] = time.perf_counter() - t0
@@ -293,7 +310,7 @@ def main() -> None:
     sampling = settings[0]
     kept = work / "samples"  # per training run (steps, EMA), sampler, count and seed
     trained_as = f"train{steps}" + ("_ema" if config.ema_decay is not None else "")
-    trained_as += "" if block is None else f"_block{block}"
+    trained_as += recipe
     variants: dict[str, list[ProteinRecord]] = {}
     for config in settings:
         label = sampler_label(config)

@@ -51,6 +51,20 @@ def test_train_writes_a_run_folder(run):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000003", "step_000006"]
 
 
+def test_family_balance_repeats_the_small_family_and_is_recorded(run, capsys):
+    data = run / "unbalanced"
+    data.mkdir()
+    (data / "kunitz.fasta").write_text((run / "data" / "kunitz.fasta").read_text())  # 39
+    sh3 = list(SeqIO.parse(run / "data" / "sh3.fasta", "fasta"))[:4]
+    (data / "sh3.fasta").write_text("".join(f">{r.id}\n{r.seq}\n" for r in sh3))
+    out = run / "balanced"
+    argv = ["train", "protein", str(data), "--out", str(out), "--preset", "tiny", "--steps", "1"]
+    assert main([*argv, "--batch-size", "8", "--family-balance", "0", "--device", "cpu"]) == 0
+    # 35 kunitz + 4 sh3 after the holdout; each sh3 sequence 9 times (round(35 / 4))
+    assert "39 training sequences (71 after balancing)" in capsys.readouterr().out
+    assert json.loads((out / "run.json").read_text())["family_balance"] == 0.0
+
+
 def test_sample_with_family_length_and_motif_writes_fasta_with_settings(run):
     fasta = run / "s.fasta"
     argv = ["sample", "protein", "--model", str(run / "run"), "-n", "5", "--family", "sh3"]

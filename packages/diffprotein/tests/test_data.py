@@ -8,6 +8,7 @@ from Bio import SeqIO
 from diffprotein.data import (
     ProteinRecord,
     ReadOptions,
+    balance_families,
     parse_header,
     read_dataset,
     read_sequences,
@@ -146,6 +147,24 @@ def test_hugging_face_datasets_with_a_sequence_column(tmp_path):
         read_dataset(table, sequence_column="seq")
     table.save_to_disk(str(tmp_path / "saved"))
     assert len(read_dataset(tmp_path / "saved", options=ReadOptions(on_error="skip"))) == 1
+
+
+def test_balancing_repeats_small_families_toward_equal_weight():
+    records = [ProteinRecord(f"b{i}", "ACD", "big") for i in range(400)]
+    records += [ProteinRecord(f"s{i}", "EFG", "small") for i in range(25)]
+    records += [ProteinRecord("n0", "HIK", None)]
+
+    def weights(alpha):
+        out = balance_families(records, alpha)
+        return {f: sum(r.family == f for r in out) for f in ("big", "small", None)}
+
+    assert balance_families(records, 1.0) == records
+    assert weights(0.5) == {"big": 400, "small": 25 * 4, None: 20}  # (400 / 25) ** 0.5 = 4
+    assert weights(0.0) == {"big": 400, "small": 400, None: 400}
+    again = balance_families(records, 0.5)
+    assert [r.id for r in again if r.family == "small"][:8] == ["s0"] * 4 + ["s1"] * 4
+    with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\], got 1.5"):
+        balance_families(records, 1.5)
 
 
 def test_holdout_takes_the_share_of_every_family_and_depends_only_on_the_data():

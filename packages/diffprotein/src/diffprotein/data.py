@@ -42,6 +42,7 @@ __all__ = [
     "ProteinRecord",
     "ProteinSet",
     "ReadOptions",
+    "balance_families",
     "format_header",
     "parse_header",
     "read_dataset",
@@ -388,6 +389,24 @@ def split_holdout(
         held.update(ranked[: round(fraction * len(members))])
     train = [r for i, r in enumerate(records) if i not in held]
     return train, [r for i, r in enumerate(records) if i in held]
+
+
+def balance_families(records: Iterable[ProteinRecord], alpha: float) -> list[ProteinRecord]:
+    """Records with small families repeated so that a family of n records weighs about
+    ``n ** alpha`` in training instead of n: each record of a family of n appears
+    ``round((n_max / n) ** (1 - alpha))`` times (at least once), n_max being the largest
+    family. alpha 1 changes nothing; 0 gives every family about the same weight. Records
+    without a family form one group. Whole repeats keep every epoch a plain shuffle of a fixed
+    list, so resuming stays exact and each sequence of a family is seen equally often."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"family balance alpha must lie in [0, 1], got {alpha}")
+    records = list(records)
+    sizes = Counter(r.family for r in records)
+    if not sizes:
+        return []
+    largest = max(sizes.values())
+    repeats = {f: max(1, round((largest / n) ** (1.0 - alpha))) for f, n in sizes.items()}
+    return [r for r in records for _ in range(repeats[r.family])]
 
 
 def write_fasta(

@@ -61,6 +61,11 @@ def register(verbs: dict[str, Any]) -> None:
     train.add_argument(
         "--family-dropout", type=float, default=0.1, help="share trained without family (guidance)"
     )
+    train.add_argument(
+        "--family-balance", type=float, metavar="ALPHA",
+        help="repeat small families' sequences so a family of n weighs about n**ALPHA "
+        "(0: every family alike, 1: as in the data; default: as in the data)",
+    )  # fmt: skip
     train.add_argument("--unconditional", action="store_true", help="ignore families")
     train.add_argument(
         "--diffusion-block",
@@ -195,7 +200,7 @@ def _train(args: argparse.Namespace) -> int:
     from diffcore.training import TrainConfig
     from diffprotein import judges
     from diffprotein.conditioning import LengthPrior
-    from diffprotein.data import split_holdout
+    from diffprotein.data import balance_families, split_holdout
     from diffprotein.model import ProteinDenoiser, load_preset
     from diffprotein.pipeline import build_denoiser, train_denoiser
 
@@ -207,6 +212,9 @@ def _train(args: argparse.Namespace) -> int:
             shape["max_length"] = args.max_length
         data = _read(args.data, args, shape["max_length"])
         train_records, heldout = split_holdout(data.records, args.holdout)
+        training = train_records
+        if args.family_balance is not None:
+            training = balance_families(train_records, args.family_balance)
         config = TrainConfig(
             steps=args.steps,
             batch_size=args.batch_size,
@@ -252,24 +260,28 @@ def _train(args: argparse.Namespace) -> int:
         "train_config": dataclasses.asdict(config),
         "data": args.data,
         "records": {"train": len(train_records), "heldout": len(heldout)},
+        "family_balance": args.family_balance,
         "families": list(data.families),
         "seed": args.seed,
         "git_revision": git_revision(),
     }
     (out / "run.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{args.model}: {n_params:,} parameters, {len(train_records)} training sequences")
+    balanced = f" ({len(training)} after balancing)" if training is not train_records else ""
+    print(
+        f"{args.model}: {n_params:,} parameters, {len(train_records)} training sequences{balanced}"
+    )
     device = resolve_device(args.device)
     if args.model == "denoiser":
         result = train_denoiser(
-            model, train_records, config, out, family_dropout=args.family_dropout, device=device
+            model, training, config, out, family_dropout=args.family_dropout, device=device
         )
     elif args.model == "lm":
-        result = judges.train_lm(model, train_records, config, out, device=device)
+        result = judges.train_lm(model, training, config, out, device=device)
     else:
         background = _read(args.background, args).records if args.background else ()
         result = judges.train_classifier(
-            model, train_records, config, out, background=background, device=device
+            model, training, config, out, background=background, device=device
         )
     print(f"step {result.step}: loss {result.loss:.4f}; model in {result.final_model}")
     return 0
