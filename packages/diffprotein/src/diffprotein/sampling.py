@@ -201,7 +201,8 @@ def sample(
     device = _device_of(model)
     model.eval()
     out: list[Sample] = []
-    with tqdm(total=0, desc="sample", unit="step", disable=not progress) as bar:
+    # the total grows batch by batch; the delay keeps tqdm from drawing an empty bar first
+    with tqdm(total=0, desc="sample", unit="step", delay=0.1, disable=not progress) as bar:
         for b, start in enumerate(range(0, n, config.batch_size)):
             chunk = lengths[start : start + config.batch_size]
             width = max(chunk)
