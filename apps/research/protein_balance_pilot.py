@@ -9,6 +9,9 @@ pilot, not the benchmark: it adds steps to a trained model and reads few samples
 
     uv run python apps/research/protein_balance_pilot.py outputs/protein_bd4 \\
         --denoiser denoiser_block4 --steps 600 --alpha 0.5
+
+Each arm's samples are written to OUT/armI/samples/pilot.fasta (I = 0 control, 1 balanced),
+so ``protein_family_check.py RUN --samples OUT/armI/samples`` reads them family by family.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from protein_benchmark import DATA, sampler_config, sampler_label
 from diffcore.io import from_pretrained
 from diffcore.training import TrainConfig
 from diffprotein import judges
-from diffprotein.data import ProteinRecord, balance_families, read_sequences, split_holdout
+from diffprotein.data import (
+    ProteinRecord,
+    balance_families,
+    read_sequences,
+    split_holdout,
+    write_fasta,
+)
 from diffprotein.evaluate import evaluate_samples
 from diffprotein.model import ProteinDenoiser
 from diffprotein.pipeline import train_denoiser
@@ -42,6 +51,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10, help="per family")
     parser.add_argument("--data", default=str(DATA), help="the benchmark's family FASTA folder")
     parser.add_argument("--out", type=Path, help="arms' folders (default: RUN/balance_pilot)")
+    parser.add_argument(
+        "--arms", choices=["both", "balanced"], default="both",
+        help="'balanced' skips the control arm (a longer continuation read on its own)",
+    )  # fmt: skip
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
 
@@ -60,13 +73,16 @@ def main() -> None:
         "as in the data": train,
         f"balanced, alpha {args.alpha:g}": balance_families(train, args.alpha),
     }
+    if args.arms == "balanced":
+        del arms["as in the data"]
 
     header = " | ".join(families)
     print(f"# {args.run / args.denoiser}: +{args.steps} steps per arm, {sampler_label(setting)}, "
           f"{args.samples} samples per family; cells: JSD / ppl ratio\n")  # fmt: skip
     print(f"| arm | sequences | judge | JSD (all) | ppl ratio (all) | {header} |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(families))
-    for i, (name, records) in enumerate(arms.items()):
+    for name, records in arms.items():
+        i = 0 if records is train else 1
         t0 = time.perf_counter()
         start = args.run / args.denoiser / "final"
         model = from_pretrained(ProteinDenoiser, start, device="cpu")
@@ -75,6 +91,11 @@ def main() -> None:
         for j, family in enumerate(families):
             got = sample(model, args.samples, family=family, config=setting, seed=j, progress=False)
             drawn += [ProteinRecord(f"{family}_{s.id}", s.sequence, family) for s in got]
+        # cached like a benchmark run's OUT/samples, so protein_family_check.py reads them
+        write_fasta(
+            ((r.id, r.sequence, {"family": r.family}) for r in drawn),
+            out / f"arm{i}" / "samples" / "pilot.fasta",
+        )
         *rows, overall = evaluate_samples(
             drawn, train, heldout=heldout, classifier=judge, judge=peer, top_k=0, max_pairs=0
         )

@@ -35,6 +35,10 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a protein benchmark --out folder")
     parser.add_argument("--data", default=str(DATA), help="the benchmark's family FASTA folder")
     parser.add_argument("--draws", type=int, default=200, help="natural sets per family")
+    parser.add_argument(
+        "--samples", type=Path,
+        help="a folder of sample FASTA files (default: RUN/samples; e.g. a balance pilot's arm)",
+    )  # fmt: skip
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
 
@@ -42,9 +46,10 @@ def main() -> None:
     train, heldout = split_holdout(data.records, 0.1)
     families = data.families
     peer = from_pretrained(judges.ProteinLM, args.run / "peer" / "final", device="cpu")
-    files = sorted((args.run / "samples").glob("*.fasta"))
+    folder = args.samples or args.run / "samples"
+    files = sorted(folder.glob("*.fasta"))
     if not files:
-        raise SystemExit(f"{args.run / 'samples'}: no cached sample files")
+        raise SystemExit(f"{folder}: no cached sample files")
 
     print("| sample file | " + " | ".join(families) + " |")
     print("|---|" + "---:|" * len(families))
