@@ -21,18 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from protein_benchmark import DATA, sampler_config, sampler_label
+from protein_benchmark import DATA, load_run_judges, read_split, sampler_config, sampler_label
 
 from diffcore.io import from_pretrained
 from diffcore.training import TrainConfig
-from diffprotein import judges
-from diffprotein.data import (
-    ProteinRecord,
-    balance_families,
-    read_sequences,
-    split_holdout,
-    write_fasta,
-)
+from diffprotein.data import ProteinRecord, balance_families, write_fasta
 from diffprotein.evaluate import evaluate_samples
 from diffprotein.model import ProteinDenoiser
 from diffprotein.pipeline import train_denoiser
@@ -58,31 +51,23 @@ def main() -> None:
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
 
-    data = read_sequences(sorted(Path(args.data).glob("*.fasta")))
-    train, heldout = split_holdout(data.records, 0.1)
-    families = data.families
-    peer = from_pretrained(judges.ProteinLM, args.run / "peer" / "final", device="cpu")
-    judge = from_pretrained(judges.FamilyClassifier, args.run / "judge" / "final", device="cpu")
+    families, train, heldout = read_split(args.data)
+    peer, judge = load_run_judges(args.run)
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=None,
         precision="fp32", checkpoint_every=max(args.steps // 4, 1), length_window=50,
     )  # fmt: skip
     setting = sampler_config(args.sampler)
     out = args.out or args.run / "balance_pilot"
-    arms = {
-        "as in the data": train,
-        f"balanced, alpha {args.alpha:g}": balance_families(train, args.alpha),
-    }
-    if args.arms == "balanced":
-        del arms["as in the data"]
+    arms = [(0, "as in the data", train)] if args.arms == "both" else []
+    arms.append((1, f"balanced, alpha {args.alpha:g}", balance_families(train, args.alpha)))
 
     header = " | ".join(families)
     print(f"# {args.run / args.denoiser}: +{args.steps} steps per arm, {sampler_label(setting)}, "
           f"{args.samples} samples per family; cells: JSD / ppl ratio\n")  # fmt: skip
     print(f"| arm | sequences | judge | JSD (all) | ppl ratio (all) | {header} |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(families))
-    for name, records in arms.items():
-        i = 0 if records is train else 1
+    for i, name, records in arms:
         t0 = time.perf_counter()
         start = args.run / args.denoiser / "final"
         model = from_pretrained(ProteinDenoiser, start, device="cpu")

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from diffcore import training
-from diffcore.io import WEIGHTS_NAME, load_weights
+from diffcore.io import WEIGHTS_NAME, from_pretrained, load_weights
 from diffcore.training import TrainConfig
 from diffcore.training.data import BatchStream
 from diffprotein import judges
@@ -67,6 +67,26 @@ from diffprotein.pipeline import (
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "proteins" / "families"
 TARGETS = "judge accuracy >= 90%, JSD <= 0.02, median nearest identity < 0.80, ppl ratio <= 1.3"
+
+
+def read_split(
+    folder: str | Path, families: set[str] | None = None
+) -> tuple[tuple[str, ...], list[ProteinRecord], list[ProteinRecord]]:
+    """The benchmark's families, training and held-out sequences (10 % of each family) from a
+    folder of family FASTA files (only ``families`` when given)."""
+    paths = sorted(Path(folder).glob("*.fasta"))
+    if families is not None:
+        paths = [p for p in paths if p.stem in families]
+    data = read_sequences(paths)
+    train, heldout = split_holdout(data.records, 0.1)
+    return data.families, train, heldout
+
+
+def load_run_judges(run: Path) -> tuple[judges.ProteinLM, judges.FamilyClassifier]:
+    """A finished run's AR peer (the perplexity judge) and family judge, on the CPU."""
+    peer = from_pretrained(judges.ProteinLM, run / "peer" / "final", device="cpu")
+    judge = from_pretrained(judges.FamilyClassifier, run / "judge" / "final", device="cpu")
+    return peer, judge
 
 
 def seconds_per_step(model, records, config: TrainConfig, device: str, batches: int = 6) -> float:
@@ -219,14 +239,9 @@ def main() -> None:
         )
     sys.stdout.reconfigure(line_buffering=True)  # the tables interleave with progress bars
 
-    paths = sorted(Path(args.data).glob("*.fasta"))
-    if args.families:
-        wanted = set(args.families.split(","))
-        paths = [p for p in paths if p.stem in wanted]
     shape = load_preset(args.preset)
-    data = read_sequences(paths)
-    train_set, heldout = split_holdout(data.records, 0.1)
-    families = data.families
+    wanted = set(args.families.split(",")) if args.families else None
+    families, train_set, heldout = read_split(args.data, wanted)
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="protein-bench-"))
     torch.manual_seed(args.seed)
 

@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 import torch
-from protein_benchmark import DATA
+from protein_benchmark import DATA, read_split
 
 from diffcore.io import from_pretrained
 from diffprotein import judges
-from diffprotein.data import ReadOptions, read_fasta_records, read_sequences, split_holdout
+from diffprotein.data import ReadOptions, read_fasta_records
 from diffprotein.evaluate import (
     AMINO_ACIDS,
     composition,
@@ -42,9 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
 
-    data = read_sequences(sorted(Path(args.data).glob("*.fasta")))
-    train, heldout = split_holdout(data.records, 0.1)
-    families = data.families
+    families, train, heldout = read_split(args.data)
     peer = from_pretrained(judges.ProteinLM, args.run / "peer" / "final", device="cpu")
     folder = args.samples or args.run / "samples"
     files = sorted(folder.glob("*.fasta"))

@@ -21,17 +21,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from protein_benchmark import DATA
+from protein_benchmark import DATA, read_split
 
 from diffcore.io import from_pretrained
 from diffprotein import judges
-from diffprotein.data import (
-    ProteinRecord,
-    ReadOptions,
-    read_fasta_records,
-    read_sequences,
-    split_holdout,
-)
+from diffprotein.data import ProteinRecord, ReadOptions, read_fasta_records
 from diffprotein.evaluate import IdentityIndex, median
 
 BINS = ((0.0, 0.6, "< 60 %"), (0.6, 0.8, "60-80 %"), (0.8, 1.01, ">= 80 %"))
@@ -66,8 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
 
-    data = read_sequences(sorted(Path(args.data).glob("*.fasta")))
-    train, heldout = split_holdout(data.records, 0.1)
+    families, train, heldout = read_split(args.data)
     peer = from_pretrained(judges.ProteinLM, args.run / "peer" / "final", device="cpu")
     drawn = {
         path.stem: read_fasta_records(path, ReadOptions(family_field="family")).records
@@ -77,7 +70,7 @@ def main() -> None:
     print(f"# {args.run} peer; {args.heldout} held-out sequences per family")
     print(f"\n| family | set | median nearest identity | {bins} |")
     print("|---|---|---:|" + "---:|" * len(BINS))
-    for family in data.families:
+    for family in families:
         index = IdentityIndex.build([r.sequence for r in train if r.family == family])
         held = [r for r in heldout if r.family == family]
         baseline = judges.perplexity(peer, held)  # the benchmark's yardstick: every one

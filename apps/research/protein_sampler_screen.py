@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 
 import torch
-from protein_benchmark import DATA, sampler_config, sampler_label
+from protein_benchmark import DATA, load_run_judges, read_split, sampler_config, sampler_label
 
 from diffcore.io import from_pretrained
-from diffprotein import judges
-from diffprotein.data import ProteinRecord, read_sequences, split_holdout
+from diffprotein.data import ProteinRecord
 from diffprotein.evaluate import evaluate_samples
 from diffprotein.model import ProteinDenoiser
 from diffprotein.sampling import sample
@@ -46,13 +45,10 @@ def main() -> None:
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
 
-    data = read_sequences(sorted(Path(args.data).glob("*.fasta")))
-    train, heldout = split_holdout(data.records, 0.1)
-    families = data.families
+    families, train, heldout = read_split(args.data)
     cpu = torch.device("cpu")
     denoiser = from_pretrained(ProteinDenoiser, args.run / args.denoiser / "final", device=cpu)
-    peer = from_pretrained(judges.ProteinLM, args.run / "peer" / "final", device=cpu)
-    judge = from_pretrained(judges.FamilyClassifier, args.run / "judge" / "final", device=cpu)
+    peer, judge = load_run_judges(args.run)
     print(f"# {args.run}: {args.samples} samples per family\n")
     print(
         "| sampler | judge accuracy | worst families (judge) | composition JSD | worst family JSD "
