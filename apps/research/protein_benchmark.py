@@ -134,19 +134,20 @@ def motif_tasks(heldout: list[ProteinRecord], per_family: int) -> list[tuple[str
 
 
 def sampler_config(spec: str, steps: int | None = None) -> SamplingConfig:
-    """SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING[:TOP_P]]] (empty fields: defaults)."""
+    """SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING[:TOP_P[:BEST_OF]]]] (empty fields:
+    defaults)."""
     fields = spec.split(":")
-    if not 3 <= len(fields) <= 6:
+    if not 3 <= len(fields) <= 7:
         raise ValueError(
             f"sampler spec {spec!r}: expected SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING"
-            f"[:TOP_P]]], got {len(fields)} fields"
+            f"[:TOP_P[:BEST_OF]]]], got {len(fields)} fields"
         )
-    name, temperature, scale, noise, ranking, top_p = fields + [""] * (6 - len(fields))
+    name, temperature, scale, noise, ranking, top_p, best_of = fields + [""] * (7 - len(fields))
     try:
         return SamplingConfig(
             name, steps, temperature=float(temperature), guidance=float(scale),
             confidence_noise=float(noise or 0.0), **({"confidence": ranking} if ranking else {}),
-            top_p=float(top_p) if top_p else None,
+            top_p=float(top_p) if top_p else None, best_of=int(best_of or 1),
         )  # fmt: skip
     except ValueError as error:
         raise ValueError(f"sampler spec {spec!r}: {error}") from None
@@ -179,6 +180,7 @@ def sampler_label(config: SamplingConfig) -> str:
         + (f" noise={config.confidence_noise:g}" if config.confidence_noise else "")
         + (f" {config.confidence}" if config.confidence != "probability" else "")
         + (f" top_p={config.top_p:g}" if config.top_p is not None else "")
+        + (f" best_of={config.best_of}" if config.best_of > 1 else "")
     )
 
 
@@ -202,10 +204,11 @@ def main() -> None:
     parser.add_argument(
         "--samplers",
         default="masked_ancestral:1.0:1.0,confidence:1.0:1.0",
-        help="SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING[:TOP_P]]],...; NOISE: the confidence "
-        "sampler's MaskGIT order noise, RANKING its confidence measure (probability, margin, "
-        "entropy), TOP_P the nucleus; empty fields keep defaults; the first gives the "
-        "per-family table and targets",
+        help="SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING[:TOP_P[:BEST_OF]]]],...; NOISE: the "
+        "confidence sampler's MaskGIT order noise, RANKING its confidence measure (probability, "
+        "margin, entropy), TOP_P the nucleus, BEST_OF the candidates per sample ranked by the "
+        "denoiser's own likelihood; empty fields keep defaults; the first gives the per-family "
+        "table and targets",
     )
     parser.add_argument(
         "--train-steps",

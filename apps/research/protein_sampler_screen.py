@@ -34,7 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a protein benchmark --out folder")
     parser.add_argument(
-        "samplers", nargs="+", help="SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING[:TOP_P]]]"
+        "samplers",
+        nargs="+",
+        help="SAMPLER:TEMPERATURE:GUIDANCE[:NOISE[:RANKING[:TOP_P[:BEST_OF]]]]",
     )
     parser.add_argument("--samples", type=int, default=10, help="per family")
     parser.add_argument("--data", default=str(DATA), help="the benchmark's family FASTA folder")

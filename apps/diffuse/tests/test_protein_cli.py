@@ -96,12 +96,13 @@ def test_eval_prints_and_writes_the_scores(run, capsys):
     samples = run / "eval.fasta"
     argv = ["sample", "protein", "--model", str(run / "run"), "-n", "4", "--family", "kunitz"]
     noisy = ["--sampler", "confidence", "--steps", "6", "--confidence-noise", "4.5"]
-    noisy += ["--confidence", "margin", "--entropy-bound", "0.5"]
+    noisy += ["--confidence", "margin", "--entropy-bound", "0.5", "--best-of", "2"]
     assert main([*argv, *noisy, "--motif", "5:CC", "--out", str(samples), "--device", "cpu"]) == 0
     header = next(SeqIO.parse(samples, "fasta")).description
     assert parse_header(header)["confidence_noise"] == "4.5"
     assert parse_header(header)["confidence"] == "margin"
     assert parse_header(header)["entropy_bound"] == "0.5"
+    assert parse_header(header)["best_of"] == "2"
     out = run / "scores"
     argv = ["eval", "protein", str(samples), "--reference", str(run / "data"), "--out", str(out)]
     assert main(argv) == 0

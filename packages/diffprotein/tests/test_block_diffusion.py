@@ -160,3 +160,9 @@ def test_block_sampling_goes_left_to_right_and_keeps_motifs_seeds_and_lengths():
     assert [s.sequence for s in again] == [s.sequence for s in out]
     with pytest.raises(ValueError, match="generates block by block"):
         sample(model, 1, length=8, config=SamplingConfig(), progress=False)
+    # ranking candidates scores them with the block bound, motif residues as context
+    best = SamplingConfig(sampler="confidence", steps=5, batch_size=4, best_of=3)
+    picked = sample(model, 3, family="beta", length=14, motif=motif, config=best, seed=2,
+                    progress=False)  # fmt: skip
+    assert [len(s.sequence) for s in picked] == [14] * 3
+    assert all(motif.preserved_in(s.sequence) for s in picked)

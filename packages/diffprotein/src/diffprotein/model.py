@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from diffcore.nn.attention import attention_mask_for
-from diffcore.processes import block_attention_mask
+from diffcore.processes import MaskProcess, block_attention_mask
 from diffprotein.alphabet import (
     BASE_VOCAB_SIZE,
     CLS_ID,
@@ -49,16 +49,30 @@ from diffprotein.alphabet import (
 
 __all__ = [
     "BANNED_LOGIT",
+    "PROCESS",
     "EsmShape",
     "ProteinDenoiser",
     "ProteinDenoiserConfig",
     "load_preset",
+    "process_for",
     "wrap_sequences",
 ]
 
 # Logit of tokens that can never be a residue. Finite, so classifier-free guidance (a lerp of
 # two logit tensors) stays finite where both are banned: lerp(-inf, -inf, w) is nan.
 BANNED_LOGIT = -1e9
+
+PROCESS = MaskProcess(mask_id=MASK_ID, vocab_size=BASE_VOCAB_SIZE)
+
+
+def process_for(block: int | None) -> MaskProcess:
+    """The masking process of a denoiser with ``config.diffusion_block`` = ``block``: PROCESS,
+    or its block-diffusion form (every block masked on its own, the clean residues as context)."""
+    return (
+        PROCESS
+        if block is None
+        else MaskProcess(mask_id=MASK_ID, vocab_size=BASE_VOCAB_SIZE, block=block)
+    )
 
 
 @dataclass(frozen=True)

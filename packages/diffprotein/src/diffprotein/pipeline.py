@@ -17,12 +17,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from diffcore.processes import MaskProcess
 from diffcore.training import LogRow, TrainConfig, TrainResult, train
-from diffprotein.alphabet import BASE_VOCAB_SIZE, MASK_ID, PAD_ID, encode
+from diffprotein.alphabet import PAD_ID, encode
 from diffprotein.conditioning import LengthPrior, family_ids
 from diffprotein.data import ProteinRecord
-from diffprotein.model import EsmShape, ProteinDenoiser, ProteinDenoiserConfig
+from diffprotein.model import (
+    PROCESS,
+    EsmShape,
+    ProteinDenoiser,
+    ProteinDenoiserConfig,
+    process_for,
+)
 from diffprotein.sampling import Sample, SamplingConfig, redesign, sample
 
 __all__ = [
@@ -38,18 +43,6 @@ __all__ = [
     "sample",
     "train_denoiser",
 ]
-
-PROCESS = MaskProcess(mask_id=MASK_ID, vocab_size=BASE_VOCAB_SIZE)
-
-
-def process_for(block: int | None) -> MaskProcess:
-    """The masking process of a denoiser with ``config.diffusion_block`` = ``block``: PROCESS,
-    or its block-diffusion form (every block masked on its own, the clean residues as context)."""
-    return (
-        PROCESS
-        if block is None
-        else MaskProcess(mask_id=MASK_ID, vocab_size=BASE_VOCAB_SIZE, block=block)
-    )
 
 
 class SequenceDataset(Dataset):

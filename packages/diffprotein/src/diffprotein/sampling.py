@@ -21,9 +21,13 @@ from diffcore.samplers.discrete import Confidence
 from diffprotein.alphabet import MASK_ID, PAD_ID, decode, encode
 from diffprotein.conditioning import LengthPrior, Motif, family_ids
 from diffprotein.data import ProteinRecord
-from diffprotein.model import ProteinDenoiser
+from diffprotein.model import ProteinDenoiser, process_for
 
 __all__ = ["Sample", "SamplingConfig", "redesign", "regions_mask", "sample"]
+
+# Mask draws of the NLL bound per candidate when best_of ranks them (stratified over the
+# masked share, so a few draws already cover light and heavy masking)
+RANKING_DRAWS = 4
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ class SamplingConfig:
     # sampling, Holtzman et al. 2020); None = the whole distribution. It trims the rare draws
     # that a weak model makes too often, without sharpening the likely ones as T < 1 does
     top_p: float | None = None
+    # draw this many candidates per sample (same length, family and motif) and keep the one
+    # the denoiser itself finds most likely: the lowest bound on its NLL per generated residue.
+    # Typical sequences over odd ones, as filtering designs by model perplexity does; it costs
+    # best_of times the passes, and novelty and diversity fall as it grows
+    best_of: int = 1
     batch_size: int = 64  # sequences per sampler call
 
     def __post_init__(self) -> None:
@@ -66,6 +75,8 @@ class SamplingConfig:
             raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.best_of < 1:
+            raise ValueError(f"best_of must be >= 1, got {self.best_of}")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must lie in (0, 1] or be None, got {self.top_p}")
         if self.confidence_noise < 0:
@@ -198,40 +209,67 @@ def sample(
         raise ValueError(f"n must be >= 1, got {n}")
     fam = family_ids([family], model.config.families)
     lengths = _lengths(model, n, family, length, motif, seed)
+    k = config.best_of
+    candidates = [size for size in lengths for _ in range(k)]  # a sample's k share its length
     device = _device_of(model)
     model.eval()
-    out: list[Sample] = []
+    drawn: list[Tensor] = []
+    nll: list[float] = []
     # the total grows batch by batch; the delay keeps tqdm from drawing an empty bar first
     with tqdm(total=0, desc="sample", unit="step", delay=0.1, disable=not progress) as bar:
-        for b, start in enumerate(range(0, n, config.batch_size)):
-            chunk = lengths[start : start + config.batch_size]
+        for b, start in enumerate(range(0, len(candidates), config.batch_size)):
+            chunk = candidates[start : start + config.batch_size]
             width = max(chunk)
             x = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
-            for row, k in enumerate(chunk):
-                x[row, :k] = MASK_ID
+            for row, size in enumerate(chunk):
+                x[row, :size] = MASK_ID
             known = mask = None
             if motif is not None:
-                pairs = [motif.known_and_mask(k, width) for k in chunk]
+                pairs = [motif.known_and_mask(size, width) for size in chunk]
                 known = torch.stack([p[0] for p in pairs]).to(device)
                 mask = torch.stack([p[1] for p in pairs]).to(device)
+            generator = _batch_generator(seed, b, device)
+            families = fam.expand(len(chunk)).to(device)
             tokens = _run_sampler(
-                model,
-                x.to(device),
-                fam.expand(len(chunk)),
-                config,
-                _batch_generator(seed, b, device),
-                known,
-                mask,
-                bar,
+                model, x.to(device), families, config, generator, known, mask, bar
             )
-            for row, k in enumerate(chunk):
-                index = start + row
-                fields = {"family": family or "none", "length": k}
-                if motif is not None:
-                    fields["motif"] = str(motif)
-                fields.update(_sampling_fields(config, seed))
-                out.append(Sample(f"{id_prefix}_{index:05d}", decode(tokens[row, :k]), fields))
+            drawn += [tokens[row, :size].cpu() for row, size in enumerate(chunk)]
+            if k > 1:
+                nll += _own_nll(model, tokens, families, mask, generator).tolist()
+    out: list[Sample] = []
+    for index, size in enumerate(lengths):
+        group = range(index * k, (index + 1) * k)
+        best = min(group, key=nll.__getitem__) if k > 1 else index
+        fields: dict[str, Any] = {"family": family or "none", "length": size}
+        if motif is not None:
+            fields["motif"] = str(motif)
+        fields.update(_sampling_fields(config, seed))
+        out.append(Sample(f"{id_prefix}_{index:05d}", decode(drawn[best]), fields))
     return out
+
+
+def _own_nll(
+    model: ProteinDenoiser,
+    tokens: Tensor,
+    family: Tensor,
+    motif_mask: Tensor | None,
+    generator: torch.Generator,
+) -> Tensor:
+    """(B,) the denoiser's bound on the NLL per generated residue of each row (family-
+    conditioned, no guidance); motif residues are context, not scored."""
+    counted = tokens != PAD_ID
+    if motif_mask is not None:
+        counted &= ~motif_mask
+        if bool((counted.sum(1) == 0).any()):  # a motif that fills its sequence
+            counted = tokens != PAD_ID
+    return process_for(model.config.diffusion_block).nll_bound(
+        model,
+        tokens,
+        generator=generator,
+        samples=RANKING_DRAWS,
+        loss_mask=counted,
+        family=family,
+    )
 
 
 def _sampling_fields(config: SamplingConfig, seed: int) -> dict[str, Any]:
@@ -245,6 +283,7 @@ def _sampling_fields(config: SamplingConfig, seed: int) -> dict[str, Any]:
         **({"confidence_noise": config.confidence_noise} if config.confidence_noise else {}),
         **({"confidence": config.confidence} if config.confidence != "probability" else {}),
         **({"entropy_bound": config.entropy_bound} if config.entropy_bound is not None else {}),
+        **({"best_of": config.best_of} if config.best_of > 1 else {}),
     }
 
 
@@ -313,6 +352,8 @@ def redesign(
         raise ValueError("give exactly one of regions and fraction")
     if fraction is not None and not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    if config.best_of != 1:
+        raise ValueError("best_of ranks whole new sequences: use it with sample(), not redesign()")
     device = _device_of(model)
     model.eval()
     g = torch.Generator().manual_seed(seed)

@@ -93,6 +93,12 @@ def register(verbs: dict[str, Any]) -> None:
         "--motif", action="append", help="START-END:RESIDUES or START:RESIDUES, 1-based; repeatable"
     )
     _sampling_options(sample)
+    sample.add_argument(
+        "--best-of", type=int, default=1,
+        help="draw this many candidates per sample and keep the one the model finds most likely "
+        "(its NLL bound per residue): more typical, less novel sequences, at this many times "
+        "the passes",
+    )  # fmt: skip
     sample.set_defaults(run=_sample)
 
     edit = verbs["edit"].add_parser(
@@ -301,6 +307,7 @@ def _sampling_config(args: argparse.Namespace, model: Any) -> Any:
         confidence=args.confidence,
         confidence_noise=args.confidence_noise,
         entropy_bound=args.entropy_bound,
+        best_of=getattr(args, "best_of", 1),  # sample only: edit keeps one draw
         batch_size=args.batch_size,
     )
 
