@@ -18,6 +18,7 @@ from diffprotein.pipeline import (
     likelihood,
     redesign,
     sample,
+    sequence_likelihoods,
     train_denoiser,
 )
 
@@ -179,6 +180,20 @@ def test_best_of_keeps_the_candidate_the_model_finds_most_likely(untrained):
         SamplingConfig(best_of=0)
     with pytest.raises(ValueError, match="not redesign"):
         redesign(untrained, TOY, fraction=0.5, config=best, progress=False)
+
+
+def test_sequence_likelihoods_score_each_record_and_average_to_likelihood(untrained):
+    with torch.no_grad():
+        untrained.esm.lm_head.bias[encode("A")] += 3.0  # alanine-rich is likelier
+    records = [ProteinRecord("rich", "AAAAKAAAAA", "alpha"), ProteinRecord("poor", "MKVWSTGHYC")]
+    records += TOY
+    nll = sequence_likelihoods(untrained, records, samples=8)
+    assert len(nll) == len(records) and nll[0] < nll[1] - 1.0
+    sizes = [len(r.sequence) for r in records]
+    mean = sum(v * n for v, n in zip(nll, sizes, strict=True)) / sum(sizes)
+    assert likelihood(untrained, records, samples=8) == pytest.approx(mean)
+    with pytest.raises(ValueError, match="no sequences"):
+        likelihood(untrained, [])
 
 
 def test_redesign_changes_only_the_chosen_regions(untrained):

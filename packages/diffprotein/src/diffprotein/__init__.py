@@ -4,7 +4,7 @@
 
 Modules: ``alphabet`` (ESM-2 tokens, residue policy), ``data`` (FASTA/A2M/A3M/Stockholm/
 datasets readers, FASTA writer, held-out split), ``conditioning`` (motifs, lengths, families),
-``model`` (the ESM denoiser), ``pipeline`` (train, sample, redesign, likelihood), ``judges``
+``model`` (the ESM denoiser), ``pipeline`` (train, sample, redesign, likelihood, sequence_likelihoods), ``judges``
 (autoregressive peer, family classifier), ``evaluate`` (composition, novelty, diversity,
 motif preservation).
 """
@@ -27,6 +27,7 @@ from diffprotein.pipeline import (
     likelihood,
     redesign,
     sample,
+    sequence_likelihoods,
     train_denoiser,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "read_sequences",
     "redesign",
     "sample",
+    "sequence_likelihoods",
     "split_holdout",
     "train_denoiser",
     "write_fasta",

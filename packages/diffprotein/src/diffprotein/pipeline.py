@@ -7,7 +7,6 @@ discrete samplers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ __all__ = [
     "process_for",
     "redesign",
     "sample",
+    "sequence_likelihoods",
     "train_denoiser",
 ]
 
@@ -162,6 +162,40 @@ def train_denoiser(
 
 
 @torch.no_grad()
+def sequence_likelihoods(
+    model: ProteinDenoiser,
+    records: Sequence[ProteinRecord],
+    *,
+    conditional: bool = True,
+    samples: int = 16,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> list[float]:
+    """Per record, an upper bound on its negative log-likelihood in nats per residue
+    (MaskProcess.nll_bound with ``samples`` mask draws; per block for a block-diffusion model),
+    given its family where the model knows it and ``conditional``: the model's own score of
+    designs or natural sequences (lower is likelier)."""
+    device = next(model.parameters()).device
+    model.eval()
+    families = model.config.families if conditional else ()
+    data = SequenceDataset(records, families, model.config.max_length)
+    g = torch.Generator(device=device).manual_seed(seed)
+    out: list[float] = []
+    for start in range(0, len(data), batch_size):
+        batch = collate([data[i] for i in range(start, min(len(data), start + batch_size))])
+        tokens = batch["tokens"].to(device)
+        nll = process_for(model.config.diffusion_block).nll_bound(
+            model,
+            tokens,
+            generator=g,
+            samples=samples,
+            loss_mask=tokens != PAD_ID,
+            family=batch["family"].to(device),
+        )
+        out += nll.tolist()
+    return out
+
+
 def likelihood(
     model: ProteinDenoiser,
     records: Sequence[ProteinRecord],
@@ -174,25 +208,10 @@ def likelihood(
     """Upper bound on the negative log-likelihood, in nats per residue, over ``records``
     (MaskProcess.nll_bound, LLaDA's low-variance estimator; per block for a block-diffusion
     model); exp of it bounds the perplexity."""
-    device = next(model.parameters()).device
-    model.eval()
-    families = model.config.families if conditional else ()
-    data = SequenceDataset(records, families, model.config.max_length)
-    g = torch.Generator(device=device).manual_seed(seed)
-    total, count = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        batch = collate([data[i] for i in range(start, min(len(data), start + batch_size))])
-        tokens = batch["tokens"].to(device)
-        counted = tokens != PAD_ID
-        nll = process_for(model.config.diffusion_block).nll_bound(
-            model,
-            tokens,
-            generator=g,
-            samples=samples,
-            loss_mask=counted,
-            family=batch["family"].to(device),
-        )
-        n = counted.sum(1)
-        total += float((nll * n).sum())
-        count += int(n.sum())
-    return total / count if count else math.nan
+    if not records:
+        raise ValueError("no sequences to score")
+    nll = sequence_likelihoods(
+        model, records, conditional=conditional, samples=samples, batch_size=batch_size, seed=seed
+    )
+    sizes = [len(r.sequence) for r in records]
+    return sum(v * n for v, n in zip(nll, sizes, strict=True)) / sum(sizes)
