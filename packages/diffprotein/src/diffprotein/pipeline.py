@@ -196,22 +196,12 @@ def sequence_likelihoods(
     return out
 
 
-def likelihood(
-    model: ProteinDenoiser,
-    records: Sequence[ProteinRecord],
-    *,
-    conditional: bool = True,
-    samples: int = 16,
-    batch_size: int = 64,
-    seed: int = 0,
-) -> float:
+def likelihood(model: ProteinDenoiser, records: Sequence[ProteinRecord], **options: Any) -> float:
     """Upper bound on the negative log-likelihood, in nats per residue, over ``records``
     (MaskProcess.nll_bound, LLaDA's low-variance estimator; per block for a block-diffusion
-    model); exp of it bounds the perplexity."""
+    model); exp of it bounds the perplexity. ``options`` as in ``sequence_likelihoods``."""
     if not records:
         raise ValueError("no sequences to score")
-    nll = sequence_likelihoods(
-        model, records, conditional=conditional, samples=samples, batch_size=batch_size, seed=seed
-    )
+    nll = sequence_likelihoods(model, records, **options)
     sizes = [len(r.sequence) for r in records]
     return sum(v * n for v, n in zip(nll, sizes, strict=True)) / sum(sizes)
