@@ -4,8 +4,9 @@ Per setting: N samples per family (seed = family index, as in the benchmark), sc
 separates samplers fastest, as the benchmark's "all" row scores them (each family against
 itself): judge accuracy (and the worst three families), composition divergence (and the worst
 family), and the AR peer's perplexity against held-out natural sequences (and the worst
-family's). No novelty or diversity alignments, scaffolds or likelihood: a screen picks the
-rows worth a full run.
+family's). With ``--novelty`` also the median nearest identity to training (and the most
+conserved family's), the target that sharper settings push up. No diversity alignments,
+scaffolds or likelihood: a screen picks the rows worth a full run.
 
     uv run python apps/research/protein_sampler_screen.py outputs/protein_long \\
         confidence:1.0:2.0:0:entropy confidence:1.0:2.0:0:entropy:0.8 --samples 10
@@ -25,7 +26,7 @@ from protein_benchmark import DATA, load_run_judges, read_split, sampler_config,
 
 from diffcore.io import from_pretrained
 from diffprotein.data import ProteinRecord
-from diffprotein.evaluate import evaluate_samples
+from diffprotein.evaluate import FamilyScores, evaluate_samples
 from diffprotein.model import ProteinDenoiser
 from diffprotein.sampling import sample
 
@@ -41,6 +42,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10, help="per family")
     parser.add_argument("--data", default=str(DATA), help="the benchmark's family FASTA folder")
     parser.add_argument(
+        "--novelty", action="store_true",
+        help="also align samples to training for the median nearest identity (slower)",
+    )  # fmt: skip
+    parser.add_argument(
         "--denoiser", default="denoiser",
         help="the denoiser's folder in the run (a --diffusion-block B run: denoiser_blockB)",
     )  # fmt: skip
@@ -52,11 +57,12 @@ def main() -> None:
     denoiser = from_pretrained(ProteinDenoiser, args.run / args.denoiser / "final", device=cpu)
     peer, judge = load_run_judges(args.run)
     print(f"# {args.run}: {args.samples} samples per family\n")
+    novelty = " | median nearest identity | most conserved family |" if args.novelty else " |"
     print(
         "| sampler | judge accuracy | worst families (judge) | composition JSD | worst family JSD "
-        "| ppl ratio | worst family ppl ratio | s |"
+        "| ppl ratio | worst family ppl ratio | s" + novelty
     )
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.novelty else ""))
     for spec in args.samplers:
         config = sampler_config(spec)
         t0 = time.perf_counter()
@@ -67,8 +73,9 @@ def main() -> None:
             )
             drawn += [ProteinRecord(f"{family}_{s.id}", s.sequence, family) for s in out]
         rows = evaluate_samples(
-            drawn, train, heldout=heldout, classifier=judge, judge=peer, top_k=0, max_pairs=0
-        )
+            drawn, train, heldout=heldout, classifier=judge, judge=peer,
+            top_k=64 if args.novelty else 0, max_pairs=0,
+        )  # fmt: skip
         *by_family, overall = rows
         worst = sorted(by_family, key=lambda r: r.judge_accuracy)[:3]
         worst_jsd = max(by_family, key=lambda r: r.composition_jsd)
@@ -79,7 +86,15 @@ def main() -> None:
             + f" | {overall.composition_jsd:.4f} | {worst_jsd.family} "
             f"{worst_jsd.composition_jsd:.3f} | {overall.perplexity_ratio:.2f} | "
             f"{worst_ppl.family} {worst_ppl.perplexity_ratio:.2f} | {time.perf_counter() - t0:.0f} |"
+            + (_novelty(overall, by_family) if args.novelty else "")
         )
+
+
+def _novelty(overall: FamilyScores, by_family: list[FamilyScores]) -> str:
+    top = max(by_family, key=lambda r: r.novelty_median_identity)
+    return (
+        f" {overall.novelty_median_identity:.3f} | {top.family} {top.novelty_median_identity:.3f} |"
+    )
 
 
 if __name__ == "__main__":
