@@ -4,9 +4,9 @@
 
 Modules: ``alphabet`` (ESM-2 tokens, residue policy), ``data`` (FASTA/A2M/A3M/Stockholm/
 datasets readers, FASTA writer, held-out split), ``conditioning`` (motifs, lengths, families),
-``model`` (the ESM denoiser), ``pipeline`` (train, sample, redesign, likelihood, sequence_likelihoods), ``judges``
-(autoregressive peer, family classifier), ``evaluate`` (composition, novelty, diversity,
-motif preservation).
+``model`` (the ESM denoiser), ``pipeline`` (train, sample, redesign, likelihood,
+sequence_likelihoods), ``judges`` (autoregressive peer, family classifier), ``evaluate``
+(composition, novelty, diversity, motif preservation).
 """
 
 from diffprotein.conditioning import LengthPrior, Motif

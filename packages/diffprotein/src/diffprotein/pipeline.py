@@ -180,11 +180,12 @@ def sequence_likelihoods(
     families = model.config.families if conditional else ()
     data = SequenceDataset(records, families, model.config.max_length)
     g = torch.Generator(device=device).manual_seed(seed)
+    process = process_for(model.config.diffusion_block)
     out: list[float] = []
     for start in range(0, len(data), batch_size):
         batch = collate([data[i] for i in range(start, min(len(data), start + batch_size))])
         tokens = batch["tokens"].to(device)
-        nll = process_for(model.config.diffusion_block).nll_bound(
+        nll = process.nll_bound(
             model,
             tokens,
             generator=g,
