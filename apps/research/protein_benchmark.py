@@ -92,16 +92,17 @@ def load_run_judges(run: Path) -> tuple[judges.ProteinLM, judges.FamilyClassifie
 def seconds_per_step(model, records, config: TrainConfig, device: str, batches: int = 6) -> float:
     """Mean time of one optimizer step of the denoiser (forward, backward, AdamW) over the first
     ``batches`` batches the training stream will draw (their lengths vary when batches are
-    grouped by length), plus a tenth for EMA, logging and data loading."""
+    grouped by length), plus a tenth for EMA, logging and data loading. The loss is the one
+    ``train_denoiser`` trains with: a block-diffusion model's costs about twice the
+    whole-sequence loss (it carries the clean residues along as context)."""
+    loss = DenoiserLoss(block=model.config.diffusion_block)
     data = SequenceDataset(records, model.config.families, model.config.max_length)
     stream = BatchStream(
         data, batch_size=config.batch_size, seed=config.seed, collate_fn=collate,
         length_window=config.length_window,
     )  # fmt: skip
     times = [
-        training.seconds_per_step(
-            model, DenoiserLoss(), next(stream), config, device=device, trials=1
-        )
+        training.seconds_per_step(model, loss, next(stream), config, device=device, trials=1)
         for _ in range(batches)
     ]
     return sum(times) / len(times) * 1.1
