@@ -93,9 +93,9 @@ def seconds_per_step(model, records, config: TrainConfig, device: str, batches: 
     """Mean time of one optimizer step of the denoiser (forward, backward, AdamW) over the first
     ``batches`` batches the training stream will draw (their lengths vary when batches are
     grouped by length), plus a tenth for EMA, logging and data loading. The loss is the one
-    ``train_denoiser`` trains with: a block-diffusion model's costs about twice the
+    ``train_denoiser`` trains with: a block-diffusion model's costs over twice the
     whole-sequence loss (it carries the clean residues along as context)."""
-    loss = DenoiserLoss(block=model.config.diffusion_block)
+    loss = DenoiserLoss.for_model(model)
     data = SequenceDataset(records, model.config.families, model.config.max_length)
     stream = BatchStream(
         data, batch_size=config.batch_size, seed=config.seed, collate_fn=collate,

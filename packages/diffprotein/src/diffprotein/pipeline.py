@@ -123,6 +123,12 @@ class DenoiserLoss:
     family_dropout: float = 0.1
     block: int | None = None
 
+    @classmethod
+    def for_model(cls, model: ProteinDenoiser, family_dropout: float = 0.1) -> DenoiserLoss:
+        """The loss ``train_denoiser`` trains ``model`` with (its block size included), so a
+        step timed elsewhere costs what a training step costs."""
+        return cls(family_dropout, model.config.diffusion_block)
+
     def __call__(self, model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         tokens, family = batch["tokens"], batch["family"]
         if self.family_dropout > 0:
@@ -150,7 +156,7 @@ def train_denoiser(
     data = SequenceDataset(records, model.config.families, model.config.max_length)
     return train(
         model,
-        DenoiserLoss(family_dropout, model.config.diffusion_block),
+        DenoiserLoss.for_model(model, family_dropout),
         data,
         config,
         out_dir=out_dir,
