@@ -3,8 +3,8 @@ peer of the same size and training budget, on the natural families of ../shared/
 
 10% of each family is held out (``diffprotein.data.split_holdout``). Three models train on the
 other 90%, through diffcore's loop: the diffusion denoiser and the autoregressive peer get the
-same shape, batch, learning rate and number of steps (set so the denoiser's share of the time
-budget is spent), and a family judge (families + "other") gets the rest. Then, per family:
+same shape, batch, learning rate and number of steps (set so that the two, each timed on its own
+loss, spend 80 % of the time budget), and a family judge (families + "other") gets the rest. Then, per family:
 samples at lengths drawn from that family's training lengths, scored for composition
 divergence, novelty, diversity, judge accuracy and judge perplexity (the AR peer's, against
 held-out natural sequences), and motif scaffolds built on held-out sequences.
@@ -89,13 +89,14 @@ def load_run_judges(run: Path) -> tuple[judges.ProteinLM, judges.FamilyClassifie
     return peer, judge
 
 
-def seconds_per_step(model, records, config: TrainConfig, device: str, batches: int = 6) -> float:
-    """Mean time of one optimizer step of the denoiser (forward, backward, AdamW) over the first
-    ``batches`` batches the training stream will draw (their lengths vary when batches are
-    grouped by length), plus a tenth for EMA, logging and data loading. The loss is the one
-    ``train_denoiser`` trains with: a block-diffusion model's costs over twice the
+def seconds_per_step(
+    model, loss, records, config: TrainConfig, device: str, batches: int = 6
+) -> float:
+    """Mean time of one optimizer step of ``model`` on ``loss`` (forward, backward, AdamW) over
+    the first ``batches`` batches the training stream will draw (their lengths vary when
+    batches are grouped by length), plus a tenth for EMA, logging and data loading. Time each
+    model on the loss it trains with: a block-diffusion denoiser's costs over twice the
     whole-sequence loss (it carries the clean residues along as context)."""
-    loss = DenoiserLoss.for_model(model)
     data = SequenceDataset(records, model.config.families, model.config.max_length)
     stream = BatchStream(
         data, batch_size=config.batch_size, seed=config.seed, collate_fn=collate,
@@ -256,8 +257,13 @@ def main() -> None:
         steps=1, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         precision=args.precision, length_window=args.length_window,
     )  # fmt: skip
-    per_step = seconds_per_step(denoiser, train_set, base, args.device)
-    steps = args.train_steps or max(20, int(0.4 * budget / per_step))
+    per_step = seconds_per_step(
+        denoiser, DenoiserLoss.for_model(denoiser), train_set, base, args.device
+    )
+    timed_peer = judges.ProteinLM(judges.ProteinLMConfig(**shape, families=families))
+    peer_step = seconds_per_step(timed_peer, judges.lm_loss, train_set, base, args.device)
+    # the pair gets 80 % of the budget, the judge the rest
+    steps = args.train_steps or max(20, int(0.8 * budget / (per_step + peer_step)))
     config = dataclasses.replace(
         base,
         steps=steps,
@@ -278,7 +284,8 @@ def main() -> None:
     print(
         f"# {len(families)} families, {len(train_set)} train / {len(heldout)} held-out sequences; "
         f"preset {args.preset} ({n_params:,} parameters); {steps} steps x {args.batch_size} "
-        f"for the denoiser and the AR peer ({per_step * 1000:.0f} ms/step measured, "
+        f"for the denoiser and the AR peer ({per_step * 1000:.0f} and {peer_step * 1000:.0f} "
+        f"ms/step measured, "
         f"{args.precision} autocast, length window {args.length_window})"
         + ("" if block is None else f"; block diffusion, blocks of {block} residues")
         + (
@@ -287,13 +294,14 @@ def main() -> None:
             else f"; families balanced, alpha {args.family_balance:g}"
         )
     )
-    projected = 2 * steps * per_step  # the denoiser and the peer; the judge's share comes on top
+    projected = steps * (per_step + peer_step)  # the judge's share comes on top
     print(f"# projected training: {projected / 60:.0f} min for both models")
     # fixed steps were sized on another machine: say so now, not hours into the run; the pair's
     # share is 80 % of the budget, so warn past 25 % over that share, i.e. the whole budget
     if args.train_steps and projected > budget:
         print(
-            f"warning: --train-steps {steps} at {per_step * 1000:.0f} ms/step needs about "
+            f"warning: --train-steps {steps} at {(per_step + peer_step) * 1000:.0f} ms/step "
+            f"(both models) needs about "
             f"{projected / 60:.0f} min for the two models, past the --minutes {args.minutes:g} "
             f"budget (80 % of it is theirs); drop --train-steps to fit the budget",
             file=sys.stderr,

@@ -46,6 +46,7 @@ __all__ = [
     "classifier_dataset",
     "family_labels",
     "generate",
+    "lm_loss",
     "FamilyClassifierConfig",
     "ProteinLM",
     "ProteinLMConfig",
@@ -123,7 +124,8 @@ def _first_tokens(family: Tensor | None, x: Tensor, n: int) -> Tensor:
     return torch.where(family < 0, 0, BASE_VOCAB_SIZE + family)
 
 
-def _lm_loss(model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+def lm_loss(model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+    """Mean next-token NLL of a batch: the peer's training loss (diffcore's loss signature)."""
     # call the (possibly DDP-wrapped) model itself, so DDP sees the forward pass
     nll, counted = _next_token_nll(model(batch["tokens"], batch["family"]), batch["tokens"])
     return nll.sum() / counted.sum()
@@ -138,7 +140,7 @@ def train_lm(
 ) -> TrainResult:
     """Train the autoregressive peer on ``records`` with diffcore's loop."""
     data = SequenceDataset(records, model.config.families, model.config.max_length)
-    return train(model, _lm_loss, data, config, out_dir=out_dir, collate_fn=collate, **train_kwargs)
+    return train(model, lm_loss, data, config, out_dir=out_dir, collate_fn=collate, **train_kwargs)
 
 
 @torch.no_grad()
