@@ -4,10 +4,10 @@ peer of the same size and training budget, on the natural families of ../shared/
 10% of each family is held out (``diffprotein.data.split_holdout``). Three models train on the
 other 90%, through diffcore's loop: the diffusion denoiser and the autoregressive peer get the
 same shape, batch, learning rate and number of steps (set so that the two, each timed on its own
-loss, spend 80 % of the time budget), and a family judge (families + "other") gets the rest. Then, per family:
-samples at lengths drawn from that family's training lengths, scored for composition
-divergence, novelty, diversity, judge accuracy and judge perplexity (the AR peer's, against
-held-out natural sequences), and motif scaffolds built on held-out sequences.
+loss, spend 80 % of the time budget), and a family judge (families + "other") gets the rest.
+Then, per family: samples at lengths drawn from that family's training lengths, scored for
+composition divergence, novelty, diversity, judge accuracy and judge perplexity (the AR peer's,
+against held-out natural sequences), and motif scaffolds built on held-out sequences.
 ``--diffusion-block B`` makes the denoiser a block-diffusion model (blocks of B residues, left to
 right; confidence samplers only); it keeps the peer's number of steps, each of which costs it
 more (the clean residues ride along as context).
@@ -301,9 +301,8 @@ def main() -> None:
     if args.train_steps and projected > budget:
         print(
             f"warning: --train-steps {steps} at {(per_step + peer_step) * 1000:.0f} ms/step "
-            f"(both models) needs about "
-            f"{projected / 60:.0f} min for the two models, past the --minutes {args.minutes:g} "
-            f"budget (80 % of it is theirs); drop --train-steps to fit the budget",
+            f"for the two models needs about {projected / 60:.0f} min, past the --minutes "
+            f"{args.minutes:g} budget (80 % of it is theirs); drop --train-steps to fit it",
             file=sys.stderr,
         )
 
