@@ -42,7 +42,7 @@ def test_train_sample_edit_and_eval_audio_from_the_command_line(tone_folder, tmp
                  "--steps", "3", "--batch-size", "4", "--out", str(run)]) == 0  # fmt: skip
     assert (run / "final" / "model.safetensors").is_file()
     record = json.loads((run / "run.json").read_text())
-    assert record["train"]["steps"] == 3 and "git_revision" in record
+    assert record["train_config"]["steps"] == 3 and "commit" in record["git"]
 
     samples = tmp_path / "samples"
     assert main(["sample", "audio", "--model", str(run / "final"), "--labels", "all",
@@ -91,5 +91,5 @@ def test_bad_input_is_reported_with_the_file(tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x_y_0.wav").write_bytes(b"nonsense")
-    assert main(["train", "audio", "--data", str(bad), *DATA, "--out", str(tmp_path / "o")]) == 2
+    assert main(["train", "audio", "--data", str(bad), *DATA, "--out", str(tmp_path / "o")]) == 1
     assert "x_y_0.wav: not a readable audio file" in capsys.readouterr().err

@@ -1,5 +1,6 @@
+from diffcore.generation import steps_for_calls
 from diffuse.cli import main
-from diffuse.demo import sampler_study, steps_for_calls
+from diffuse.demo import sampler_study
 
 
 def test_demo_writes_a_picture_and_a_table(tmp_path, capsys):

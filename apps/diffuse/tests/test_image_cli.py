@@ -37,7 +37,8 @@ def test_train_writes_a_model_checkpoints_a_preview_and_its_settings(trained_run
     assert (trained_run / "checkpoints").is_dir()
     assert (trained_run / "samples.png").is_file()
     run = json.loads((trained_run / "run.json").read_text())
-    assert run["args"]["preset"] == "tiny" and run["model_config"]["class_names"] == ["left", "top"]
+    assert run["arguments"]["preset"] == "tiny"
+    assert run["model_config"]["class_names"] == ["left", "top"]
 
 
 def test_sample_writes_a_grid_and_one_png_per_image(trained_run, tmp_path, capsys):

@@ -62,12 +62,12 @@ def test_family_balance_repeats_the_small_family_and_is_recorded(run, capsys):
     assert main([*argv, "--batch-size", "8", "--family-balance", "0", "--device", "cpu"]) == 0
     # 35 kunitz + 4 sh3 after the holdout; each sh3 sequence 9 times (round(35 / 4))
     assert "39 training sequences (71 after balancing)" in capsys.readouterr().out
-    assert json.loads((out / "run.json").read_text())["family_balance"] == 0.0
+    assert json.loads((out / "run.json").read_text())["arguments"]["family_balance"] == 0.0
 
 
 def test_sample_with_family_length_and_motif_writes_fasta_with_settings(run):
     fasta = run / "s.fasta"
-    argv = ["sample", "protein", "--model", str(run / "run"), "-n", "5", "--family", "sh3"]
+    argv = ["sample", "protein", "--model", str(run / "run"), "--n", "5", "--family", "sh3"]
     argv += ["--length", "30", "--motif", "4-8:ALYDY", "--motif", "20:WW", "--seed", "5"]
     assert main([*argv, "--out", str(fasta), "--device", "cpu"]) == 0
     records = list(SeqIO.parse(fasta, "fasta"))
@@ -94,7 +94,7 @@ def test_edit_keeps_everything_outside_the_regions(run):
 
 def test_eval_prints_and_writes_the_scores(run, capsys):
     samples = run / "eval.fasta"
-    argv = ["sample", "protein", "--model", str(run / "run"), "-n", "4", "--family", "kunitz"]
+    argv = ["sample", "protein", "--model", str(run / "run"), "--n", "4", "--family", "kunitz"]
     noisy = ["--sampler", "confidence", "--steps", "6", "--confidence-noise", "4.5"]
     noisy += ["--confidence", "margin", "--entropy-bound", "0.5", "--best-of", "2"]
     assert main([*argv, *noisy, "--motif", "5:CC", "--out", str(samples), "--device", "cpu"]) == 0
@@ -113,15 +113,15 @@ def test_eval_prints_and_writes_the_scores(run, capsys):
 
 def test_errors_are_reported_not_raised(run, capsys):
     argv = ["sample", "protein", "--model", str(run / "run"), "--family", "pdz"]
-    assert main([*argv, "--out", str(run / "x.fasta")]) == 2
+    assert main([*argv, "--out", str(run / "x.fasta")]) == 1
     assert "unknown family 'pdz'; this model knows: kunitz, sh3" in capsys.readouterr().err
     argv = ["sample", "protein", "--model", str(run / "run"), "--motif", "5-9:AC"]
-    assert main([*argv, "--out", str(run / "x.fasta")]) == 2
+    assert main([*argv, "--out", str(run / "x.fasta")]) == 1
     assert "positions 5-9 hold 5 residues but 2 letters" in capsys.readouterr().err
     bad = run / "bad.fasta"
     bad.write_text(">ok\nACD\n>oops\nAC#D\n")
     argv = ["train", "protein", str(bad), "--out", str(run / "bad"), "--preset", "tiny"]
-    assert main(argv) == 2
+    assert main(argv) == 1
     assert "record 'oops' has '#' at residue 3" in capsys.readouterr().err
 
 
@@ -133,7 +133,7 @@ def test_a_block_diffusion_model_trains_samples_block_by_block_and_refuses_ances
     assert main(argv) == 0
     assert json.loads((out / "final" / "config.json").read_text())["diffusion_block"] == 8
     fasta = run / "block.fasta"
-    argv = ["sample", "protein", "--model", str(out), "-n", "3", "--family", "kunitz"]
+    argv = ["sample", "protein", "--model", str(out), "--n", "3", "--family", "kunitz"]
     argv += ["--length", "20", "--motif", "10-12:CGG"]
     assert main([*argv, "--out", str(fasta), "--steps", "6", "--device", "cpu"]) == 0
     records = list(SeqIO.parse(fasta, "fasta"))
@@ -142,8 +142,9 @@ def test_a_block_diffusion_model_trains_samples_block_by_block_and_refuses_ances
     header = parse_header(records[0].description)
     assert (header["steps"], header["sampler"]) == ("6", "confidence")
     argv = ["sample", "protein", "--model", str(out), "--out", str(run / "x.fasta")]
-    assert main([*argv, "--sampler", "masked_ancestral", "--device", "cpu"]) == 2
+    assert main([*argv, "--sampler", "masked_ancestral", "--device", "cpu"]) == 1
     assert "generates block by block: use the confidence sampler" in capsys.readouterr().err
-    argv = ["train", "protein", str(run / "data"), "--out", str(run / "lm"), "--model", "lm"]
-    assert main([*argv, "--preset", "tiny", "--diffusion-block", "4"]) == 2
-    assert "--diffusion-block is for the denoiser" in capsys.readouterr().err
+    argv = ["train", "protein", str(run / "data"), "--out", str(run / "lm")]
+    argv += ["--objective", "autoregressive", "--preset", "tiny", "--diffusion-block", "4"]
+    assert main(argv) == 2
+    assert "--diffusion-block is for diffusion, --objective" in capsys.readouterr().err

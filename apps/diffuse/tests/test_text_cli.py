@@ -36,17 +36,17 @@ def test_train_sample_edit_and_eval_text(tmp_path, corpus, capsys):
     assert main(["train", "text", str(corpus), "--out", str(run), *common]) == 0
     assert "bits/char" in capsys.readouterr().out
     assert (run / "model" / "model.safetensors").is_file() and (run / "tokenizer").is_dir()
-    assert json.loads((run / "run.json").read_text())["train"]["steps"] == 12
+    assert json.loads((run / "run.json").read_text())["train_config"]["steps"] == 12
     assert main(["train", "text", str(corpus), "--out", str(peer), "--objective",
                  "autoregressive", *common]) == 0  # fmt: skip
 
     samples = tmp_path / "samples.jsonl"
-    args = ["sample", "text", "--model", str(run), "-n", "2", "--steps", "8", "--seed", "3"]
+    args = ["sample", "text", "--model", str(run), "--n", "2", "--steps", "8", "--seed", "3"]
     assert main([*args, "--out", str(samples)]) == 0
     records = read_jsonl(samples)
     assert len(records) == 2 and all("prompt" not in r and r["text"] for r in records)
     assert json.loads(samples.with_suffix(".run.json").read_text())["seed"] == 3
-    assert main([*args, "--length", "40", "--out", str(samples)]) == 2
+    assert main([*args, "--length", "40", "--out", str(samples)]) == 1
     assert "generates any length" in capsys.readouterr().err
 
     prompted = tmp_path / "prompted.jsonl"
@@ -85,11 +85,11 @@ def test_a_block_diffusion_model_trains_samples_and_fills_from_the_command_line(
     meta = json.loads((run / "model" / "difftext.json").read_text())
     assert meta["diffusion_block"] == 8
     samples = tmp_path / "samples.jsonl"
-    assert main(["sample", "text", "--model", str(run), "-n", "2", "--steps", "8",
+    assert main(["sample", "text", "--model", str(run), "--n", "2", "--steps", "8",
                  "--prompt", "ROMEO:", "--out", str(samples)]) == 0  # fmt: skip
     assert all(r["text"].startswith("ROMEO:") for r in read_jsonl(samples))
     longer = tmp_path / "longer.jsonl"  # past the block size of 32: window by window
-    assert main(["sample", "text", "--model", str(run), "-n", "1", "--steps", "10",
+    assert main(["sample", "text", "--model", str(run), "--n", "1", "--steps", "10",
                  "--length", "80", "--out", str(longer)]) == 0  # fmt: skip
     (text,) = [r["text"] for r in read_jsonl(longer)]
     assert len(text.replace("[EOS]", "|")) == 80 and "[MASK]" not in text  # one token a char
@@ -105,9 +105,9 @@ def test_a_block_diffusion_model_trains_samples_and_fills_from_the_command_line(
 def test_text_commands_report_bad_input_as_errors(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    assert main(["train", "text", str(empty), "--out", str(tmp_path / "run")]) == 2
+    assert main(["train", "text", str(empty), "--out", str(tmp_path / "run")]) == 1
     assert "empty.txt is empty" in capsys.readouterr().err
-    assert main(["sample", "text", "--model", str(tmp_path / "nothing")]) == 2
-    assert "is not a model directory" in capsys.readouterr().err
+    assert main(["sample", "text", "--model", str(tmp_path / "nothing")]) == 1
+    assert "nothing does not exist, --model" in capsys.readouterr().err
     assert main(["edit", "text", "--model", str(tmp_path)]) == 2
-    assert "give templates with --text or --input" in capsys.readouterr().err
+    assert "no templates, --text, expected --text or --input" in capsys.readouterr().err

@@ -40,10 +40,11 @@ def test_the_model_takes_class_and_speaker_conditions_with_null_values():
 def test_seeds_make_sampling_repeatable():
     pipe = AudioPipeline(random_model())
     labels = torch.tensor([0, 1, 2, 3])  # 3 = any
-    run = lambda seed: pipe.sample(
-        labels=labels, steps=4, guidance_scale=2.0, generator=torch.Generator().manual_seed(seed)
+    run = lambda seed, batch=64: pipe.sample(
+        4, labels=labels, steps=4, guidance=2.0, seed=seed, batch_size=batch
     )
     a, b, c = run(7), run(7), run(8)
+    torch.testing.assert_close(a, run(7, batch=1), rtol=0, atol=1e-5)
     assert a.shape == (4, 1, SPEC.n_mels, SPEC.frames)
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert a.min() >= -1 and a.max() <= 1
@@ -56,7 +57,8 @@ def test_inpainting_keeps_the_known_frames_and_fills_the_rest():
     known = torch.rand(2, 1, SPEC.n_mels, SPEC.frames, generator=g) * 2 - 1
     gap = keep_mask(SPEC, gap=(0.05, 0.15))
     assert gap.sum() < SPEC.frames and gap[0] and gap[-1]
-    filled = pipe.inpaint(known, gap, steps=4, generator=g, labels=torch.tensor([1, 1]))
+    regenerate = ~gap.reshape(1, 1, 1, -1)
+    filled = pipe.inpaint(known, regenerate, steps=4, labels=torch.tensor([1, 1]))
     assert torch.equal(filled[..., gap], known[..., gap])
     assert not torch.allclose(filled[..., ~gap], known[..., ~gap])
     cont = keep_mask(SPEC, keep_until=0.1)
@@ -72,8 +74,19 @@ def test_a_saved_pipeline_loads_back_and_samples_the_same(tmp_path):
     save_pretrained(model, tmp_path / "model")
     loaded = AudioPipeline.from_pretrained(tmp_path / "model")
     assert loaded.model.config == model.config
-    run = lambda pipe: pipe.sample(2, steps=3, generator=torch.Generator().manual_seed(1))
+    run = lambda pipe: pipe.sample(2, steps=3, seed=1)
     torch.testing.assert_close(run(loaded), run(AudioPipeline(model)))
+
+
+def test_edit_renoises_part_way_and_wrong_conditions_are_refused():
+    pipe = AudioPipeline(random_model())
+    source = torch.zeros(2, 1, SPEC.n_mels, SPEC.frames)
+    weak, strong = (pipe.edit(source, s, steps=8, seed=0) for s in (0.1, 1.0))
+    assert (weak - source).abs().mean() < (strong - source).abs().mean()
+    with pytest.raises(ValueError, match="labels must have shape"):
+        pipe.sample(2, labels=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="trained without speakers"):
+        AudioPipeline(AudioUNet(audio_unet_config("tiny", SPEC))).sample(1, speakers=[0])
 
 
 def test_a_tiny_model_loss_falls_on_64_real_recordings(shared_data, tmp_path):

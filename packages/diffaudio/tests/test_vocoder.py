@@ -81,4 +81,4 @@ def test_a_pipeline_refuses_a_vocoder_made_for_other_spectrograms():
 
     model = AudioUNet(audio_unet_config("tiny", SpectrogramConfig()))
     with pytest.raises(ValueError, match="different spectrogram settings"):
-        AudioPipeline(model, Vocoder(SMALL))
+        AudioPipeline(model, vocoder=Vocoder(SMALL))

@@ -24,10 +24,13 @@ from diffcore.training import (
     BatchStream,
     Position,
     TrainConfig,
+    default_ema_decay,
     dist_info,
     epoch_permutation,
     latest_checkpoint,
     list_checkpoints,
+    loop,
+    resolve_precision,
     train,
 )
 
@@ -127,6 +130,43 @@ def test_interrupted_and_resumed_run_matches_the_uninterrupted_run_bit_for_bit(t
     # Rows average the steps since the previous row of the same call, so the first resumed
     # row (step 6) covers one step; later rows coincide.
     assert [r.step for r in resumed.log] == [6, 8] and resumed.log[-1] == full.log[-1]
+
+
+def test_a_deadline_stops_after_the_step_that_passes_it_and_the_run_resumes_exactly(
+    tmp_path, monkeypatch
+):
+    full_model, full = run(tmp_path, "full")
+    clock = {"now": 1_000.0}  # one second per loss call: two micro-batches a step
+
+    def ticking_loss(model, batch, generator):
+        clock["now"] += 1.0
+        return denoising_loss(model, batch, generator)
+
+    monkeypatch.setattr(loop, "time", type("Clock", (), {"time": lambda: clock["now"]}))
+    cut = dataclasses.replace(BASE, deadline=1_005.5)  # passed during step 3
+    _, part = run(tmp_path, "part", ticking_loss, config=cut)
+    assert (part.step, part.stopped_early) == (3, True)
+    assert [s for s, _ in list_checkpoints(tmp_path / "part")] == [3]
+    assert part.final_model.is_dir() and [r.step for r in part.log] == [2, 3]
+    resumed_model, resumed = run(tmp_path, "part", config=BASE)  # no deadline: on to step 8
+    assert (resumed.step, resumed.stopped_early) == (8, False)
+    assert_models_equal(resumed_model, full_model)
+
+
+def test_the_default_ema_window_is_a_tenth_of_the_run():
+    assert default_ema_decay(3000) == pytest.approx(1 - 1 / 300)
+    assert default_ema_decay(400) ** 400 < 1e-4  # the random start has faded from the average
+    assert default_ema_decay(10_000_000) == 0.9999
+    assert default_ema_decay(10) is None  # a window of one step: no averaging
+    with pytest.raises(ValueError, match="steps"):
+        default_ema_decay(0)
+
+
+def test_auto_precision_is_fp32_on_cpu_and_explicit_choices_are_kept():
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp8", "cpu")
 
 
 def test_keyboard_interrupt_saves_the_last_completed_step_and_reraises(tmp_path):

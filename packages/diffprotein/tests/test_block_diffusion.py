@@ -11,7 +11,8 @@ from diffprotein.alphabet import MASK_ID, PAD_ID, encode
 from diffprotein.conditioning import Motif
 from diffprotein.data import ProteinRecord, read_sequences, split_holdout
 from diffprotein.model import ProteinDenoiser, ProteinDenoiserConfig, load_preset
-from diffprotein.pipeline import SamplingConfig, build_denoiser, likelihood, sample, train_denoiser
+from diffprotein.pipeline import ProteinPipeline
+from diffprotein.training import build_denoiser, likelihood, train_denoiser
 
 TOY = [
     ProteinRecord("a1", "MKVLAAGWMKVLAAGW", "alpha"),
@@ -138,12 +139,12 @@ def test_block_sampling_goes_left_to_right_and_keeps_motifs_seeds_and_lengths():
         return forward(x, *args, **kwargs)
 
     model.forward = spy
+    pipe = ProteinPipeline(model)
     motif = Motif.parse("6-7:WC")
-    config = SamplingConfig(sampler="confidence", steps=5, batch_size=3)
-    out = sample(model, 5, family="beta", length=14, motif=motif, config=config, seed=2,
-                 progress=False)  # fmt: skip
-    assert [len(s.sequence) for s in out] == [14] * 5
-    assert all(motif.preserved_in(s.sequence) for s in out)
+    draw = dict(family="beta", length=14, motif=motif, sampler="confidence", steps=5, seed=2)
+    out = pipe.sample(5, batch_size=3, **draw)
+    assert [len(s.seq) for s in out] == [14] * 5
+    assert all(motif.preserved_in(str(s.seq)) for s in out)
     # 4 blocks of 4 columns (14 residues): 5 steps round up to 2 per block; in every call, no
     # block is touched before the ones on its left are done
     assert len(seen) == 2 * 8  # 2 batches (3 + 2 rows) x 8 steps
@@ -155,14 +156,13 @@ def test_block_sampling_goes_left_to_right_and_keeps_motifs_seeds_and_lengths():
         current = int(columns[masked.any(0)].min()) // 4  # the leftmost block left to generate
         assert bool(masked[:, columns // 4 > current].all())
     model.forward = forward
-    again = sample(model, 5, family="beta", length=14, motif=motif, config=config, seed=2,
-                   progress=False)  # fmt: skip
-    assert [s.sequence for s in again] == [s.sequence for s in out]
+    again = pipe.sample(5, batch_size=3, **draw)
+    assert [str(s.seq) for s in again] == [str(s.seq) for s in out]
+    assert pipe.sample(1, length=8)[0].annotations["sampler"] == "confidence"  # its default
     with pytest.raises(ValueError, match="generates block by block"):
-        sample(model, 1, length=8, config=SamplingConfig(), progress=False)
+        pipe.sample(1, length=8, sampler="masked_ancestral")
     # ranking candidates scores them with the block bound, motif residues as context
-    best = SamplingConfig(sampler="confidence", steps=5, batch_size=4, best_of=3)
-    picked = sample(model, 3, family="beta", length=14, motif=motif, config=best, seed=2,
-                    progress=False)  # fmt: skip
-    assert [len(s.sequence) for s in picked] == [14] * 3
-    assert all(motif.preserved_in(s.sequence) for s in picked)
+    picked = pipe.sample(3, batch_size=4, best_of=3, **draw)
+    assert [len(s.seq) for s in picked] == [14] * 3
+    assert all(motif.preserved_in(str(s.seq)) for s in picked)
+    assert picked[0].annotations["best_of"] == 3

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from difftext.data import Document
-from difftext.pipeline import build_model
+from difftext.pipeline import TextPipeline
 from difftext.tokenizer import train_char_tokenizer
+from difftext.training import build_model
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +42,12 @@ def tiny_diffusion(char_tokenizer):
     """An untrained tiny masked LM on 32-token blocks: the samplers' guarantees (fixed tokens,
     determinism) hold for any weights."""
     return build_model("diffusion", char_tokenizer, 32, preset="tiny", seed=0)
+
+
+@pytest.fixture
+def pipe(tiny_diffusion) -> TextPipeline:
+    """The tiny masked LM ready to generate."""
+    return TextPipeline(tiny_diffusion)
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import torch
 
 from diffcore.training import TrainConfig
 from difftext.data import Document, make_blocks, split_tail
-from difftext.generation import SampleConfig, generate
 from difftext.model import load_text_model
-from difftext.pipeline import build_model, fit, validate
+from difftext.pipeline import TextPipeline
 from difftext.tokenizer import train_char_tokenizer
+from difftext.training import build_model, fit, validate
 
 
 @pytest.fixture
@@ -133,52 +133,66 @@ def test_sampling_goes_block_by_block_on_the_models_blocks(block_model, char_tok
     def spy(step, x, denoised):
         order.append(x[0].clone())
 
-    config = SampleConfig(length=32, steps=16, batch_size=2)
-    out = generate(block_model, [prompt, prompt], config, seed=3, callback=spy)
-    assert all(g.text.startswith(prompt) for g in out)
+    pipe = TextPipeline(block_model)
+    settings = dict(prompt=prompt, length=32, steps=16, batch_size=2, seed=3)
+    out = pipe.sample(2, callback=spy, **settings)
+    assert all(text.startswith(prompt) for text in out)
     mask = char_tokenizer.mask_token_id
     for x in order:
         masked = (x == mask).nonzero().flatten().tolist()
         if masked:  # nothing revealed past the block of the first masked position
             assert (x[(masked[0] // 8 + 1) * 8 :] == mask).all()
     assert (order[0][6:8] != mask).any() and (order[0][8:] == mask).all()
-    again = generate(block_model, [prompt, prompt], config, seed=3)
-    assert [g.text for g in again] == [g.text for g in out]
+    assert len(order) == 16
+    assert pipe.sample(2, **settings) == out
 
 
 def test_block_sampling_rejects_what_would_leave_a_block_unfinished(block_model):
-    with pytest.raises(ValueError, match="block by block"):
-        generate(block_model, [""], SampleConfig(length=32, steps=32, sampler="ancestral"))
-    with pytest.raises(ValueError, match="must divide"):
-        generate(block_model, [""], SampleConfig(length=32, steps=32, block_size=16))
+    pipe = TextPipeline(block_model)
+    with pytest.raises(ValueError, match="block by block: use the confidence sampler"):
+        pipe.sample(1, length=32, steps=32, sampler="masked_ancestral")
+    with pytest.raises(ValueError, match="block_size 16 must divide the model's diffusion block"):
+        pipe.sample(1, length=32, steps=32, options={"block_size": 16})
+    with pytest.raises(ValueError, match="block_size applies to texts of at most the model's 32"):
+        pipe.sample(1, length=80, steps=20, options={"block_size": 4})
     with pytest.raises(ValueError, match="positive divisor"):
         build_model("diffusion", block_model.tokenizer, 32, preset="tiny", diffusion_block=5)
 
 
 def test_a_block_model_generates_past_its_block_size_window_by_window(block_model):
     """80 tokens from a model of 32: the prompt stays, nothing is left masked, no pass sees more
-    than 32 tokens, the same seed gives the same text, and a whole-sequence model refuses."""
-    widths = []
+    than 32 tokens, each window (block) is one sampler call with its share of the steps, the
+    same seed gives the same text, and a whole-sequence model refuses."""
+    widths, steps = [], []
     model = block_model.model
     hook = model.register_forward_pre_hook(
         lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
     )
-    config = SampleConfig(length=80, steps=20, batch_size=2)  # 10 blocks, 2 steps each
-    try:
-        out = generate(block_model, ["To be,", ""], config, seed=5)
+    pipe = TextPipeline(block_model)
+    settings = dict(prompt=["To be,", ""], length=80, steps=20, batch_size=2, seed=5)
+    try:  # 10 blocks, 2 steps each
+        out = pipe.sample(2, callback=lambda step, x, _: steps.append((step, x.shape)), **settings)
     finally:
         hook.remove()
-    assert out[0].text.startswith("To be,")
-    mask = block_model.mask_id
-    assert all(len(g.tokens) == 80 and not (g.tokens == mask).any() for g in out)
-    assert widths and max(widths) == 32 and len(widths) <= 20
-    again = generate(block_model, ["To be,", ""], config, seed=5)
-    assert [g.text for g in again] == [g.text for g in out]
-    with pytest.raises(ValueError, match="shared evenly among 10 blocks"):
-        generate(block_model, [""], SampleConfig(length=80, steps=64))
-    whole = build_model("diffusion", block_model.tokenizer, 32, preset="tiny", seed=0)
+    assert out[0].startswith("To be,")
+    tok = block_model.tokenizer
+    rows = [torch.tensor(tok(text, add_special_tokens=False)["input_ids"]) for text in out]
+    assert all(len(r) == 80 and not (r == block_model.mask_id).any() for r in rows)
+    # the two prompts start their masks apart: two batches of one text, 10 windows each
+    assert widths and max(widths) == 32 and len(widths) <= 40
+    assert len(steps) == 40 and {step.total for step, _ in steps} == {2}
+    assert {shape[1] for _, shape in steps} == {8, 16, 24, 32}  # the windows grow to 32
+    assert pipe.sample(2, **settings) == out
+    # steps that the blocks cannot share evenly: each block gets the next whole number
+    steps.clear()
+    pipe.sample(1, length=80, steps=64, callback=lambda step, *_: steps.append(step))
+    assert len(steps) == 70 and {step.total for step in steps} == {7}
+    steps.clear()  # steps=None: one step per generated token
+    pipe.sample(1, length=80, callback=lambda step, *_: steps.append(step))
+    assert len(steps) == 80 and {step.total for step in steps} == {8}
+    whole = TextPipeline(build_model("diffusion", tok, 32, preset="tiny", seed=0))
     with pytest.raises(ValueError, match="any length"):
-        generate(whole, [""], SampleConfig(length=80, steps=20))
+        whole.sample(1, length=80, steps=20)
 
 
 def test_what_a_block_model_learned_carries_across_windows(tmp_path):
@@ -190,8 +204,11 @@ def test_what_a_block_model_learned_carries_across_windows(tmp_path):
     model = build_model("diffusion", tok, 32, preset="tiny", seed=0, diffusion_block=8)
     run = TrainConfig(steps=150, batch_size=32, lr=1e-2, warmup=0.1, ema_decay=None)
     fit(model, blocks, run, tmp_path / "run", progress=False)
-    config = SampleConfig(length=96, steps=96, temperature=0.0, batch_size=2)
-    out = generate(model, ["abcdefgh", "mnopqrst"], config, seed=0)
-    for g, start in zip(out, "am", strict=True):
+    out = TextPipeline(model).sample(
+        2, prompt=["abcdefgh", "mnopqrst"], length=96, steps=96, batch_size=2, seed=0,
+        options={"temperature": 0.0},
+    )  # fmt: skip
+    for generated, start in zip(out, "am", strict=True):
         first = ord(start) - ord("a")
-        assert g.text == "".join(chr(ord("a") + (first + i) % 26) for i in range(96)), g.text
+        expected = "".join(chr(ord("a") + (first + i) % 26) for i in range(96))
+        assert generated == expected, generated

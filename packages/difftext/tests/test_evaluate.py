@@ -16,7 +16,7 @@ from difftext.evaluate import (
     word_share,
     words_of,
 )
-from difftext.pipeline import build_model
+from difftext.training import build_model
 
 TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 3
 

@@ -18,7 +18,7 @@ from difftext.model import (
     save_text_model,
     set_dropout,
 )
-from difftext.pipeline import build_model, fit
+from difftext.training import build_model, fit
 
 
 def test_a_masked_lm_from_config_is_a_token_denoiser(tiny_diffusion):

@@ -7,8 +7,8 @@ import math
 from diffcore.training import TrainConfig
 from difftext.data import make_blocks, split_tail
 from difftext.model import load_text_model
-from difftext.pipeline import build_model, fit, validate
 from difftext.tokenizer import train_char_tokenizer
+from difftext.training import build_model, fit, validate
 
 
 def test_a_tiny_diffusion_model_learns_real_text(tmp_path, documents):

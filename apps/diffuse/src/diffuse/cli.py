@@ -1,8 +1,10 @@
 """The `diffuse` command: ``diffuse <verb> <domain> [options]`` plus ``diffuse demo``.
 
 Each domain's subcommands live in ``diffuse.commands.<domain>`` and are attached by its
-``register(verbs)``, which adds parsers under the verbs it supports (``verbs["train"]`` etc.).
-Domain modules import their heavy packages inside their handlers, so ``diffuse --help`` is fast.
+``register(verbs)``, which adds parsers under the verbs it supports (``verbs["train"]`` etc.)
+with the shared option groups of ``diffuse.kit``. Domain modules import their heavy packages
+inside their handlers, so ``diffuse --help`` is fast. Every error, from argparse or from a
+handler, is reported here in one line (``diffuse.kit.errors``).
 """
 
 from __future__ import annotations
@@ -13,26 +15,39 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from diffuse.kit import ArgumentParser, UsageError, report
+from diffuse.kit.options import HelpFormatter, positive_int
+
 VERBS = {
     "train": "train a model",
     "sample": "sample from a trained model",
     "edit": "edit existing data with a trained model (img2img, inpainting, infilling)",
     "eval": "evaluate samples or a trained model",
 }
-DOMAINS = ("image", "text", "audio", "protein")
+DOMAINS = ("image", "text", "audio", "vocoder", "protein")  # command modules
 
 
 def _demo(args: argparse.Namespace) -> int:
     from diffuse.demo import run_demo
 
-    calls = tuple(int(c) for c in args.calls.split(","))
+    try:
+        calls = tuple(int(c) for c in args.calls.split(","))
+    except ValueError:
+        raise UsageError(
+            f"'{args.calls}' is not a list of numbers, --calls, expected e.g. 10,20,50"
+        ) from None
     print(run_demo(Path(args.out), n=args.n, calls=calls, seed=args.seed))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="diffuse", description="Train, sample and evaluate diffusion models across domains."
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="diffuse",
+        description="Train, sample and evaluate diffusion models across domains.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of an error"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser(
@@ -40,11 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="2-D toy study: every sampler with the exact denoiser of a Gaussian mixture",
         description="Samples a 2-D Gaussian mixture with every continuous sampler, fed the exact "
         "denoiser, and prints each sampler's distance to exact samples; writes a PNG.",
+        formatter_class=HelpFormatter,
     )
     demo.add_argument("--out", default="outputs/demo", help="folder for samples.png and table.md")
-    demo.add_argument("--n", type=int, default=4000, help="samples per sampler")
+    demo.add_argument("-n", "--n", type=positive_int, default=4000, help="samples per sampler")
     demo.add_argument("--calls", default="10,20,50", help="network-call budgets, comma-separated")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.set_defaults(run=_demo)
 
     verbs = {}
@@ -63,8 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    """Run one command; return its exit status: 0, 1 (bad data or model), 2 (bad usage)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # before parsing: parsing itself may fail
+    try:
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:
+            prog = " ".join(["diffuse", args.command, getattr(args, "domain", "")]).strip()
+            raise UsageError(
+                f"unknown arguments {' '.join(unknown)}, {prog}, expected the options of "
+                f"`{prog} --help`"
+            )
+        args.argv = argv
+        debug = args.debug
+        return args.run(args) or 0  # a handler returns None or its exit status
+    except KeyboardInterrupt:
+        print("diffuse: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        return report(err, debug=debug)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from diffcore.generation import network_calls, steps_for_calls
 from diffcore.metrics import sliced_wasserstein
 from diffcore.samplers import SAMPLERS
 from diffcore.schedules import karras_grid
@@ -35,11 +36,6 @@ class _Counter:
     def __call__(self, x, sigma):
         self.calls += 1
         return self.denoiser(x, sigma)
-
-
-def steps_for_calls(sampler: str, calls: int) -> int:
-    """Steps that spend ``calls`` network evaluations (Heun: 2 per step but 1 for the last)."""
-    return (calls + 1) // 2 if sampler == "heun" else calls
 
 
 def sampler_study(
@@ -119,7 +115,7 @@ def plot_samples(
         ax.scatter(
             pts[:, 0], pts[:, 1], s=1, alpha=0.4, color="black" if name == "exact" else "tab:blue"
         )
-        spent = 2 * steps_for_calls(name, calls) - 1 if name == "heun" else calls
+        spent = network_calls(name, steps_for_calls(name, calls))
         ax.set_title(name if name == "exact" else f"{name}, {spent} calls", fontsize=10)
         ax.set_xlim(-3, 3)
         ax.set_ylim(-2.5, 3)

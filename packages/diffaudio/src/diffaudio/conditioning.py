@@ -57,3 +57,35 @@ def broadcast_ids(ids: Sequence[int], count: int, what: str) -> Tensor:
     if count % len(ids):
         raise ValueError(f"{len(ids)} {what}s do not divide {count} samples evenly")
     return torch.tensor(list(ids) * (count // len(ids)), dtype=torch.long)
+
+
+def sample_conditions(
+    label_names: Sequence[str],
+    speaker_names: Sequence[str],
+    labels: str,
+    speakers: str,
+    count: int | None = None,
+) -> tuple[int, dict[str, Tensor], list[dict[str, str]]]:
+    """From a person's text (``labels``: names, comma-separated, "all" or "any"; ``speakers``:
+    names or "any") to the samples to draw: their number (``count``, default one per label or
+    speaker given), the ``labels=`` / ``speakers=`` ids of a model with those names, and per
+    sample its label and speaker names (``ANY`` for none)."""
+    label_ids = parse_ids(
+        ",".join(label_names) if labels == "all" else labels, label_names, "label"
+    )
+    speaker_ids = parse_ids(speakers, speaker_names, "speaker")
+    n = count or max(len(label_ids), len(speaker_ids))
+    ids = {}
+    if label_names:
+        ids["labels"] = broadcast_ids(label_ids, n, "label")
+    if speaker_names:
+        ids["speakers"] = broadcast_ids(speaker_ids, n, "speaker")
+
+    def name(key: str, names: Sequence[str], i: int) -> str:
+        return ANY if key not in ids or int(ids[key][i]) == len(names) else names[ids[key][i]]
+
+    records = [
+        {"label": name("labels", label_names, i), "speaker": name("speakers", speaker_names, i)}
+        for i in range(n)
+    ]
+    return n, ids, records

@@ -30,8 +30,7 @@ import soundfile
 import torch
 import torchaudio
 from torch import Tensor
-
-from diffaudio._progress import Progress
+from tqdm.auto import tqdm
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 OnError = Literal["raise", "skip"]
@@ -210,7 +209,7 @@ def build_clips(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     waves, sources, metas, skipped = [], [], [], []
-    bar = Progress(total, "audio files", enabled=progress)
+    bar = tqdm(total=total, desc="audio files", unit="file", disable=not progress, delay=0.2)
     for source, read, meta in items:
         bar.update()
         try:
@@ -357,3 +356,34 @@ def load_audio(
             )
         raise ValueError(f"{path}: expected a folder of audio files or a .parquet file")
     return load_hf_audio(source, sample_rate=sample_rate, num_samples=num_samples, **options)
+
+
+def load_split(
+    source: str | Path,
+    spectrogram: Any,
+    *,
+    pattern: str | None = None,
+    label_field: str = "label",
+    speaker_field: str | None = "speaker",
+    split_field: str | None = None,
+    held_out: Sequence[str] = (),
+    use: Literal["train", "test", "all"] = "all",
+    **options: Any,
+) -> AudioClips:
+    """Clips for ``spectrogram`` (a ``SpectrogramConfig``: its rate and clip length) of a folder
+    (``pattern``: the fields in file names) or a ``.parquet`` file (the fields are columns),
+    labelled by ``label_field`` and ``speaker_field`` (None: no speakers), and with
+    ``split_field``: the clips whose field is in ``held_out`` (``use="test"``), the others
+    (``"train"``) or all. ``options``: ``limit``, ``on_error``, ``label_names``..."""
+    if Path(source).is_dir():
+        names = {"pattern": pattern, "hop": spectrogram.hop_length, "label_field": label_field}
+        options |= names | {"speaker_field": speaker_field}
+    else:
+        options |= {"label_column": label_field, "speaker_column": speaker_field}
+        options.pop("limit", None)
+    rate, length = spectrogram.sample_rate, spectrogram.num_samples
+    clips = load_audio(source, sample_rate=rate, num_samples=length, **options)
+    if split_field and use != "all":
+        test, train = clips.split_by_field(split_field, held_out)
+        clips = train if use == "train" else test
+    return clips

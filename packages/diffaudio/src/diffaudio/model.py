@@ -131,3 +131,34 @@ class AudioUNet(nn.Module):
         """The diffusion process the model is trained and sampled with."""
         c = self.config
         return GaussianProcess(CosineSchedule(c.logsnr_min, c.logsnr_max), prediction=c.prediction)
+
+
+def seconds_per_step(
+    clips: Any,
+    spectrogram: SpectrogramConfig,
+    batch_size: int,
+    *,
+    preset: str = "small",
+    precision: str = "auto",
+    device: str | torch.device = "cpu",
+) -> float:
+    """Seconds of one training step of a fresh ``preset`` model for ``clips`` (``AudioClips``:
+    their labels and speakers are its conditions) on ``batch_size`` of them, as diffcore's loop
+    takes it at ``precision``: what a run on a wall-clock budget plans with."""
+    from diffaudio.pipeline import clip_spectrograms
+    from diffcore.training import TrainConfig, step_timing
+
+    names = {"label_names": clips.label_names, "speaker_names": clips.speaker_names}
+    model = AudioUNet(audio_unet_config(preset, spectrogram, **names))
+    part = clips.subset(range(min(len(clips), batch_size)))
+    batch = {"x": clip_spectrograms(part, spectrogram)}
+    batch |= {
+        k: v for k, v in (("labels", part.labels), ("speakers", part.speakers)) if v is not None
+    }
+
+    def loss(net: nn.Module, b: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+        cond = {k: v for k, v in b.items() if k in ("labels", "speakers")}
+        return model.process.loss(net, b["x"], generator, **cond)
+
+    settings = TrainConfig(steps=1, batch_size=batch_size, precision=precision)
+    return step_timing(model, loss, batch, settings, device=device, trials=1).step

@@ -4,30 +4,30 @@ clips = load_audio("fsdd/recordings", sample_rate=8000, num_samples=spec.num_sam
                    pattern="{label}_{speaker}_{index}")
 train_audio_diffusion(clips, "runs/audio", TrainConfig(steps=4000, batch_size=32), spectrogram=spec)
 train_vocoder(clips, "runs/vocoder", TrainConfig(steps=3000, batch_size=16), spectrogram=spec)
-pipe = AudioPipeline.from_pretrained("runs/audio/final", "runs/vocoder/final")
-spec = pipe.sample(labels=torch.arange(10), guidance=3.0, generator=g)   # (10, 1, M, T)
-waves = pipe.to_waveform(spec)                                          # (10, L)
+pipe = AudioPipeline.from_pretrained("runs/audio/final", vocoder="runs/vocoder/final")
+spec = pipe.sample(10, labels=torch.arange(10), guidance=3.0, seed=0)   # (10, 1, M, T)
+waves = pipe.to_waveform(spec)                                         # (10, L)
+gap = ~keep_mask(pipe.spectrogram, gap=(0.2, 0.4))                     # frames to regenerate
+filled = pipe.inpaint(spec, gap.reshape(1, 1, 1, -1), labels=torch.arange(10))
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from diffaudio._progress import Progress
 from diffaudio.conditioning import drop_to_null
 from diffaudio.data import AudioClips
 from diffaudio.model import AudioUNet, audio_unet_config
+from diffaudio.outputs import save_outputs
 from diffaudio.spectrogram import LogMel, SpectrogramConfig, griffin_lim
 from diffaudio.vocoder import Vocoder, VocoderConfig, vocoder_loss
-from diffcore.denoisers import Clamped, condition, guidance
-from diffcore.io import from_pretrained
-from diffcore.samplers import SAMPLERS
-from diffcore.schedules import karras_grid
+from diffcore.generation import ContinuousPipeline
+from diffcore.io import from_pretrained, save_pretrained
 from diffcore.training import TrainConfig, TrainResult, train
 
 
@@ -129,115 +129,107 @@ def train_vocoder(
     )
 
 
-@dataclass
-class AudioPipeline:
-    """A trained spectrogram model and the vocoder that voices it (None = Griffin-Lim)."""
+VOCODER_DIR = "vocoder"  # a neural vocoder saved inside a model folder
 
-    model: AudioUNet
-    vocoder: Vocoder | None = None
-    griffin_lim_iters: int = 32  # used when there is no neural vocoder
 
-    def __post_init__(self) -> None:
-        if self.vocoder is not None and self.vocoder.config.spectrogram != self.spectrogram:
+class AudioPipeline(ContinuousPipeline):
+    """A trained spectrogram model and the vocoder that voices it (None = Griffin-Lim):
+    ``sample(n, labels=, speakers=)``, ``edit(spectrograms, strength)``, ``inpaint(spectrograms,
+    mask)`` give spectrograms (B, 1, n_mels, frames) in [-1, 1]; ``to_waveform`` voices them.
+    Sampler, steps, guidance, seeds and batching: :class:`diffcore.generation.ContinuousPipeline`.
+    """
+
+    model_class = AudioUNet
+    sigma_min = 0.01  # the lowest level of Karras grids (below it a spectrogram is unchanged)
+
+    def __init__(
+        self,
+        model: AudioUNet,
+        *,
+        vocoder: Vocoder | None = None,
+        griffin_lim_iters: int = 32,
+        **options: Any,
+    ) -> None:
+        super().__init__(model, **options)
+        if vocoder is not None and vocoder.config.spectrogram != self.spectrogram:
             raise ValueError(
                 "the vocoder was trained on different spectrogram settings than the model: "
-                f"{self.vocoder.config.spectrogram} vs {self.spectrogram}"
+                f"{vocoder.config.spectrogram} vs {self.spectrogram}"
             )
-        self.model.eval()
-        if self.vocoder is not None:
-            self.vocoder.eval()
+        self.vocoder = None if vocoder is None else vocoder.to(self.device).eval()
+        self.griffin_lim_iters = griffin_lim_iters  # used when there is no neural vocoder
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | Path, vocoder_dir: str | Path | None = None, *, device: str = "cpu"
+        cls,
+        directory: str | Path,
+        *,
+        vocoder: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        **options: Any,
     ) -> AudioPipeline:
-        model = from_pretrained(AudioUNet, model_dir, device=device)
-        vocoder = from_pretrained(Vocoder, vocoder_dir, device=device) if vocoder_dir else None
-        return cls(model, vocoder)
+        """The model folder; the vocoder from ``vocoder`` (a folder), else from the model
+        folder's ``vocoder/`` when ``save_pretrained`` put one there, else Griffin-Lim."""
+        model = from_pretrained(AudioUNet, directory, device=device)
+        inside = Path(directory) / VOCODER_DIR
+        if vocoder is None and (inside / "config.json").is_file():
+            vocoder = inside
+        voice = from_pretrained(Vocoder, vocoder, device=device) if vocoder else None
+        return cls(model, vocoder=voice, device=device, **options)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = save_pretrained(self.model, directory)
+        if self.vocoder is not None:
+            save_pretrained(self.vocoder, directory / VOCODER_DIR)
+        return directory
+
+    def save(
+        self,
+        spectrograms: Tensor,
+        folder: str | Path,
+        *,
+        names: Sequence[str] | None = None,
+        records: Sequence[dict[str, Any]] | None = None,
+    ) -> Path:
+        """Voice spectrograms (B, 1, M, T) and write ``<name>.wav`` + ``<name>.png`` per sample
+        and ``samples.jsonl`` (one line each, with ``records[i]``); returns the JSONL path."""
+        names = names or [f"{i:04d}" for i in range(len(spectrograms))]
+        waves = self.to_waveform(spectrograms)
+        return save_outputs(
+            folder, waves, spectrograms, self.spectrogram, names=names, records=records
+        )
 
     @property
     def spectrogram(self) -> SpectrogramConfig:
         return self.model.config.spectrogram
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def sample_shape(self) -> tuple[int, ...]:
+        return (1, self.spectrogram.n_mels, self.spectrogram.frames)
 
-    def _ids(self, ids: Tensor | None, batch: int, null: int, what: str) -> Tensor | None:
-        if null == 0:  # the model has no such condition
-            if ids is not None:
-                raise ValueError(f"{what} given, but the model was trained without {what}")
-            return None
-        if ids is None:
-            return torch.full((batch,), null, dtype=torch.long, device=self.device)
-        ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
-        if ids.shape != (batch,):
-            raise ValueError(f"{what} must have shape ({batch},), got {tuple(ids.shape)}")
-        return ids
-
-    def sample(
-        self,
-        n: int | None = None,
-        *,
-        labels: Tensor | None = None,
-        speakers: Tensor | None = None,
-        steps: int = 25,
-        guidance_scale: float = 3.0,
-        sampler: str = "dpmpp_2m",
-        generator: torch.Generator | None = None,
-        known: Tensor | None = None,
-        mask: Tensor | None = None,
-        progress: bool = False,
-    ) -> Tensor:
-        """Spectrograms (B, 1, n_mels, frames) in [-1, 1]. B = ``n`` or the length of
-        ``labels`` / ``speakers`` (ids; the null id = "any"). ``known`` + ``mask`` (both
-        shaped like the output, mask True = keep) make it inpainting. Guidance mixes the
-        conditional model with the fully unconditional one (scale 1 = no guidance)."""
+    def conditions(
+        self, n: int, *, labels: Tensor | None = None, speakers: Tensor | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """labels / speakers: n ids each (the null id, or None for all, means "any"). Guidance
+        contrasts them with the fully unconditional model."""
         c = self.model.config
-        batch = n or next((len(t) for t in (labels, speakers, known) if t is not None), None)
-        if batch is None:
-            raise ValueError("give n, labels, speakers or known to say how many samples")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
         cond, uncond = {}, {}
         for key, ids, null in (
             ("labels", labels, c.null_label),
             ("speakers", speakers, c.null_speaker),
         ):
-            ids = self._ids(ids, batch, null, key)
-            if ids is not None:
-                cond[key], uncond[key] = ids, torch.full_like(ids, null)
-        process = self.model.process
-        base = process.denoiser(self.model)
-        denoiser = guidance(base, guidance_scale, cond, uncond) if cond else condition(base)
-        denoiser = Clamped(denoiser, -1.0, 1.0)
-        grid = karras_grid(steps, 0.01, process.sigma_max)
-        shape = (batch, 1, self.spectrogram.n_mels, self.spectrogram.frames)
-        noise = torch.randn(shape, generator=generator, device=self.device)
-        bar = Progress(steps, "sampling steps", enabled=progress)
-        options: dict[str, Any] = {"generator": generator, "callback": lambda *a: bar.update(1)}
-        if known is not None or mask is not None:
-            options.update(known=known, mask=mask)
-        with torch.no_grad():
-            out = SAMPLERS[sampler](denoiser, noise, grid, **options)
-        bar.close()
-        return out.clamp(-1.0, 1.0)
-
-    def inpaint(self, spectrograms: Tensor, keep: Tensor, **options: Any) -> Tensor:
-        """Regenerate the frames of ``spectrograms`` (B, 1, M, T) where ``keep`` (T,) or (B, T)
-        is False, consistent with the kept ones: fill a gap, or continue a recording."""
-        spectrograms = spectrograms.to(self.device)
-        expected = (1, self.spectrogram.n_mels, self.spectrogram.frames)
-        if spectrograms.ndim != 4 or tuple(spectrograms.shape[1:]) != expected:
-            raise ValueError(
-                f"expected spectrograms of shape (B, {', '.join(map(str, expected))}), got "
-                f"{tuple(spectrograms.shape)}"
-            )
-        keep = torch.as_tensor(keep, dtype=torch.bool, device=self.device)
-        if keep.shape[-1] != self.spectrogram.frames or keep.ndim not in (1, 2):
-            raise ValueError(f"keep must be (T,) or (B, T) with T = {self.spectrogram.frames}")
-        mask = keep.reshape(-1, 1, 1, keep.shape[-1]).expand_as(spectrograms)
-        return self.sample(known=spectrograms, mask=mask, **options)
+            if null == 0:  # the model has no such condition
+                if ids is not None:
+                    raise ValueError(f"{key} given, but the model was trained without {key}")
+                continue
+            if ids is None:
+                ids = torch.full((n,), null, dtype=torch.long, device=self.device)
+            ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
+            if ids.shape != (n,):
+                raise ValueError(f"{key} must have shape ({n},), got {tuple(ids.shape)}")
+            if int(ids.min()) < 0 or int(ids.max()) > null:
+                raise ValueError(f"{key} must lie in 0..{null} ({null}: any)")
+            cond[key], uncond[key] = ids, torch.full_like(ids, null)
+        return cond, uncond
 
     @torch.no_grad()
     def to_waveform(self, spectrograms: Tensor) -> Tensor:

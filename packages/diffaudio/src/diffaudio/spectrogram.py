@@ -237,3 +237,19 @@ def load_spectrogram_png(path: str | Path) -> tuple[Tensor, SpectrogramConfig]:
         )
     x = pixels.flip(0).float() / 127.5 - 1.0
     return x, config
+
+
+def load_spectrogram(path: str | Path, config: SpectrogramConfig) -> Tensor:
+    """A normalized spectrogram (n_mels, frames) of ``config`` from a recording (resampled,
+    padded or cropped to the clip length) or from a PNG written by
+    :func:`save_spectrogram_png` with the same settings."""
+    from diffaudio.data import fit_length, read_audio
+
+    path = Path(path)
+    if path.suffix.lower() == ".png":
+        x, made_with = load_spectrogram_png(path)
+        if made_with != config:
+            raise ValueError(f"{path}: made with {made_with}, the model uses {config}")
+        return x
+    wave = read_audio(path, config.sample_rate)
+    return LogMel(config)(fit_length(wave, config.num_samples, hop=config.hop_length))

@@ -33,13 +33,7 @@ from diffimage.evaluate import (
 )
 from diffimage.images import load_image_files, load_mask, make_grid, save_grid, save_images
 from diffimage.model import ImageDiffusion, ImageModelConfig, build_model
-from diffimage.pipeline import (
-    ImagePipeline,
-    network_calls,
-    sampling_grid,
-    steps_for_calls,
-    train_model,
-)
+from diffimage.pipeline import ImagePipeline, train_model
 
 __all__ = [
     "ImageData",
@@ -65,13 +59,10 @@ __all__ = [
     "load_judge",
     "load_mask",
     "make_grid",
-    "network_calls",
     "parse_labels",
-    "sampling_grid",
     "save_grid",
     "save_images",
     "score_samples",
-    "steps_for_calls",
     "train_judge",
     "train_model",
 ]

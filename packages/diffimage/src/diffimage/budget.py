@@ -41,10 +41,41 @@ def seconds_per_step(
     return training.seconds_per_step(model, loss, batch, config, device=device, trials=trials)
 
 
-def ema_decay_for(steps: int, *, share: float = 0.1) -> float:
-    """EMA decay whose averaging window ``1 / (1 - decay)`` is ``share`` of a run of ``steps``,
-    within [0.9, 0.9999]. A fixed 0.999 would leave 0.999^400 = 67 % of the random initial
-    weights in the average after a 400-step run (diffcore's EMA has no warm-up)."""
-    if steps < 1 or not 0 < share <= 1:
-        raise ValueError(f"need steps >= 1 and share in (0, 1], got {steps} and {share}")
-    return min(0.9999, max(0.9, 1.0 - 1.0 / (share * steps)))
+def training_costs(
+    model: nn.Module,
+    data: ImageData,
+    batch_size: int,
+    *,
+    precision: str = "auto",
+    device: str | torch.device = "cpu",
+    preview: dict[str, Any] | None = None,
+) -> tuple[float, float]:
+    """(seconds per training step at ``precision``, as ``TrainConfig.precision`` has it; seconds
+    per row of the preview grid sampled with the ``preview`` options, steps and guidance): the
+    costs a run on a wall-clock budget plans with. A slow step is timed once, a fast one over
+    a few steps (a fraction of a second more, for a steadier figure)."""
+    timing = {"device": device, "precision": precision}  # "auto": as the loop resolves it
+    step = seconds_per_step(model, data, batch_size, trials=1, **timing)
+    if step < 0.5:
+        step = seconds_per_step(model, data, batch_size, trials=4, **timing)
+    return step, seconds_per_preview_row(model, device=device, **(preview or {}))
+
+
+@torch.no_grad()
+def seconds_per_preview_row(
+    model: nn.Module, *, steps: int = 20, guidance: float = 1.0, device: str | torch.device = "cpu"
+) -> float:
+    """Seconds to sample one row of ``diffimage.images.save_preview``'s grid with ``model`` as
+    it is (``steps`` sampler steps; guidance's second branch when ``guidance`` != 1): a
+    two-step run timed after a one-step warm-up, per step, times ``steps``."""
+    import time
+
+    from diffimage.conditioning import grid_labels
+    from diffimage.pipeline import ImagePipeline
+
+    columns, labels = grid_labels(model.num_classes, 1)
+    pipe = ImagePipeline(model, device=device)
+    pipe.sample(columns, labels=labels, steps=1, guidance=guidance)  # warm-up
+    start = time.perf_counter()
+    pipe.sample(columns, labels=labels, steps=2, guidance=guidance)
+    return steps * (time.perf_counter() - start) / 2

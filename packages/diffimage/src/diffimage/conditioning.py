@@ -138,3 +138,39 @@ def attach_captions(data: ImageData, encoder: TextEncoder, *, batch_size: int = 
     ]
     data.context = torch.cat(chunks)
     return data
+
+
+def grid_labels(
+    num_classes: int | None, rows: int, *, columns: int = 16
+) -> tuple[int, Tensor | None]:
+    """A preview grid of ``rows`` rows: its number of columns (one per class, at most
+    ``columns``; 8 for an unconditional model) and the labels of its images in row order
+    (None for an unconditional model)."""
+    if not num_classes:
+        return 8, None
+    width = min(num_classes, columns)
+    return width, torch.arange(rows * width) % width
+
+
+def parse_conditions(
+    model: object, n: int, *, labels: str | None = None, captions: str | None = None
+) -> dict[str, object]:
+    """The conditions of ``n`` samples of ``model`` (an ``ImageDiffusion``) from a person's
+    text: ``labels`` "all" (every class in turn; the default for a class-conditional model),
+    "none" (unconditional), or class ids or names, comma-separated; ``captions`` separated by
+    "|", cycled over the samples."""
+    conditions: dict[str, object] = {}
+    if model.num_classes is not None and labels != "none":
+        conditions["labels"] = parse_labels(labels or "all", n, model.config.class_names)
+    if captions:
+        parts = captions.split("|")
+        conditions["captions"] = [parts[i % len(parts)] for i in range(n)]
+    return conditions
+
+
+def caption_encoder(data: ImageData, directory: str | Path, *, device: str = "cpu") -> TextEncoder:
+    """The caption encoder of ``directory`` (a local transformers folder), with the embeddings
+    of ``data``'s captions attached to ``data`` for training."""
+    encoder = TextEncoder(directory, device=device)
+    attach_captions(data, encoder)
+    return encoder

@@ -107,3 +107,38 @@ def load_mask(path: str | Path, *, size: tuple[int, int]) -> Tensor:
         [str(path)], spec=ImageSpec(size=size, channels=1, fit="resize"), names=[str(path)]
     )
     return data.images > 127
+
+
+def sample_names(labels: Tensor | None, class_names: Sequence[str], n: int) -> list[str]:
+    """File names for ``n`` samples: ``0007`` or, with labels, ``0007_<class name or id>``."""
+    if labels is None:
+        return [f"{i:04d}" for i in range(n)]
+    safe = lambda y: "".join(c if c.isalnum() else "-" for c in class_names[y])
+    return [f"{i:04d}_{safe(y) if class_names else y}" for i, y in enumerate(labels.tolist())]
+
+
+def save_preview(pipe: object, path: str | Path, rows: int, **sampling: object) -> Path:
+    """Sample ``rows`` rows of one column per class (at most 16; 8 unconditional columns) with
+    ``pipe`` (an ``ImagePipeline``; ``sampling``: its sample options) and save them as a grid."""
+    from diffimage.conditioning import grid_labels
+
+    columns, labels = grid_labels(pipe.model.num_classes, rows)
+    images = pipe.sample(rows * columns, labels=labels, **sampling)
+    return save_grid(images, path, columns=columns, scale=2)
+
+
+def save_sample_files(
+    images: Tensor,
+    out: str | Path,
+    names: Sequence[str],
+    *,
+    folder: str = "images",
+    grid: Sequence[Tensor] = (),
+    columns: int | None = None,
+) -> tuple[Path, Path]:
+    """Write each of ``images`` (N, C, H, W) as ``out/folder/<name>.png`` and a grid of them
+    (or of ``grid``'s batches, one after another) as ``out/grid.png``, ``columns`` per row;
+    returns (the folder, the grid file)."""
+    save_images(images, Path(out) / folder, names=names)
+    pictures = torch.cat(list(grid)) if grid else images
+    return Path(out) / folder, save_grid(pictures, Path(out) / "grid.png", columns=columns, scale=2)

@@ -145,3 +145,21 @@ def build_model(
         **process,
     )
     return ImageDiffusion(config)
+
+
+def model_for_data(
+    preset: str, data: Any, *, conditional: bool = True, encoder: Any = None
+) -> ImageDiffusion:
+    """A fresh ``preset`` model shaped for ``data`` (an ``ImageData``): its channels and image
+    size, its classes when ``conditional`` and the data has labels, and captions encoded by
+    ``encoder`` (a ``TextEncoder``; it is saved beside the model)."""
+    classes = conditional and data.labels is not None
+    return build_model(
+        preset,
+        channels=data.channels,
+        image_size=data.size,
+        num_classes=data.num_classes if classes else None,
+        class_names=data.class_names if classes else (),
+        context_dim=encoder.dim if encoder is not None else None,
+        text_encoder="text_encoder" if encoder is not None else None,
+    )

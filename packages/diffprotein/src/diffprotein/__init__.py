@@ -1,11 +1,11 @@
 """Protein sequence diffusion: FASTA in and out, ESM-style denoisers, families, motif scaffolding.
 
-    from diffprotein import read_sequences, build_denoiser, train_denoiser, sample, Motif
+    from diffprotein import read_sequences, build_denoiser, train_denoiser, ProteinPipeline
 
 Modules: ``alphabet`` (ESM-2 tokens, residue policy), ``data`` (FASTA/A2M/A3M/Stockholm/
 datasets readers, FASTA writer, held-out split), ``conditioning`` (motifs, lengths, families),
-``model`` (the ESM denoiser), ``pipeline`` (train, sample, redesign, likelihood,
-sequence_likelihoods), ``judges`` (autoregressive peer, family classifier), ``evaluate``
+``model`` (the ESM denoiser), ``training`` (train, likelihood, sequence_likelihoods),
+``pipeline`` (ProteinPipeline: sample, infill, edit, save), ``judges`` (autoregressive peer, family classifier), ``evaluate``
 (composition, novelty, diversity, motif preservation).
 """
 
@@ -20,13 +20,10 @@ from diffprotein.data import (
     write_fasta,
 )
 from diffprotein.model import ProteinDenoiser, ProteinDenoiserConfig, load_preset
-from diffprotein.pipeline import (
-    Sample,
-    SamplingConfig,
+from diffprotein.pipeline import ProteinPipeline
+from diffprotein.training import (
     build_denoiser,
     likelihood,
-    redesign,
-    sample,
     sequence_likelihoods,
     train_denoiser,
 )
@@ -39,15 +36,12 @@ __all__ = [
     "ProteinRecord",
     "ProteinSet",
     "ReadOptions",
-    "Sample",
-    "SamplingConfig",
+    "ProteinPipeline",
     "build_denoiser",
     "likelihood",
     "load_preset",
     "read_dataset",
     "read_sequences",
-    "redesign",
-    "sample",
     "sequence_likelihoods",
     "split_holdout",
     "train_denoiser",

@@ -428,3 +428,19 @@ def write_fasta(
         writer.write_file(seq_records)
     tmp.replace(path)
     return path
+
+
+def read_samples(path: str | Path) -> tuple[list[ProteinRecord], list[Any]]:
+    """Sequences written by ``ProteinPipeline.save`` with how they were made: the records
+    (family from the ``family=`` header field; "none" is no family) and each one's motif
+    (a ``diffprotein.conditioning.Motif`` from the ``motif=`` field, or None)."""
+    import dataclasses
+
+    from diffprotein.conditioning import Motif
+
+    records = read_sequences(path, ReadOptions(family_field="family")).records
+    records = [
+        dataclasses.replace(r, family=None if r.family == "none" else r.family) for r in records
+    ]
+    motifs = [parse_header(r.description).get("motif") for r in records]
+    return records, [Motif.parse(m) if m else None for m in motifs]

@@ -38,7 +38,7 @@ from diffprotein.alphabet import (
 from diffprotein.conditioning import family_ids
 from diffprotein.data import ProteinRecord
 from diffprotein.model import BANNED_LOGIT, EsmShape, wrap_sequences
-from diffprotein.pipeline import SequenceDataset, collate
+from diffprotein.training import SequenceDataset, collate
 
 __all__ = [
     "OTHER",

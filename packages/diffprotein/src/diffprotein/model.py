@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from diffcore.nn.attention import attention_mask_for
 from diffcore.processes import MaskProcess, block_attention_mask
+from diffcore.processes.mask import generated_blocks_end
 from diffprotein.alphabet import (
     BASE_VOCAB_SIZE,
     CLS_ID,
@@ -61,6 +62,7 @@ __all__ = [
 # Logit of tokens that can never be a residue. Finite, so classifier-free guidance (a lerp of
 # two logit tensors) stays finite where both are banned: lerp(-inf, -inf, w) is nan.
 BANNED_LOGIT = -1e9
+ESM_MAX_LENGTH = 1022  # residues an ESM-2 checkpoint takes: 1024 positions less <cls> and <eos>
 
 PROCESS = MaskProcess(mask_id=MASK_ID, vocab_size=BASE_VOCAB_SIZE)
 
@@ -83,7 +85,7 @@ class EsmShape:
     num_layers: int = 6  # transformer blocks
     num_heads: int = 20  # attention heads (hidden_size must divide by it)
     intermediate_size: int = 1280  # feed-forward width
-    max_length: int = 1022  # residues per sequence (ESM-2: 1024 positions less <cls>, <eos>)
+    max_length: int = ESM_MAX_LENGTH  # residues per sequence (ESM-2's limit)
     position_embedding_type: str = "rotary"  # ESM-2 rotary; "absolute" for ESM-1b-style
     dropout: float = 0.0  # hidden and attention dropout (ESM-2 trains without)
     layer_norm_eps: float = 1e-5  # ESM-2's value
@@ -264,9 +266,7 @@ class ProteinDenoiser(nn.Module):
         own position, since every block reads the length from it."""
         batch, width = full.shape
         length, block = width - 2, self.config.diffusion_block
-        masked = full[:, 1 : length + 1] == MASK_ID
-        first = torch.where(masked.any(1), masked.float().argmax(1), 0)
-        end = min(length, (int(first.max()) // block + 1) * block)  # residues kept
+        end = generated_blocks_end(full[:, 1 : length + 1] == MASK_ID, block)  # residues kept
         if end == length:
             return self._block_logits(full, keep, None)
         eos = (full == EOS_ID).float().argmax(1)
@@ -393,3 +393,109 @@ class ProteinDenoiser(nn.Module):
         if missing - {"lm_head.decoder.weight"}:  # the decoder is tied to the embeddings
             raise ValueError(f"{directory} lacks weights: {sorted(missing)[:5]}")
         return model
+
+
+def training_shape(
+    preset: str, *, from_esm: bool = False, max_length: int | None = None
+) -> dict[str, Any]:
+    """The shape fields of a model to train: the ``preset``'s, with ``max_length`` when given;
+    continuing an ESM-2 checkpoint (``from_esm``), the checkpoint sets the shape and the length
+    is ESM-2's full ``ESM_MAX_LENGTH`` unless ``max_length`` says otherwise."""
+    shape = load_preset(preset)
+    if from_esm:
+        shape["max_length"] = ESM_MAX_LENGTH
+    if max_length:
+        shape["max_length"] = max_length
+    return shape
+
+
+def model_for_training(
+    objective: str,
+    records: Any,
+    shape: dict[str, Any],
+    *,
+    families: tuple[str, ...] = (),
+    from_esm: str | Path | None = None,
+    diffusion_block: int | None = None,
+) -> nn.Module:
+    """A fresh model to train on ``records`` (``ProteinRecord``s): the denoiser (``objective``
+    "diffusion"; from ESM-2 weights in the folder ``from_esm`` when given; conditioned on
+    ``families``, () for none), its autoregressive peer ("autoregressive") or the family
+    classifier ("classifier", whose labels are ``families`` and "other")."""
+    from diffprotein import judges
+    from diffprotein.conditioning import LengthPrior
+    from diffprotein.training import build_denoiser
+
+    if objective == "diffusion" and from_esm:
+        lengths = LengthPrior.from_records((r.family, len(r.sequence)) for r in records)
+        return ProteinDenoiser.from_esm(
+            from_esm,
+            families=families,
+            lengths=lengths.to_json(),
+            max_length=shape["max_length"],
+            diffusion_block=diffusion_block,
+        )
+    if objective == "diffusion":
+        conditional = bool(families)
+        return build_denoiser(
+            records, shape, conditional=conditional, diffusion_block=diffusion_block
+        )
+    if objective == "autoregressive":
+        return judges.ProteinLM(judges.ProteinLMConfig(**shape, families=families))
+    if objective == "classifier":
+        labels = judges.family_labels(families)
+        return judges.FamilyClassifier(judges.FamilyClassifierConfig(**shape, labels=labels))
+    raise ValueError(
+        f"objective must be 'diffusion', 'autoregressive' or 'classifier', got {objective!r}"
+    )
+
+
+def seconds_per_step(
+    model: nn.Module,
+    records: Any,
+    batch_size: int,
+    *,
+    precision: str = "auto",
+    device: str | torch.device = "cpu",
+) -> float:
+    """Seconds of one training step of ``model`` (a denoiser or its autoregressive peer) on the
+    first ``batch_size`` of ``records``, as diffcore's loop takes it at ``precision``: what a
+    run on a wall-clock budget plans with (timed on a copy; the model is left as it is)."""
+    from diffcore.training import TrainConfig, step_timing
+    from diffprotein import judges
+    from diffprotein.training import DenoiserLoss, SequenceDataset, collate
+
+    families = getattr(model.config, "families", ())
+    data = SequenceDataset(list(records)[:batch_size], families, model.config.max_length)
+    batch = collate([data[i] for i in range(len(data))])
+    loss = DenoiserLoss.for_model(model) if isinstance(model, ProteinDenoiser) else judges.lm_loss
+    config = TrainConfig(steps=1, batch_size=batch_size, precision=precision)
+    return step_timing(model, loss, batch, config, device=device, trials=1).step
+
+
+def train_for_objective(
+    model: nn.Module,
+    records: Any,
+    config: Any,
+    out_dir: str | Path,
+    *,
+    family_dropout: float = 0.1,
+    background: Any = (),
+    device: str | torch.device | None = None,
+) -> Any:
+    """Train a model of :func:`model_for_training` with its own trainer: the denoiser's (with
+    ``family_dropout``), the autoregressive peer's, or the classifier's (``background``: the
+    records of "other" proteins); returns diffcore's ``TrainResult``."""
+    from diffprotein import judges
+    from diffprotein.training import train_denoiser
+
+    if isinstance(model, ProteinDenoiser):
+        dropout = family_dropout
+        return train_denoiser(
+            model, records, config, out_dir, family_dropout=dropout, device=device
+        )
+    if isinstance(model, judges.ProteinLM):
+        return judges.train_lm(model, records, config, out_dir, device=device)
+    return judges.train_classifier(
+        model, records, config, out_dir, background=background, device=device
+    )

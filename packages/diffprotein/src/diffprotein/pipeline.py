@@ -1,214 +1,306 @@
-"""Train, sample and edit: the public API of diffprotein.
+"""The public API for generation: :class:`ProteinPipeline` samples new sequences (of a family,
+a length, around a motif), infills regions and edits (partially re-noises) existing ones, and
+writes FASTA. Sampler, steps, guidance, seeds and batching: ``diffcore.generation``.
 
-Training is diffcore's ``MaskProcess`` loss (MDLM's continuous-time ELBO, per block for a
-block-diffusion model) run by diffcore's one training loop; sampling and editing (``diffprotein.sampling``, re-exported here) are diffcore's
-discrete samplers.
+```python
+pipe = ProteinPipeline.from_pretrained("runs/protein/final")
+records = pipe.sample(8, family="sh3", length=60, guidance=2.0, seed=0)   # Bio SeqRecords
+pipe.save(records, "sh3.fasta")
+```
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from Bio.Seq import Seq
+from Bio.SeqRecord import SeqRecord
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from diffcore.training import LogRow, TrainConfig, TrainResult, train
-from diffprotein.alphabet import PAD_ID, encode
-from diffprotein.conditioning import LengthPrior, family_ids
-from diffprotein.data import ProteinRecord
-from diffprotein.model import (
-    PROCESS,
-    EsmShape,
-    ProteinDenoiser,
-    ProteinDenoiserConfig,
-    process_for,
-)
-from diffprotein.sampling import Sample, SamplingConfig, redesign, sample
+from diffcore.denoisers import condition, guidance
+from diffcore.generation import TokenOptions, TokenPipeline, remask
+from diffcore.samplers import Callback
+from diffcore.seeding import sample_seeds
+from diffprotein.alphabet import MASK_ID, PAD_ID, decode, encode
+from diffprotein.conditioning import LengthPrior, Motif, family_ids
+from diffprotein.data import ProteinRecord, format_header, write_fasta
+from diffprotein.model import ProteinDenoiser, process_for
 
-__all__ = [
-    "PROCESS",
-    "Sample",
-    "SamplingConfig",
-    "SequenceDataset",
-    "build_denoiser",
-    "collate",
-    "likelihood",
-    "process_for",
-    "redesign",
-    "sample",
-    "sequence_likelihoods",
-    "train_denoiser",
-]
+__all__ = ["ProteinPipeline", "regions_mask"]
+
+# Mask draws of the NLL bound per candidate when best_of ranks them (stratified over the
+# masked share, so a few draws already cover light and heavy masking)
+RANKING_DRAWS = 4
 
 
-class SequenceDataset(Dataset):
-    """Records as ``(tokens (L,) long, family index)`` items; family -1 where a record has no
-    family or the model has none. Sequences longer than ``max_length`` are an error naming the
-    record (read with ``ReadOptions(max_length=...)`` to catch or skip them earlier)."""
+class ProteinPipeline(TokenPipeline):
+    """A trained :class:`ProteinDenoiser` ready to generate; outputs are Biopython
+    ``SeqRecord``s whose ``annotations`` (and FASTA header) say how each was made.
 
-    def __init__(
-        self, records: Sequence[ProteinRecord], families: Sequence[str], max_length: int
-    ) -> None:
-        if not records:
-            raise ValueError("no sequences to train on")
-        self.tokens, names = [], []
-        for r in records:
-            if len(r.sequence) > max_length:
+    The default sampler: masked_ancestral (each residue drawn from the model's conditional,
+    EvoDiff's order-agnostic decoding), or confidence for a block-diffusion model (its only one).
+    """
+
+    model_class = ProteinDenoiser
+
+    @property
+    def mask_id(self) -> int:
+        return MASK_ID
+
+    @property
+    def diffusion_block(self) -> int | None:
+        return self.model.config.diffusion_block
+
+    @property
+    def default_sampler(self) -> str:
+        return "confidence" if self.diffusion_block is not None else "masked_ancestral"
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return self.model.config.families
+
+    def denoiser(self, x: Tensor, conditions: Mapping[str, Tensor], scale: float) -> Any:
+        # a block model's pass leaves out the blocks after the one being drawn (exact, cheaper)
+        fixed = {"allow_unknown": False, "skip_later_blocks": self.diffusion_block is not None}
+        family = conditions["family"]
+        if scale != 1.0 and bool((family >= 0).any()):
+            cond, uncond = {"family": family}, {"family": torch.full_like(family, -1)}
+            return condition(guidance(self.model, scale, cond, uncond), **fixed)
+        return condition(self.model, family=family, **fixed)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 64,
+        options: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        callback: Callback | None = None,
+        family: str | None = None,
+        length: int | Sequence[int] | None = None,
+        motif: Motif | None = None,
+        best_of: int = 1,
+    ) -> list[SeqRecord]:
+        """``n`` new sequences, optionally of a family, of given length(s), around a motif.
+
+        length: one for all, one per sample, or None to draw each from the lengths seen in
+        training for the family (at least the motif's end). Motif residues are fixed tokens,
+        never changed. best_of: draw this many candidates per sample and keep the one the
+        model finds likeliest (its bound on the NLL per generated residue): typical sequences
+        over odd ones, at best_of times the cost. steps: None = one per residue."""
+        self.check_count(n)
+        if isinstance(best_of, bool) or not isinstance(best_of, int) or best_of < 1:
+            raise ValueError(f"best_of must be a positive integer, got {best_of!r}")
+        plan = self.options(sampler, steps, guidance, options)
+        fam = family_ids([family], self.families)
+        lengths = self._lengths(n, family, length, motif, seed)
+        rows = []
+        for size in lengths:
+            x = torch.full((size,), MASK_ID, dtype=torch.long)
+            if motif is not None:
+                known, where = motif.known_and_mask(size)
+                x[where] = known[where]
+            rows += [x] * best_of  # a sample's candidates share its length and motif
+        tokens = self.fill(
+            rows, conditions={"family": fam.expand(len(rows))}, plan=plan, seed=seed,
+            batch_size=batch_size, progress=progress, callback=callback,
+        )  # fmt: skip
+        if best_of > 1:
+            tokens = self._best(tokens, best_of, fam, motif, seed)
+        fields: dict[str, Any] = {"family": family or "none"}
+        if motif is not None:
+            fields["motif"] = str(motif)
+        extra = self._fields(plan, seed) | ({"best_of": best_of} if best_of > 1 else {})
+        return [
+            _record(f"sample_{i:05d}", decode(t), {**fields, "length": len(t), **extra})
+            for i, t in enumerate(tokens)
+        ]
+
+    @torch.no_grad()
+    def infill(
+        self,
+        records: Sequence[ProteinRecord | SeqRecord],
+        regions: str,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 64,
+        options: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        callback: Callback | None = None,
+        family: str | None = None,
+    ) -> list[SeqRecord]:
+        """Regenerate the 1-based ``regions`` (e.g. ``"10-20,40-45"``) of each record, keeping
+        every other residue; the family defaults to each record's own where the model knows
+        it."""
+        sources = [_as_protein(r) for r in records]
+        rows = []
+        for r in sources:
+            x = self._encode(r)
+            x[regions_mask(regions, len(x))] = MASK_ID
+            rows.append(x)
+        plan = self.options(sampler, steps, guidance, options)
+        run = dict(seed=seed, batch_size=batch_size, progress=progress, callback=callback)
+        return self._redesign(sources, rows, family, {"infilled": regions}, "infill", plan, run)
+
+    @torch.no_grad()
+    def edit(
+        self,
+        records: Sequence[ProteinRecord | SeqRecord],
+        strength: float = 0.5,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 64,
+        options: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        callback: Callback | None = None,
+        family: str | None = None,
+    ) -> list[SeqRecord]:
+        """Partial re-noising: mask a random ``strength`` share of each record's residues
+        (by each record's own seed) and regenerate them, keeping the rest."""
+        sources = [_as_protein(r) for r in records]
+        rows = remask([self._encode(r) for r in sources], strength, MASK_ID, seed=seed)
+        plan = self.options(sampler, steps, guidance, options)
+        run = dict(seed=seed, batch_size=batch_size, progress=progress, callback=callback)
+        return self._redesign(sources, rows, family, {"strength": strength}, "edit", plan, run)
+
+    @staticmethod
+    def save(records: Sequence[SeqRecord], path: str | Path) -> Path:
+        """Write records as FASTA with ``KEY=VALUE`` headers (atomically)."""
+        return write_fasta([(r.id, str(r.seq), r.annotations) for r in records], path)
+
+    # helpers
+
+    def _encode(self, record: ProteinRecord) -> Tensor:
+        if len(record.sequence) > self.model.config.max_length:
+            raise ValueError(
+                f"record {record.id!r} has {len(record.sequence)} residues, more than the "
+                f"model's max_length {self.model.config.max_length}"
+            )
+        try:
+            return encode(record.sequence)
+        except ValueError as err:
+            raise ValueError(f"record {record.id!r}: {err}") from None
+
+    def _redesign(
+        self,
+        sources: list[ProteinRecord],
+        rows: list[Tensor],
+        family: str | None,
+        how: dict[str, Any],
+        suffix: str,
+        plan: TokenOptions,
+        run: dict[str, Any],
+    ) -> list[SeqRecord]:
+        names = [family or r.family for r in sources]
+        names = [name if name in self.families else None for name in names]
+        tokens = self.fill(
+            rows, conditions={"family": family_ids(names, self.families)}, plan=plan, **run
+        )
+        extra = self._fields(plan, run["seed"])
+        return [
+            _record(
+                f"{r.id.replace('/', '_')}_{suffix}",
+                decode(t),
+                {"source": r.id, "family": name or "none", **how, **extra},
+            )  # fmt: skip
+            for r, t, name in zip(sources, tokens, names, strict=True)
+        ]
+
+    def _best(
+        self, tokens: list[Tensor], k: int, fam: Tensor, motif: Motif | None, seed: int
+    ) -> list[Tensor]:
+        """The likeliest of each sample's k candidates by the denoiser's own NLL bound per
+        generated residue (family-conditioned, no guidance; motif residues are context)."""
+        process = process_for(self.diffusion_block)
+        out = []
+        for i, s in enumerate(sample_seeds(seed ^ 0xB357, len(tokens) // k)):
+            group = torch.stack(tokens[i * k : (i + 1) * k]).to(self.device)
+            counted = group != PAD_ID
+            if motif is not None:
+                free = counted & ~motif.known_and_mask(group.shape[1])[1].to(self.device)
+                counted = free if bool(free.any()) else counted  # a motif filling it all
+            nll = process.nll_bound(
+                self.model, group, generator=torch.Generator(self.device).manual_seed(s),
+                samples=RANKING_DRAWS, loss_mask=counted,
+                family=fam.to(self.device).expand(k),
+            )  # fmt: skip
+            out.append(tokens[i * k + int(nll.argmin())])
+        return out
+
+    def _fields(self, plan: TokenOptions, seed: int) -> dict[str, Any]:
+        record = plan.record()
+        record["steps"] = plan.steps or "per_residue"
+        return {"seed": seed, **record}
+
+    def _lengths(
+        self,
+        n: int,
+        family: str | None,
+        length: int | Sequence[int] | None,
+        motif: Motif | None,
+        seed: int,
+    ) -> list[int]:
+        config = self.model.config
+        if length is None:
+            prior = LengthPrior.from_json(config.lengths)
+            lengths = prior.sample(family, n, torch.Generator().manual_seed(seed))
+            if motif is not None:
+                lengths = [max(k, motif.end) for k in lengths]
+        elif isinstance(length, int):
+            lengths = [length] * n
+        else:
+            lengths = [int(k) for k in length]
+            if len(lengths) != n:
+                raise ValueError(f"got {len(lengths)} lengths for {n} samples")
+        for k in lengths:
+            if not 1 <= k <= config.max_length:
                 raise ValueError(
-                    f"record {r.id!r} has {len(r.sequence)} residues, more than the model's "
-                    f"max_length {max_length}"
+                    f"length {k} is outside 1..{config.max_length} (the model's max_length)"
                 )
-            try:
-                self.tokens.append(encode(r.sequence))
-            except ValueError as err:
-                raise ValueError(f"record {r.id!r}: {err}") from None
-            names.append(r.family if r.family in families else None)
-        self.family = family_ids(names, families)
-        # Residues per item: lets the training loop group batches by length (length_window).
-        self.lengths = [len(t) for t in self.tokens]
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        return self.tokens[i], int(self.family[i])
+            if motif is not None:
+                motif.check_fits(k)
+        return lengths
 
 
-def collate(items: list[tuple[Tensor, int]]) -> dict[str, Tensor]:
-    """{"tokens": (B, L_max) long padded with <pad>, "family": (B,) long}."""
-    width = max(len(t) for t, _ in items)
-    tokens = torch.full((len(items), width), PAD_ID, dtype=torch.long)
-    for row, (t, _) in enumerate(items):
-        tokens[row, : len(t)] = t
-    return {"tokens": tokens, "family": torch.tensor([f for _, f in items], dtype=torch.long)}
-
-
-def build_denoiser(
-    records: Sequence[ProteinRecord],
-    shape: EsmShape | dict[str, Any],
-    *,
-    conditional: bool = True,
-    diffusion_block: int | None = None,
-) -> ProteinDenoiser:
-    """A fresh denoiser of ``shape`` whose families (if ``conditional``) and length histogram
-    come from ``records``; ``diffusion_block``: residues per block of a block-diffusion model
-    (None: the whole sequence is one block, MDLM)."""
-    fields = dataclass_fields(shape)
-    families = tuple(sorted({r.family for r in records if r.family})) if conditional else ()
-    prior = LengthPrior.from_records((r.family, len(r.sequence)) for r in records)
-    return ProteinDenoiser(
-        ProteinDenoiserConfig(
-            **fields, families=families, lengths=prior.to_json(), diffusion_block=diffusion_block
-        )
+def _record(rid: str, sequence: str, fields: dict[str, Any]) -> SeqRecord:
+    return SeqRecord(
+        Seq(sequence), id=rid, description=format_header(rid, fields), annotations=fields
     )
 
 
-def dataclass_fields(shape: EsmShape | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(shape, EsmShape):
-        return {k: getattr(shape, k) for k in EsmShape.__dataclass_fields__}
-    return dict(shape)
+def _as_protein(record: ProteinRecord | SeqRecord) -> ProteinRecord:
+    if isinstance(record, ProteinRecord):
+        return record
+    family = record.annotations.get("family")
+    return ProteinRecord(record.id, str(record.seq), None if family == "none" else family)
 
 
-@dataclass(frozen=True)
-class DenoiserLoss:
-    """``loss_fn(model, batch, generator)`` for diffcore's loop: the masking ELBO, with the
-    family dropped to "none" for a ``family_dropout`` share of rows so the same network also
-    learns the unconditional model that classifier-free guidance needs. ``block``: the
-    model's ``diffusion_block`` (the loop may hand over a wrapper, so it is given here)."""
-
-    family_dropout: float = 0.1
-    block: int | None = None
-
-    @classmethod
-    def for_model(cls, model: ProteinDenoiser, family_dropout: float = 0.1) -> DenoiserLoss:
-        """The loss ``train_denoiser`` trains ``model`` with (its block size included), so a
-        step timed elsewhere costs what a training step costs."""
-        return cls(family_dropout, model.config.diffusion_block)
-
-    def __call__(self, model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
-        tokens, family = batch["tokens"], batch["family"]
-        if self.family_dropout > 0:
-            u = torch.rand(family.shape, generator=generator, device=family.device)
-            family = torch.where(u < self.family_dropout, -1, family)
-        process = process_for(self.block)
-        return process.loss(model, tokens, generator, loss_mask=tokens != PAD_ID, family=family)
-
-
-def train_denoiser(
-    model: ProteinDenoiser,
-    records: Sequence[ProteinRecord],
-    config: TrainConfig,
-    out_dir: str | Path,
-    *,
-    family_dropout: float = 0.1,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    on_log: Callable[[LogRow], None] | None = None,
-) -> TrainResult:
-    """Train (or resume training) ``model`` on ``records``; checkpoints in
-    ``out_dir/checkpoints``, the EMA model in ``out_dir/final`` (``ProteinDenoiser`` folder)."""
-    if not 0.0 <= family_dropout <= 1.0:
-        raise ValueError(f"family_dropout must lie in [0, 1], got {family_dropout}")
-    data = SequenceDataset(records, model.config.families, model.config.max_length)
-    return train(
-        model,
-        DenoiserLoss.for_model(model, family_dropout),
-        data,
-        config,
-        out_dir=out_dir,
-        collate_fn=collate,
-        device=device,
-        progress=progress,
-        on_log=on_log,
-    )
-
-
-@torch.no_grad()
-def sequence_likelihoods(
-    model: ProteinDenoiser,
-    records: Sequence[ProteinRecord],
-    *,
-    conditional: bool = True,
-    samples: int = 16,
-    batch_size: int = 64,
-    seed: int = 0,
-) -> list[float]:
-    """Per record, an upper bound on its negative log-likelihood in nats per residue
-    (MaskProcess.nll_bound with ``samples`` mask draws; per block for a block-diffusion model),
-    given its family where the model knows it and ``conditional``: the model's own score of
-    designs or natural sequences (lower is likelier)."""
-    device = next(model.parameters()).device
-    model.eval()
-    families = model.config.families if conditional else ()
-    data = SequenceDataset(records, families, model.config.max_length)
-    g = torch.Generator(device=device).manual_seed(seed)
-    process = process_for(model.config.diffusion_block)
-    out: list[float] = []
-    for start in range(0, len(data), batch_size):
-        batch = collate([data[i] for i in range(start, min(len(data), start + batch_size))])
-        tokens = batch["tokens"].to(device)
-        nll = process.nll_bound(
-            model,
-            tokens,
-            generator=g,
-            samples=samples,
-            loss_mask=tokens != PAD_ID,
-            family=batch["family"].to(device),
-        )
-        out += nll.tolist()
+def regions_mask(text: str, length: int) -> Tensor:
+    """(length,) bool, True inside 1-based inclusive ranges ``"10-20,31,40-45"``."""
+    out = torch.zeros(length, dtype=torch.bool)
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise ValueError(
+                f"cannot read region {part!r}: expected START-END or POSITION (1-based)"
+            ) from None
+        if not 1 <= a <= b <= length:
+            raise ValueError(f"region {part!r} is outside 1..{length}")
+        out[a - 1 : b] = True
     return out
-
-
-def likelihood(model: ProteinDenoiser, records: Sequence[ProteinRecord], **options: Any) -> float:
-    """Upper bound on the negative log-likelihood, in nats per residue, over ``records``
-    (MaskProcess.nll_bound, LLaDA's low-variance estimator; per block for a block-diffusion
-    model); exp of it bounds the perplexity. ``options`` as in ``sequence_likelihoods``."""
-    if not records:
-        raise ValueError("no sequences to score")
-    nll = sequence_likelihoods(model, records, **options)
-    sizes = [len(r.sequence) for r in records]
-    return sum(v * n for v, n in zip(nll, sizes, strict=True)) / sum(sizes)

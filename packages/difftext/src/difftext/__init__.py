@@ -13,10 +13,11 @@ denoiser, trained by diffcore's loop and sampled by diffcore's discrete samplers
     blocks = make_blocks(tokenizer, train_docs, 256)
     model = build_model("diffusion", tokenizer, 256, preset="small")
     fit(model, blocks, TrainConfig(steps=2000, batch_size=32), "runs/shakespeare")
-    texts = generate(load_text_model("runs/shakespeare"), ["To be, or [MASK*20] to be"])
+    pipe = TextPipeline.from_pretrained("runs/shakespeare/model")
+    texts = pipe.infill(["To be, or [MASK*20] to be"])
 """
 
-from difftext.conditioning import Template, TopP, parse_template, prompt_guidance
+from difftext.conditioning import Template, parse_template, prompt_guidance
 from difftext.data import Document, TokenBlocks, load_documents, make_blocks, split_tail
 from difftext.evaluate import (
     Likelihood,
@@ -37,46 +38,39 @@ from difftext.model import (
     masked_lm_config,
     save_text_model,
 )
-from difftext.pipeline import (
-    FitResult,
-    Generated,
-    SampleConfig,
-    build_model,
-    calibrate_steps,
-    default_ema_decay,
-    fit,
-    generate,
-    loss_function,
-    validate,
-)
+from difftext.pipeline import TextPipeline
 from difftext.tokenizer import (
     load_tokenizer,
     train_bpe_tokenizer,
     train_char_tokenizer,
     train_tokenizer,
 )
+from difftext.training import (
+    FitResult,
+    build_model,
+    calibrate_steps,
+    fit,
+    loss_function,
+    validate,
+)
 
 __all__ = [
     "Document",
     "FitResult",
-    "Generated",
     "Likelihood",
-    "SampleConfig",
     "SampleReport",
     "Template",
     "TextDenoiser",
     "TextModel",
+    "TextPipeline",
     "TokenBlocks",
-    "TopP",
     "build_model",
     "calibrate_steps",
     "causal_lm_config",
     "causal_nll",
-    "default_ema_decay",
     "diffusion_nll_bound",
     "evaluate_samples",
     "fit",
-    "generate",
     "generative_perplexity",
     "load_documents",
     "load_preset",

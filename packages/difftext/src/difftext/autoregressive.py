@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffcore.kernels import sample_tokens
+from diffcore.seeding import Generator, rand
+
 __all__ = ["causal_inputs", "causal_lm_loss", "causal_token_nll", "sample_causal"]
 
 
@@ -53,7 +56,7 @@ def sample_causal(
     banned: Sequence[int] = (),
     temperature: float = 1.0,
     top_p: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
 ) -> Tensor:
     """Ancestral sampling, one token per forward pass with a key-value cache.
 
@@ -83,17 +86,10 @@ def sample_causal(
     return out[:, 1:]
 
 
-def _draw(
-    logits: Tensor, temperature: float, top_p: float | None, generator: torch.Generator | None
-) -> Tensor:
-    """One token per row of logits (B, V) float64."""
-    if temperature == 0.0:
-        return logits.argmax(-1)
-    logp = torch.log_softmax(logits / temperature, -1)
-    if top_p is not None and top_p < 1.0:
-        ranked, order = logp.sort(-1, descending=True)
-        probs = ranked.exp()
-        drop = (probs.cumsum(-1) - probs) >= top_p
-        logp = logp.scatter(-1, order, ranked.masked_fill(drop, -math.inf))
-    u = torch.rand(logp.shape, generator=generator, dtype=torch.float64, device=logp.device)
-    return (logp - torch.log(-torch.log(u))).argmax(-1)
+def _draw(logits: Tensor, temperature: float, top_p: float | None, generator: Generator) -> Tensor:
+    """One token per row of logits (B, V) float64: diffcore's token draw (Gumbel-max under
+    temperature and nucleus), each row's noise from its own generator when given per sample."""
+    noise = None
+    if temperature != 0.0:
+        noise = rand(logits.shape, generator, device=logits.device, dtype=torch.float64)
+    return sample_tokens(logits, temperature=temperature, top_p=top_p, noise=noise)[0]

@@ -17,11 +17,8 @@ needed; guided logits are ``u + w (c - u)`` through ``diffcore.denoisers.guidanc
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,7 +28,7 @@ from diffcore.denoisers import guidance
 from diffcore.denoisers.protocols import TokenDenoiser
 from difftext.tokenizer import banned_ids
 
-__all__ = ["SPAN", "Template", "TopP", "parse_template", "prompt_guidance", "stack_templates"]
+__all__ = ["SPAN", "Template", "parse_template", "prompt_guidance"]
 
 SPAN = re.compile(r"\[MASK(?:\*(\d+))?\]")
 
@@ -111,14 +108,6 @@ def parse_template(
     return Template(torch.tensor(tokens, dtype=torch.long), torch.tensor(fixed), text)
 
 
-def stack_templates(templates: Sequence[Template]) -> tuple[Tensor, Tensor]:
-    """(tokens, fixed), each (B, L), from templates of one length."""
-    lengths = {len(t.tokens) for t in templates}
-    if len(lengths) != 1:
-        raise ValueError(f"templates batched together must have one length, got {sorted(lengths)}")
-    return torch.stack([t.tokens for t in templates]), torch.stack([t.fixed for t in templates])
-
-
 def prompt_guidance(denoiser: TokenDenoiser, scale: float, fixed: Tensor) -> TokenDenoiser:
     """Classifier-free guidance on the fixed tokens ``fixed`` (B, L) bool: the conditional
     branch sees them, the unconditional one sees them masked (``hide``, see
@@ -126,40 +115,3 @@ def prompt_guidance(denoiser: TokenDenoiser, scale: float, fixed: Tensor) -> Tok
     if not scale >= 0.0:
         raise ValueError(f"the guidance scale must be >= 0 (1 = off), got {scale}")
     return guidance(denoiser, scale, {"hide": torch.zeros_like(fixed)}, {"hide": fixed})
-
-
-def _nucleus(logp: Tensor, top_p: float) -> Tensor:
-    """Keep, per row of logp (..., V) normalized, the most likely tokens until their mass
-    reaches top_p (Holtzman et al. 2020, https://arxiv.org/abs/1904.09751): (..., V) bool."""
-    ranked, order = logp.sort(-1, descending=True)
-    probs = ranked.exp()
-    keep_ranked = (probs.cumsum(-1) - probs) < top_p  # the most likely token always stays
-    return torch.zeros_like(keep_ranked).scatter(-1, order, keep_ranked)
-
-
-@dataclass(frozen=True)
-class TopP:
-    """Nucleus sampling as a ``TokenDenoiser -> TokenDenoiser`` transform, for samplers that
-    draw from softmax(logits / temperature) but have no top-p of their own: logits outside the
-    nucleus of softmax(logits / temperature) (mask token excluded) become -inf, the rest are
-    unchanged, so the sampler's draw at ``temperature`` is nucleus sampling. Apply it last
-    (after guidance): -inf does not survive guidance's extrapolation."""
-
-    denoiser: TokenDenoiser
-    top_p: float
-    temperature: float
-    mask_id: int
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
-
-    def __call__(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
-        logits = self.denoiser(x, t, **cond)
-        if self.top_p >= 1.0 or self.temperature == 0.0:
-            return logits
-        mask = torch.tensor([self.mask_id], device=logits.device)
-        clean = logits.double().index_fill(-1, mask, -math.inf)
-        keep = _nucleus(torch.log_softmax(clean / self.temperature, -1), self.top_p)
-        keep[..., self.mask_id] = True  # the sampler discards the mask token itself
-        return logits.masked_fill(~keep, -math.inf)

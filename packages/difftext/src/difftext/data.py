@@ -287,3 +287,59 @@ def make_blocks(
     if not rows:
         raise ValueError("the documents produced no tokens")
     return TokenBlocks(torch.tensor(rows, dtype=torch.long), torch.tensor(characters), pad)
+
+
+def read_texts(path: str | os.PathLike, *, jsonl_only: bool = False) -> list[str]:
+    """Texts of a file: the ``text`` field of each line of a ``.jsonl`` file (what ``diffuse
+    sample text`` writes), else each non-blank line (an error with ``jsonl_only``). Errors name
+    the file and line."""
+    import json
+
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} does not exist (expected a file of texts)")
+    lines = source.read_text(encoding="utf-8").splitlines()
+    if source.suffix.lower() != ".jsonl":
+        if jsonl_only:
+            raise ValueError(f"{source} is not a .jsonl file of objects with a `text` field")
+        return [line for line in lines if line.strip()]
+    texts = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                texts.append(json.loads(line)["text"])
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ValueError(
+                    f"{source}:{number}: expected a JSON object with a `text` field ({err})"
+                ) from None
+    if not texts:
+        raise ValueError(f"{source} holds no texts")
+    return texts
+
+
+def write_jsonl(records: Iterable[dict], path: str | os.PathLike) -> Path:
+    """Write one JSON object per line (UTF-8, characters as they are); returns the path."""
+    import json
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return target
+
+
+def load_splits(
+    sources: Sequence[str | os.PathLike],
+    val_sources: Sequence[str | os.PathLike] = (),
+    *,
+    val_fraction: float = 0.1,
+    **options: object,
+) -> tuple[list[Document], list[Document]]:
+    """(training, validation) documents: those of ``sources`` and of ``val_sources``, or without
+    ``val_sources`` the last ``val_fraction`` of the characters of ``sources`` held out
+    (:func:`split_tail`). ``options``: ``load_documents``'s (text_column, sample_by)."""
+    docs = load_documents(sources, **options)
+    if val_sources:
+        return docs, load_documents(val_sources, **options)
+    return split_tail(docs, val_fraction)

@@ -44,6 +44,7 @@ from diffcore.io import atomic_directory, save_weights
 from diffcore.nn.attention import attention_mask_for
 from diffcore.nn.presets import presets_dir
 from diffcore.processes import block_attention_mask
+from diffcore.processes.mask import generated_blocks_end
 from difftext.tokenizer import banned_ids, load_tokenizer, start_id
 
 __all__ = [
@@ -257,9 +258,7 @@ class TextDenoiser:
             return self.model(input_ids=x, attention_mask=attention_mask).logits
         batch, length = x.shape
         if self.skip_done and context is None:
-            masked = x == self.mask_id
-            first = torch.where(masked.any(1), masked.float().argmax(1), 0)
-            end = min(length, (int(first.max()) // self.diffusion_block + 1) * self.diffusion_block)
+            end = generated_blocks_end(x == self.mask_id, self.diffusion_block)
             if end < length:
                 part = None if attention_mask is None else attention_mask[:, :end]
                 head = self._logits(x[:, :end], part, None)
@@ -406,3 +405,17 @@ def load_text_model(
     block = block or getattr(config, "max_position_embeddings", None) or config.n_positions
     diffusion_block = meta.get("diffusion_block") if kind == "diffusion" else None
     return TextModel(model.to(device).eval(), tokenizer, kind, int(block), diffusion_block)
+
+
+def seconds_per_bound_draw(text_model: TextModel, blocks: Any, *, probe: int = 32) -> float:
+    """Seconds of one mask draw of the validation bound per block (for the autoregressive
+    peer: of its exact NLL per block), timed on the first ``probe`` of ``blocks``
+    (``TokenBlocks``): what validating on a wall-clock budget plans with."""
+    import time
+
+    from difftext.training import validate
+
+    part = blocks.subset(slice(0, max(1, probe)))
+    start = time.perf_counter()
+    validate(text_model, part, samples=1)
+    return (time.perf_counter() - start) / max(1, len(part))

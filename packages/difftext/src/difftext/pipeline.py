@@ -1,262 +1,286 @@
-"""The public API: build a model, train it with diffcore's loop, validate it; generation
-(``generate``, ``SampleConfig``) lives in ``difftext.generation`` and is re-exported here.
+"""The public API for generation: :class:`TextPipeline` samples texts (optionally after a
+prompt), infills ``[MASK*n]`` spans of templates and edits (partially re-noises) texts, and
+writes JSONL. Sampler, steps, guidance, seeds and batching: ``diffcore.generation``.
 
-Training a diffusion model is ``MaskProcess.loss`` (the MDLM ELBO) on blocks of tokens; the
-autoregressive peer is trained by the same loop on the same blocks.
+```python
+pipe = TextPipeline.from_pretrained("runs/shakespeare/model")
+texts = pipe.sample(4, prompt="ROMEO:", length=128, steps=64, seed=0)     # strings
+filled = pipe.infill(["To be, or [MASK*20] to be"])
+pipe.save(texts, "samples.jsonl")
+```
+
+Templates fix any span of tokens (``difftext.conditioning``): prefix continuation and infilling
+are one operation. The autoregressive peer (a ``TextModel`` of kind "autoregressive") samples
+through the same ``sample`` (prompts as prefixes) with its own ancestral sampling.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor, nn
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedTokenizerBase
+from torch import Tensor
 
-from diffcore.io import WEIGHTS_NAME, load_weights
-from diffcore.processes import MaskProcess
-from diffcore.training import LogRow, TrainConfig, step_timing, steps_for_budget, train
-from difftext.autoregressive import causal_lm_loss
-from difftext.data import TokenBlocks
-from difftext.evaluate import Likelihood, causal_nll, diffusion_nll_bound
-from difftext.generation import Generated, SampleConfig, generate
-from difftext.model import (
-    ModelKind,
-    TextModel,
-    causal_lm_config,
-    load_preset,
-    load_text_model,
-    masked_lm_config,
-    save_text_model,
-    set_dropout,
-)
-from difftext.tokenizer import start_id
+from diffcore.generation import TokenOptions, TokenPipeline, remask
+from diffcore.samplers import Callback
+from diffcore.seeding import SampleGenerators
+from difftext.autoregressive import sample_causal
+from difftext.conditioning import SPAN, parse_template, prompt_guidance
+from difftext.model import TextModel, load_text_model, save_text_model
+from difftext.tokenizer import banned_ids, start_id
 
-__all__ = [
-    "FitResult",
-    "Generated",
-    "SampleConfig",
-    "build_model",
-    "calibrate_steps",
-    "default_ema_decay",
-    "fit",
-    "generate",
-    "loss_function",
-    "validate",
-]
+__all__ = ["TextPipeline"]
 
 
-def build_model(
-    kind: ModelKind,
-    tokenizer: PreTrainedTokenizerBase,
-    block_size: int,
-    *,
-    preset: str = "small",
-    init_from: str | os.PathLike | None = None,
-    seed: int = 0,
-    dropout: float | None = None,
-    diffusion_block: int | None = None,
-) -> TextModel:
-    """A fresh model (``from_config`` on the preset's shape; the autoregressive kind gets the
-    GPT-2 peer of that shape), or, with ``init_from``, a model directory to keep training
-    (continued pre-training: its own tokenizer is used and ``tokenizer`` is ignored).
-    ``dropout``: the residual-stream dropout of a fresh model (None: the preset's, else 0;
-    attention probabilities stay undropped, see ``set_dropout``); many passes over a small
-    corpus need it (Tiny Shakespeare at 30 CPU minutes is ~36 epochs). ``diffusion_block``: a
-    block-diffusion model (BD3-LM) with blocks of this many tokens, a divisor of ``block_size``;
-    None: masked diffusion over the whole block (MDLM)."""
-    if diffusion_block is not None and (
-        kind != "diffusion" or not isinstance(diffusion_block, int) or diffusion_block < 1
-        or block_size % diffusion_block
-    ):  # fmt: skip
-        raise ValueError(
-            f"diffusion_block must be a positive divisor of block_size {block_size} for a "
-            f"diffusion model, got {diffusion_block!r} ({kind})"
-        )
-    if init_from is not None:
-        loaded = load_text_model(init_from, kind=kind)
-        limit = getattr(loaded.model.config, "max_position_embeddings", None) or getattr(
-            loaded.model.config, "n_positions", block_size
-        )
-        if block_size > limit:
+class TextPipeline(TokenPipeline):
+    """A trained :class:`TextModel` ready to generate; outputs are strings (special tokens
+    kept, so a fixed-length sample shows where its text ended)."""
+
+    def __init__(self, text_model: TextModel, **options: Any) -> None:
+        super().__init__(text_model.model, **options)
+        self.text_model = text_model
+        self.tokenizer = text_model.tokenizer
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu", **options: Any
+    ) -> TextPipeline:
+        """A model folder written by ``save_pretrained`` (or a training run's ``model/``)."""
+        return cls(load_text_model(directory, device=device), device=device, **options)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        return save_text_model(self.text_model, directory)
+
+    @property
+    def mask_id(self) -> int:
+        return self.text_model.mask_id
+
+    @property
+    def diffusion_block(self) -> int | None:
+        return self.text_model.diffusion_block
+
+    def batch_key(self, masked: Tensor) -> tuple:
+        # past the model's context, generation goes window by window: rows batched together
+        # must then share every window's layout, so the whole layout is the key
+        if len(masked) > self.text_model.block_size:
+            return (len(masked), tuple(masked.tolist()))
+        return super().batch_key(masked)
+
+    def denoiser(self, x: Tensor, conditions: Mapping[str, Tensor], scale: float) -> Any:
+        denoiser = self.text_model.denoiser(generating=True)
+        fixed = conditions["fixed"]
+        if scale != 1.0 and bool(fixed.any()):
+            denoiser = prompt_guidance(denoiser, scale, fixed)
+        return denoiser
+
+    # the public API
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 16,
+        options: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        callback: Callback | None = None,
+        prompt: str | Sequence[str] | None = None,
+        length: int | None = None,
+    ) -> list[str]:
+        """``n`` texts of ``length`` tokens (default: the model's block size; a block-diffusion
+        model goes past it, block by block), each continuing ``prompt`` (one for all, or one per
+        text; a prompt may hold ``[MASK*n]`` spans). steps: None = one per generated token."""
+        self.check_count(n)
+        prompts = [prompt or ""] * n if prompt is None or isinstance(prompt, str) else list(prompt)
+        if len(prompts) != n:
+            raise ValueError(f"got {len(prompts)} prompts for {n} texts")
+        length = length or self.text_model.block_size
+        if self.text_model.kind == "autoregressive":
+            if sampler is not None or steps is not None or guidance != 1.0:
+                raise ValueError(
+                    "an autoregressive model draws one token per pass, left to right: sampler, "
+                    "steps and guidance do not apply to it"
+                )
+            if length > self.text_model.block_size:
+                raise ValueError(
+                    f"length {length} exceeds the autoregressive model's block size "
+                    f"{self.text_model.block_size}"
+                )
+            accepted = {"temperature", "top_p"}
+            if set(options or {}) - accepted:
+                raise ValueError(
+                    f"an autoregressive model takes only the options {sorted(accepted)}, got "
+                    f"{sorted(options)}"
+                )
+            plan = self.options("masked_ancestral", None, 1.0, options)
+            return self._sample_causal(prompts, length, plan, seed, batch_size)
+        rows = [parse_template(p, self.tokenizer, length=length).tokens for p in prompts]
+        plan = self.options(sampler, steps, guidance, options)
+        run = dict(seed=seed, batch_size=batch_size, progress=progress, callback=callback)
+        return self._decode(self.fill(rows, plan=plan, **run))
+
+    @torch.no_grad()
+    def infill(
+        self,
+        templates: Sequence[str],
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 16,
+        options: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        callback: Callback | None = None,
+    ) -> list[str]:
+        """Fill the ``[MASK]`` / ``[MASK*n]`` spans of each template, keeping the rest."""
+        self._check_diffusion("infilling")
+        rows = [parse_template(t, self.tokenizer).tokens for t in templates]
+        plan = self.options(sampler, steps, guidance, options)
+        run = dict(seed=seed, batch_size=batch_size, progress=progress, callback=callback)
+        return self._decode(self.fill(rows, plan=plan, **run))
+
+    @torch.no_grad()
+    def edit(
+        self,
+        texts: Sequence[str],
+        strength: float = 0.5,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 16,
+        options: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        callback: Callback | None = None,
+    ) -> list[str]:
+        """Partial re-noising: mask a random ``strength`` share of each text's tokens (by each
+        text's own seed) and regenerate them, keeping the rest."""
+        self._check_diffusion("editing")
+        tokens = [self._encode(t) for t in texts]
+        rows = remask(tokens, strength, self.mask_id, seed=seed)
+        plan = self.options(sampler, steps, guidance, options)
+        run = dict(seed=seed, batch_size=batch_size, progress=progress, callback=callback)
+        return self._decode(self.fill(rows, plan=plan, **run))
+
+    @staticmethod
+    def save(texts: Sequence[str], path: str | Path, **fields: Any) -> Path:
+        """Write one JSON object per line: ``{"index": i, "text": ..., **fields}``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [
+            json.dumps({"index": i, "text": t, **fields}, ensure_ascii=False)
+            for i, t in enumerate(texts)
+        ]
+        tmp = path.with_name(f".tmp-{path.name}")
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    # the loop
+
+    def sample_batch(
+        self,
+        x: Tensor,
+        conditions: Mapping[str, Tensor],
+        plan: TokenOptions,
+        generators: SampleGenerators,
+        bar: Any,
+        callback: Callback | None,
+    ) -> Tensor:
+        """One batch; a text longer than the model's context goes block by block, each block
+        drawn in a window of the context's length that ends with it (a block-diffusion model
+        never lets a block see more than ``block_size - diffusion_block`` tokens before it, so
+        each window is the model's own context)."""
+        conditions = {"fixed": x != self.mask_id, **conditions}
+        context, length = self.text_model.block_size, x.shape[1]
+        if length <= context:
+            return super().sample_batch(x, conditions, plan, generators, bar, callback)
+        block = self.diffusion_block
+        if block is None:
             raise ValueError(
-                f"{init_from} handles at most {limit} positions; block_size {block_size} is longer"
+                f"{length} tokens exceed the model's block size {context}: a whole-sequence "
+                "model generates at most that many at once; a block-diffusion model "
+                "(diffusion_block) generates any length, block by block"
             )
-        if dropout is not None:
-            # Some architectures copy p into plain attributes at construction (ModernBERT's
-            # attention), so a built model cannot be re-regularised reliably.
+        if "block_size" in plan.options:
             raise ValueError(
-                f"dropout applies to fresh models; {init_from} keeps the dropout it was built with"
+                f"block_size applies to texts of at most the model's {context} tokens; beyond "
+                "that a block-diffusion model generates on its own blocks"
             )
-        loaded.model.train()
-        block = diffusion_block if diffusion_block is not None else loaded.diffusion_block
-        return TextModel(loaded.model, loaded.tokenizer, kind, block_size, block)
-    torch.manual_seed(seed)  # weight initialization
-    config = masked_lm_config(load_preset(preset), tokenizer, block_size)
-    if dropout is not None:
-        set_dropout(config, dropout)
-    if kind == "diffusion":
-        model = AutoModelForMaskedLM.from_config(config)
-        return TextModel(model, tokenizer, kind, block_size, diffusion_block)
-    elif kind == "autoregressive":
-        model = AutoModelForCausalLM.from_config(causal_lm_config(config, tokenizer, block_size))
-    else:
-        raise ValueError(f"kind must be 'diffusion' or 'autoregressive', got {kind!r}")
-    return TextModel(model, tokenizer, kind, block_size)
-
-
-def loss_function(
-    text_model: TextModel, estimator: str = "count"
-) -> Callable[[nn.Module, Tensor, torch.Generator], Tensor]:
-    """``loss_fn(model, tokens (B, L), generator)`` for diffcore's loop: the MDLM ELBO in nats
-    per token for a diffusion model (``estimator``: see ``MaskProcess``), the next-token NLL for
-    the autoregressive peer."""
-    tok = text_model.tokenizer
-    pad = tok.pad_token_id
-    if text_model.kind == "autoregressive":
-        start = start_id(tok)
-        return lambda model, tokens, generator: causal_lm_loss(
-            model, tokens, start=start, pad_id=pad
-        )
-    process = MaskProcess(
-        text_model.mask_id, text_model.vocab_size, estimator=estimator,
-        block=text_model.diffusion_block,
-    )  # fmt: skip
-    base = text_model.denoiser()
-
-    def diffusion_loss(model: nn.Module, tokens: Tensor, generator: torch.Generator) -> Tensor:
-        counted = tokens != pad
-        attention = None if bool(counted.all()) else counted.long()
-        denoiser = dataclasses.replace(base, model=model)  # the (DDP-wrapped) module
-        return process.loss(
-            denoiser, tokens, generator, loss_mask=counted, attention_mask=attention
-        )
-
-    return diffusion_loss
-
-
-def validate(
-    text_model: TextModel, blocks: TokenBlocks, *, samples: int = 16, progress: bool = False
-) -> Likelihood:
-    """NLL on ``blocks``: the diffusion bound (``samples`` mask draws per block), or the exact
-    NLL of the autoregressive peer."""
-    was_training = text_model.model.training
-    text_model.model.eval()
-    try:
-        if text_model.kind == "diffusion":
-            return diffusion_nll_bound(text_model, blocks, samples=samples, progress=progress)
-        return causal_nll(text_model, blocks, progress=progress)
-    finally:
-        text_model.model.train(was_training)
-
-
-class _LoopModule(nn.Module):
-    """The language model as diffcore's loop sees it: the same parameters, no ``config``.
-
-    The loop saves a model whose ``config`` is a dataclass with ``diffcore.io.save_pretrained``,
-    and transformers 5 configs are dataclasses that it cannot serialize (a ``torch.dtype``
-    field); without one the loop writes the weights alone, and ``save_text_model`` writes the
-    model directory."""
-
-    def __init__(self, lm: nn.Module) -> None:
-        super().__init__()
-        self.lm = lm
-
-    def forward(self, **inputs: Tensor):
-        return self.lm(**inputs)
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """model_dir: the trained model (EMA weights), loadable by ``load_text_model``; log: the
-    loop's rows; validation: (step, NLL) during training; final: NLL of the saved model on all
-    validation blocks (None without validation blocks)."""
-
-    model_dir: Path
-    log: list[LogRow]
-    validation: list[tuple[int, Likelihood]]
-    final: Likelihood | None
-
-
-def fit(
-    text_model: TextModel,
-    train_blocks: TokenBlocks,
-    config: TrainConfig,
-    out_dir: str | os.PathLike,
-    *,
-    val_blocks: TokenBlocks | None = None,
-    eval_every: int = 0,
-    eval_blocks: int = 64,
-    eval_samples: int = 4,
-    final_samples: int = 16,
-    estimator: str = "count",
-    progress: bool = True,
-) -> FitResult:
-    """Train with diffcore's loop in ``out_dir`` (checkpoints, exact resume, ``final/``), then
-    write the model directory ``out_dir/model`` and ``out_dir/metrics.jsonl``.
-
-    Every ``eval_every`` steps (0: never) the NLL of the first ``eval_blocks`` validation blocks
-    is logged (``eval_samples`` mask draws each: a noisier, cheaper bound); at the end all
-    validation blocks are scored with ``final_samples`` draws. ``estimator``: how the
-    diffusion loss estimates the ELBO (see ``MaskProcess``)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = out / "metrics.jsonl"
-    validation: list[tuple[int, Likelihood]] = []
-
-    def on_log(row: LogRow) -> None:
-        record = {"step": row.step, "loss_nats": row.loss, "lr": row.lr}
-        if val_blocks is not None and eval_every and row.step % eval_every == 0:
-            subset = val_blocks.subset(slice(0, eval_blocks))
-            nll = validate(text_model, subset, samples=eval_samples)
-            validation.append((row.step, nll))
-            record.update(
-                val_bits_per_token=nll.bits_per_token, val_bits_per_char=nll.bits_per_char
+        blocks = math.ceil(length / block)
+        steps = None if plan.steps is None else math.ceil(plan.steps / blocks)
+        each = dataclasses.replace(plan, steps=steps)
+        x = x.clone()
+        for lo in range(0, length, block):
+            hi = min(length, lo + block)
+            if not bool((x[:, lo:hi] == self.mask_id).any()):
+                continue  # all fixed: nothing to draw
+            start = max(0, lo + block - context)
+            window = {k: v[:, start:hi] for k, v in conditions.items()}
+            x[:, start:hi] = super().sample_batch(
+                x[:, start:hi], window, each, generators, bar, callback
             )
-        with metrics.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        return x
 
-    model = text_model.model
-    model.train()
-    loop_module = _LoopModule(model)
-    result = train(
-        loop_module, loss_function(text_model, estimator), train_blocks.tokens, config,
-        out_dir=out, progress=progress, on_log=on_log,
-    )  # fmt: skip
-    # the EMA average, when EMA is on
-    load_weights(loop_module, result.final_model / WEIGHTS_NAME)
-    model.eval()
-    final = None
-    if val_blocks is not None:
-        final = validate(text_model, val_blocks, samples=final_samples, progress=progress)
-        with metrics.open("a") as f:
-            record = {"step": result.step, "final": True, **dataclasses.asdict(final)}
-            f.write(json.dumps(record) + "\n")
-    model_dir = save_text_model(text_model, out / "model")
-    return FitResult(model_dir, result.log, validation, final)
+    def _check_diffusion(self, what: str) -> None:
+        if self.text_model.kind != "diffusion":
+            raise ValueError(
+                f"{what} needs a diffusion model; an autoregressive model only continues a prefix"
+            )
 
+    def _encode(self, text: str) -> Tensor:
+        ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        if self.tokenizer.unk_token_id in ids:
+            raise ValueError(f"text {text[:40]!r}... holds characters the tokenizer does not know")
+        return torch.tensor(ids, dtype=torch.long)
 
-def default_ema_decay(steps: int) -> float | None:
-    """An EMA decay for a run of ``steps``: 0.999, shortened so that the random initialization
-    keeps a weight below e^-10 at the end (diffcore's EMA starts at the initial weights and has
-    no bias correction); None (no EMA) for runs of 10 steps or fewer."""
-    decay = min(0.999, 1.0 - 10.0 / steps)
-    return decay if decay > 0 else None
+    def _decode(self, rows: Sequence[Tensor]) -> list[str]:
+        return [
+            self.tokenizer.decode(
+                row.tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False
+            )
+            for row in rows
+        ]
 
-
-def calibrate_steps(
-    text_model: TextModel, blocks: TokenBlocks, config: TrainConfig, seconds: float
-) -> int:
-    """How many optimizer steps of ``config`` fit in ``seconds`` of wall clock, timed on a copy
-    of the model: equal budgets for models of unequal speed (no reserve: the models compared
-    pay the same overheads). With ``config.compile`` the compile time comes off the budget."""
-    model = text_model.model
-    loss_fn = loss_function(dataclasses.replace(text_model, block_size=0))
-    device = next(model.parameters()).device
-    timing = step_timing(model, loss_fn, blocks.tokens[: config.batch_size], config, device=device)
-    return steps_for_budget(max(seconds - timing.startup, timing.step), timing.step, reserve=0.0)
+    def _sample_causal(
+        self, prompts: list[str], length: int, plan: TokenOptions, seed: int, batch_size: int
+    ) -> list[str]:
+        """The autoregressive peer: each prompt is a prefix, continued one token per pass."""
+        tok = self.tokenizer
+        prefixes = []
+        for p in prompts:
+            if SPAN.search(p):
+                raise ValueError(
+                    f"prompt {p!r}: an autoregressive model only continues a prefix; infilling "
+                    "[MASK] spans needs a diffusion model"
+                )
+            parsed = parse_template(p, tok, length=length)
+            prefixes.append(parsed.tokens[parsed.fixed])
+        generators = self.generators(seed, len(prompts))
+        order = sorted(range(len(prompts)), key=lambda i: len(prefixes[i]))
+        out: list[Tensor | None] = [None] * len(prompts)
+        for lo in range(0, len(order), batch_size):
+            group = order[lo : lo + batch_size]
+            for size in sorted({len(prefixes[i]) for i in group}):
+                rows = [i for i in group if len(prefixes[i]) == size]
+                prefix = torch.stack([prefixes[i] for i in rows]).to(self.device)
+                tokens = sample_causal(
+                    self.model, prefix, length, start=start_id(tok),
+                    banned=banned_ids(tok, generating=True),
+                    generator=SampleGenerators(generators=[generators[i] for i in rows]),
+                    **plan.options,
+                )  # fmt: skip
+                for i, row in zip(rows, tokens.cpu(), strict=True):
+                    out[i] = row
+        return self._decode(out)

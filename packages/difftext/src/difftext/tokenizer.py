@@ -145,3 +145,20 @@ def banned_ids(tokenizer: PreTrainedTokenizerBase, *, generating: bool = False) 
     roles = ("pad", "mask", "bos", "cls", *(("unk",) if generating else ()))
     ids = {getattr(tokenizer, f"{r}_token_id", None) for r in roles}
     return sorted(int(i) for i in ids if i is not None)
+
+
+def run_tokenizer(
+    spec: str, texts: Sequence[str], run_dir: str | os.PathLike, *, vocab_size: int = 1024
+) -> PreTrainedTokenizerBase:
+    """The tokenizer of a training run in ``run_dir``: the one saved there by an earlier call (a
+    resumed run keeps its tokens), else one trained on ``texts`` (``spec`` "char" or "bpe", with
+    ``vocab_size``) or loaded from the folder ``spec``, saved as ``run_dir/tokenizer``."""
+    saved = Path(run_dir) / "tokenizer"
+    if saved.is_dir():
+        return load_tokenizer(saved)
+    if spec in ("char", "bpe"):
+        tokenizer = train_tokenizer(spec, texts, vocab_size)
+    else:
+        tokenizer = load_tokenizer(spec)
+    tokenizer.save_pretrained(saved)
+    return tokenizer

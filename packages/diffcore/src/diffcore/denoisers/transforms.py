@@ -16,6 +16,7 @@ from torch import Tensor
 
 from diffcore._utils import per_sample
 from diffcore.denoisers.protocols import Denoiser
+from diffcore.seeding import Generator, randn
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class Cascade:
     upsample: Callable[[Tensor, tuple[int, ...]], Tensor] = _upsample_bilinear
 
     def super_res_stage(
-        self, low_res: Tensor, size: tuple[int, ...], generator: torch.Generator | None = None
+        self, low_res: Tensor, size: tuple[int, ...], generator: Generator = None
     ) -> Conditioned:
         """The second stage's denoiser, conditioned on the upsampled, noise-augmented ``low_res``."""
         up = self.upsample(low_res, size)
@@ -184,7 +185,7 @@ class Cascade:
         base_sigmas: Tensor,
         super_res_sigmas: Tensor,
         *,
-        generator: torch.Generator | None = None,
+        generator: Generator = None,
         **options: Any,
     ) -> tuple[Tensor, Tensor]:
         """Run both stages with one sampler; returns (low-res, high-res) samples."""
@@ -195,10 +196,10 @@ class Cascade:
 
 
 def noise_augment(
-    x: Tensor, aug_sigma: Tensor, generator: torch.Generator | None = None
+    x: Tensor, aug_sigma: Tensor, generator: Generator = None
 ) -> tuple[Tensor, Tensor]:
     """Noise-augment conditioning images: ``alpha * x + sigma_vp * eps`` at VE level ``aug_sigma``
     (B,), returned with the level so the network can be told it. Used to train and sample cascades."""
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    noise = randn(x.shape, generator, device=x.device, dtype=x.dtype)
     s = per_sample(aug_sigma, x)
     return (x + s * noise) * (1.0 + s**2).rsqrt(), aug_sigma

@@ -113,6 +113,16 @@ def block_attention_mask(
     return torch.cat([top, bottom], 0)
 
 
+def generated_blocks_end(masked: Tensor, block: int) -> int:
+    """How many leading positions a block-by-block sampler still needs: up to the end of the
+    latest block, over the rows of ``masked`` (B, L) bool, that holds a row's first masked
+    position (a row with none counts as 0). Under block-causal attention the logits there do not
+    depend on later positions, so a network call may leave those out."""
+    length = masked.shape[1]
+    first = torch.where(masked.any(1), masked.float().argmax(1), 0)
+    return min(length, (int(first.max()) // block + 1) * block)
+
+
 @dataclass(frozen=True)
 class MaskProcess:
     """Absorbing-state diffusion over a vocabulary of ``vocab_size`` tokens, one of which is

@@ -33,10 +33,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from diffcore import seeding
 from diffcore._utils import grid_levels, like
 from diffcore.denoisers.protocols import Denoiser
 from diffcore.kernels.sampler_update import sampler_update
 from diffcore.samplers.step import Callback, Step
+from diffcore.seeding import Generator
 
 __all__ = [
     "sample_ddpm",
@@ -57,7 +59,7 @@ class _Run:
         denoiser: Denoiser,
         x: Tensor,
         sigmas: Tensor,
-        generator: torch.Generator | None,
+        generator: Generator,
         callback: Callback | None,
         x_init: Tensor | None,
         t_start: float | None,
@@ -91,7 +93,7 @@ class _Run:
         return self.denoiser(x, x.new_full((x.shape[0],), level))
 
     def noise(self, x: Tensor) -> Tensor:
-        return torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        return seeding.randn(x.shape, self.generator, device=x.device, dtype=x.dtype)
 
     def report(self, i: int, x: Tensor, denoised: Tensor) -> None:
         if self.callback is not None:
@@ -140,7 +142,7 @@ def sample_ddim(
     sigmas: Tensor,
     /,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
     t_start: float | None = None,
@@ -162,7 +164,7 @@ def sample_ddpm(
     sigmas: Tensor,
     /,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
     t_start: float | None = None,
@@ -182,7 +184,7 @@ def sample_euler_ancestral(
     sigmas: Tensor,
     /,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
     t_start: float | None = None,
@@ -203,7 +205,7 @@ def sample_euler(
     sigmas: Tensor,
     /,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
     t_start: float | None = None,
@@ -223,7 +225,7 @@ def sample_heun(
     sigmas: Tensor,
     /,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
     t_start: float | None = None,
@@ -261,7 +263,7 @@ def sample_dpmpp_2m(
     sigmas: Tensor,
     /,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
     t_start: float | None = None,

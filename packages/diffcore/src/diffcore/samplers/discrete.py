@@ -42,6 +42,7 @@ from diffcore.denoisers.protocols import TokenDenoiser
 from diffcore.kernels.token_sampling import sample_tokens
 from diffcore.processes.mask import clean_log_probs
 from diffcore.samplers.step import Callback, Step
+from diffcore.seeding import Generator, rand, rand_rows
 
 __all__ = [
     "CONFIDENCES",
@@ -114,16 +115,19 @@ def _candidates(
     logp: Tensor,
     masked: Tensor,
     temperature: float,
-    generator: torch.Generator | None,
+    generator: Generator,
     top_p: float | None = None,
 ) -> Tensor:
     """One token (B, L) per masked position drawn from softmax(logp / temperature), restricted to
     the top_p nucleus; unmasked positions get 0. Only masked rows are drawn (memory ~ N x V), by
     :func:`diffcore.kernels.sample_tokens` (a fused kernel on CUDA; elsewhere the float64
     reference, which is exactly the Gumbel-max draw this module always made)."""
-    drawn, _ = sample_tokens(
-        logp[masked], temperature=temperature, top_p=top_p, generator=generator
+    uniform = (
+        None
+        if temperature == 0.0
+        else rand_rows(masked, logp.shape[-1], generator, dtype=torch.float64)
     )
+    drawn, _ = sample_tokens(logp[masked], temperature=temperature, top_p=top_p, noise=uniform)
     return torch.zeros(masked.shape, dtype=torch.long, device=masked.device).masked_scatter(
         masked, drawn
     )
@@ -141,7 +145,7 @@ def sample_masked_ancestral(
     schedule: Tensor,
     /,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback | None = None,
     mask_id: int,
     known: Tensor | None = None,
@@ -170,7 +174,7 @@ def sample_masked_ancestral(
         if bool(masked.any()):
             candidates = _candidates(net(x, t), masked, temperature, generator, top_p)
             denoised = torch.where(masked, candidates, x)
-            u = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float64)
+            u = rand(x.shape, generator, device=x.device, dtype=torch.float64)
             x = torch.where(masked & (u < (t - s) / t), candidates, x)  # s = 0: u < 1 always
         else:
             denoised = x  # nothing left to reveal: no network call
@@ -293,7 +297,7 @@ def sample_confidence(
     schedule: Tensor,
     /,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback | None = None,
     mask_id: int,
     known: Tensor | None = None,
@@ -369,11 +373,16 @@ def sample_confidence(
         eligible = masked & block
         if bool(eligible.any()):  # else the block is done early: no network call
             logp = net(x, t)
-            candidates = _candidates(logp, masked, temperature, generator, top_p)
-            denoised = torch.where(masked, candidates, x)
+            # only rows with something to reveal draw: a row's draws then do not depend on
+            # whether another row of its batch keeps the step going
+            active = eligible.any(1, keepdim=True)
+            drawn = masked & active
+            candidates = _candidates(logp, drawn, temperature, generator, top_p)
+            denoised = torch.where(drawn, candidates, x)
             sure = _confidence(logp, candidates, confidence)
             if confidence_noise > 0.0 and level_after > 0.0:
-                u = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float64)
+                u = torch.full(x.shape, 0.5, device=x.device, dtype=torch.float64)
+                u[active[:, 0]] = rand_rows(active, x.shape[1], generator, dtype=torch.float64)
                 gumbel = -torch.log(-torch.log(u))
                 sure = (
                     sure.double().clamp_min(1e-300).log() + confidence_noise * level_after * gumbel

@@ -6,8 +6,8 @@ from diffcore.training.checkpoint import latest_checkpoint, list_checkpoints
 from diffcore.training.config import LogRow, TrainConfig, TrainResult
 from diffcore.training.data import BatchStream, Position, epoch_permutation
 from diffcore.training.distributed import DistInfo, dist_info
-from diffcore.training.ema import EMA
-from diffcore.training.loop import autocast_dtype, train
+from diffcore.training.ema import EMA, default_ema_decay
+from diffcore.training.loop import autocast_dtype, resolve_precision, train
 
 __all__ = [
     "EMA",
@@ -19,10 +19,12 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "autocast_dtype",
+    "default_ema_decay",
     "dist_info",
     "epoch_permutation",
     "latest_checkpoint",
     "list_checkpoints",
+    "resolve_precision",
     "seconds_per_step",
     "step_timing",
     "steps_for_budget",

@@ -40,6 +40,11 @@ class TrainConfig:
     # CPU step took 0.44 s instead of 0.63 s after ~26 s of compiling. Checkpoints, EMA and the
     # saved weights come from the uncompiled module.
     compile: bool = False
+    # Wall-clock stop (a ``time.time()`` value, comparable across processes): the loop ends after
+    # the first step that finishes past it, checkpoints and writes ``final/`` as at the last step.
+    # A safety net for budgets in minutes; choose ``steps`` to fit the budget too, since a
+    # one-cycle schedule cut short never anneals. None = no deadline.
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints")
@@ -71,6 +76,10 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.ema_decay must be in [0, 1) or None, got {self.ema_decay}"
             )
+        if self.deadline is not None and not self.deadline > 0:
+            raise ValueError(
+                f"TrainConfig.deadline must be a time.time() value or None, got {self.deadline!r}"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}"
@@ -92,7 +101,8 @@ class TrainResult:
 
     step: the last completed step; loss: that step's loss (mean of its micro-batches, this rank;
     nan when no step ran in this call); final_model: the ``final/`` directory (EMA weights when
-    EMA is on); checkpoint: the newest checkpoint directory; log: the rows logged in this call.
+    EMA is on); checkpoint: the newest checkpoint directory; log: the rows logged in this call;
+    stopped_early: True when ``TrainConfig.deadline`` ended the run before ``config.steps``.
     """
 
     step: int
@@ -100,3 +110,4 @@ class TrainResult:
     final_model: Path
     checkpoint: Path
     log: list[LogRow] = field(default_factory=list)
+    stopped_early: bool = False

@@ -9,6 +9,24 @@ import torch
 from torch import Tensor, nn
 
 
+def default_ema_decay(steps: int, *, share: float = 0.1, max_decay: float = 0.9999) -> float | None:
+    """The EMA decay for a run of ``steps``: an averaging window ``1 / (1 - decay)`` of ``share``
+    of the run, at most ``max_decay``; None (no EMA) when that window is one step or less.
+
+    The EMA starts at the initial weights and has no bias correction, so the window must be
+    short next to the run: after ``steps`` updates the random initialisation keeps a weight of
+    ``decay ** steps``, about ``e ** (-1 / share)`` = e^-10 with the default share. A fixed 0.999
+    would leave 0.999^400 = 67 % of it in the average after a 400-step run."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if not 0 < share <= 1 or not 0 < max_decay < 1:
+        raise ValueError(f"need share in (0, 1] and max_decay in (0, 1), got {share}, {max_decay}")
+    window = share * steps
+    if window <= 1:
+        return None
+    return min(max_decay, 1.0 - 1.0 / window)
+
+
 class EMA:
     """fp32 shadow copy of a model's parameters, updated after each optimizer step as
 

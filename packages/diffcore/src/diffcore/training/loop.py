@@ -13,6 +13,7 @@ import dataclasses
 import math
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from diffcore.training.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from diffcore.training.config import LogRow, TrainConfig, TrainResult
+from diffcore.training.config import PRECISIONS, LogRow, TrainConfig, TrainResult
 from diffcore.training.data import BatchStream, Position, to_device
 from diffcore.training.distributed import (
     DistInfo,
@@ -63,16 +64,26 @@ def _resolve_device(device: str | torch.device | None, info: DistInfo) -> torch.
     return device
 
 
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """The precision ``train`` runs ``TrainConfig.precision`` at on ``device``: "fp32", "bf16" or
+    "fp16". "auto" is fp32 off CUDA (CPU bf16 is slow without native units), bf16 on CUDA, and
+    fp16 on GPUs without bf16 (pre-Ampere, where fp16 with a GradScaler is mixed precision)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if torch.device(device).type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype ``train`` uses for ``TrainConfig.precision`` on ``device`` (None: fp32),
     for code that must time or run a step exactly as training will."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        # Pre-Ampere GPUs lack bf16; fp16 with a GradScaler is their mixed precision.
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    explicit = precision != "auto"
+    precision = resolve_precision(precision, device)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    if dtype is not None and device.type == "cpu" and not cpu_has_native(dtype):
+    if explicit and dtype is not None and device.type == "cpu" and not cpu_has_native(dtype):
         warnings.warn(
             f"precision {precision!r} on a CPU without native {precision} matrix units (no "
             "AVX512-BF16/FP16 or AMX): oneDNN falls back to a slow path (a 1024x1024 bf16 matmul "
@@ -167,6 +178,19 @@ def _deferred_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
     if received:
         raise KeyboardInterrupt
+
+
+def _past(deadline: float | None, info: DistInfo, device: torch.device) -> bool:
+    """Whether ``deadline`` (a ``time.time()`` value) has passed; under DDP, whether it has on
+    any rank, so that every rank stops after the same step."""
+    if deadline is None:
+        return False
+    late = time.time() >= deadline
+    if not info.distributed:
+        return late
+    flag = torch.tensor(float(late), device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 @dataclasses.dataclass
@@ -351,6 +375,7 @@ def _run(
     # Losses stay on the device between log rows: no GPU sync per step.
     last_loss = torch.full((), math.nan, device=device)
     interval_sum, interval_n = torch.zeros((), device=device), 0
+    stopped_early = False
     show = progress and info.is_main
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not show)
     try:
@@ -391,16 +416,20 @@ def _run(
             last_loss = step_loss / config.grad_accum
             interval_sum, interval_n = interval_sum + last_loss, interval_n + 1
             bar.update(1)
-            if step % config.log_every == 0 or step == config.steps:
+            stop = _past(config.deadline, info, device)
+            if step % config.log_every == 0 or step == config.steps or stop:
                 row = LogRow(step, mean_over_ranks(float(interval_sum) / interval_n), lr)
                 rows.append(row)
                 interval_sum, interval_n = torch.zeros((), device=device), 0
                 bar.set_postfix(loss=f"{row.loss:.4g}", lr=f"{row.lr:.3g}")
                 if on_log is not None and info.is_main:
                     on_log(row)
-            if step % config.checkpoint_every == 0 or step == config.steps:
+            if step % config.checkpoint_every == 0 or step == config.steps or stop:
                 checkpoint(snap, gather=True)
                 ckpt_step = step
+            if stop:
+                stopped_early = step < config.steps
+                break
     except KeyboardInterrupt:
         # Save the last completed step (the model and optimizer have not moved past it);
         # no collectives here, other ranks may already be gone.
@@ -416,4 +445,6 @@ def _run(
     if info.is_main:
         _save_final(ema.averaged_model(model) if ema is not None else model, final)
     barrier()
-    return TrainResult(step, float(last_loss), final, checkpoint_path(out_dir, step), rows)
+    return TrainResult(
+        step, float(last_loss), final, checkpoint_path(out_dir, step), rows, stopped_early
+    )

@@ -1,0 +1,110 @@
+"""``--minutes``: a wall-clock budget for the whole command, from the moment the process
+started (imports, loading and calibration included) to its last file written.
+
+A training command plans with it in three parts: what came before training (already spent),
+what comes after (a preview, the final evaluation: estimated by the command), and the steps
+between, chosen from a measured step time because a one-cycle schedule needs its length up
+front. ``TrainConfig.deadline`` stops the loop where the estimate was too hopeful.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+SAVE_SECONDS = 2.0  # writing the last files and the interpreter's exit, after the last step
+
+
+def process_start() -> float:
+    """``time.time()`` when this process started (Linux: from /proc; elsewhere: now)."""
+    try:
+        with open("/proc/self/stat") as f:
+            # field 22 (after the parenthesised name, which may hold spaces): start, in ticks
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return time.time()
+    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+class Budget:
+    """``minutes`` of wall clock from ``start`` (default: the process start); with
+    ``minutes=None`` there is no deadline and every method says so."""
+
+    def __init__(self, minutes: float | None, *, start: float | None = None) -> None:
+        self.minutes = minutes
+        self.start = process_start() if start is None else start
+        self.deadline = None if minutes is None else self.start + 60.0 * minutes
+
+    def __bool__(self) -> bool:
+        return self.deadline is not None
+
+    def remaining(self) -> float:
+        """Seconds left (inf without a budget)."""
+        return float("inf") if self.deadline is None else self.deadline - time.time()
+
+    def plan(
+        self, step: float, *, after: float = 0.0, reserve: float = 0.05
+    ) -> tuple[int, float | None]:
+        """(steps, deadline) of a training run that fits the time left, and says so: the
+        optimizer steps of ``step`` seconds each that fit before ``after`` seconds of work that
+        follows training (``reserve``: the share kept for checkpoints and logging), and the
+        ``TrainConfig.deadline`` that stops a slower run one step before that work."""
+        from diffcore.training import steps_for_budget
+
+        left = self.remaining()
+        steps = steps_for_budget(max(left - after, step), step, reserve=reserve)
+        print(
+            f"--minutes: {left:.0f} s left, {after:.0f} s of it after training; {step:.3g} s a "
+            f"step: {steps} steps"
+        )
+        return steps, self.stop_at(after=after + step)
+
+    def fit(self, count: int, seconds_each: float, *, after: float = 0.0) -> int:
+        """How many of ``count`` pieces of work of ``seconds_each`` fit in the time left less
+        ``after`` (all of them without a budget; 0 when none fits)."""
+        if self.deadline is None or seconds_each <= 0:
+            return count
+        return max(0, min(count, int((self.remaining() - after) / seconds_each)))
+
+    def stop_at(self, *, after: float = 0.0) -> float | None:
+        """The ``TrainConfig.deadline`` that leaves ``after`` seconds for what follows."""
+        return None if self.deadline is None else self.deadline - after
+
+
+def train_config(
+    args: Any,
+    *,
+    device: str = "cpu",
+    steps: int | None = None,
+    deadline: float | None = None,
+    **fields: Any,
+) -> Any:
+    """The ``TrainConfig`` of the training options (``kit.training_options``) for ``device``:
+    ``steps`` (default ``--steps``), the EMA decay (``--ema``, else diffcore's default for the
+    run's length; 0 = none), the precision --precision resolves to, ``deadline`` and any other
+    TrainConfig ``fields``."""
+    from diffcore.training import TrainConfig, default_ema_decay, resolve_precision
+
+    steps = steps or args.steps
+    ema = getattr(args, "ema", None)
+    fields.setdefault("log_every", max(1, min(50, steps // 20)))
+    return TrainConfig(
+        steps=steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        ema_decay=default_ema_decay(steps) if ema is None else (ema or None),
+        precision=resolve_precision(getattr(args, "precision", "auto"), device),
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        deadline=deadline,
+        **fields,
+    )
+
+
+def print_result(result: Any) -> None:
+    """The last line of a training command: where it stopped, its loss, the model's folder."""
+    late = " (stopped by --minutes)" if getattr(result, "stopped_early", False) else ""
+    print(f"trained to step {result.step}{late}, loss {result.loss:.4f}: {result.final_model}")

@@ -1,0 +1,320 @@
+"""The option groups every domain's commands share, so one flag means one thing everywhere.
+
+A domain's module makes its parser with :func:`add_command`, adds the groups it needs (data,
+model, sampling, training, output, run) and then its own flags, into the same groups through
+:func:`group`. Values are checked here (whole numbers >= 1 for counts, known sampler names), so
+a bad value is a usage error that names the option and what was expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from diffuse.kit.errors import ArgumentParser
+
+# The sampler names of diffcore's registries (a test keeps them equal); listed here so that
+# `diffuse --help` need not import torch.
+SAMPLERS = {
+    "continuous": ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m"),
+    "token": ("masked_ancestral", "confidence"),
+}
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's help with each option's default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or action.required
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or (isinstance(default, (list, tuple)) and not default)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+# Value checks: "<what>; expected <what>" becomes "<what>, <option>, expected <what>".
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (counts: --steps, --n, --batch-size...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a whole number; expected a whole number >= 1"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small; expected a whole number >= 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not allowed; expected a number > 0")
+    return value
+
+
+def dimensions(text: str) -> tuple[int, ...]:
+    """Sizes written AxB (e.g. 32x32 for an image's height and width)."""
+    try:
+        sizes = tuple(int(s) for s in text.lower().split("x"))
+    except ValueError:
+        sizes = ()
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not allowed; expected sizes like 32x32")
+    return sizes
+
+
+def interval(text: str) -> tuple[float, float]:
+    """START:END (e.g. seconds of a recording), START < END."""
+    try:
+        start, end = (float(v) for v in text.split(":"))
+    except ValueError:
+        start = end = 0.0
+    if not start < end:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not allowed; expected START:END, START < END"
+        )
+    return start, end
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not allowed; expected a number in [0, 1)")
+    return value
+
+
+# Parsers and groups
+
+
+GROUPS = ("data", "model", "sampling", "training", "output", "run")
+
+
+def add_command(
+    verbs: dict[str, Any],
+    command: str,
+    run: Any,
+    help: str,
+    out: str | None = None,
+    *,
+    out_required: bool = True,
+    out_default: str | None = None,
+    description: str = "",
+) -> ArgumentParser:
+    """The parser of ``diffuse <command>`` (e.g. "train image") running ``run(args)``, with the
+    shared help format, its option groups in a fixed order, --seed, --device and --debug, and
+    ``--out`` when ``out`` gives its help."""
+    verb, name = command.split()
+    parser = verbs[verb].add_parser(
+        name, help=help, description=description or help, formatter_class=HelpFormatter
+    )
+    parser.set_defaults(run=run)
+    for title in GROUPS:  # made now for their order; empty ones stay out of --help
+        group(parser, title)
+    if out is not None:
+        output_options(parser, help=out, required=out_required, default=out_default)
+    g = group(parser, "run")
+    g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1...; auto = cuda when available"
+    )
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,  # keep a `diffuse --debug ...` given before the verb
+        help="show the Python traceback of an error",
+    )
+    return parser
+
+
+def commands(verbs: dict[str, Any], table: dict[str, tuple]) -> Any:
+    """``add(command, run, **options)``: :func:`add_command` with the help line and the --out
+    help of ``table[command]`` (None: no --out)."""
+
+    def add(command: str, run: Any, **options: Any) -> ArgumentParser:
+        return add_command(verbs, command, run, *table[command], **options)
+
+    return add
+
+
+def group(parser: argparse.ArgumentParser, title: str) -> Any:
+    """The parser's option group ``title`` (data, model, sampling, training, output, run), made
+    on first use, so the kit's flags and a domain's own flags share one heading."""
+    groups = parser.__dict__.setdefault("_kit_groups", {})
+    if title not in groups:
+        groups[title] = parser.add_argument_group(title)
+    return groups[title]
+
+
+def data_options(
+    parser: argparse.ArgumentParser, *, help: str, positional: bool = False, required: bool = True
+) -> Any:
+    """``--data`` (or, with ``positional``, one or more data paths before the options)."""
+    g = group(parser, "data")
+    if positional:
+        g.add_argument("data", nargs="+", help=help)
+    else:
+        g.add_argument("--data", required=required, help=help)
+    return g
+
+
+def model_options(
+    parser: argparse.ArgumentParser,
+    *,
+    option: str = "--model",
+    required: bool = True,
+    help: str = "model folder: a training run's --out folder or its final/",
+) -> Any:
+    g = group(parser, "model")
+    g.add_argument(option, required=required, help=help)
+    return g
+
+
+def count_option(parser: argparse.ArgumentParser, *, default: int | None, help: str) -> None:
+    group(parser, "sampling").add_argument(
+        "-n", "--n", type=positive_int, default=default, help=help
+    )
+
+
+def sampling_options(
+    parser: argparse.ArgumentParser,
+    family: str,
+    sampler: str | None,
+    *,
+    steps: int | None,
+    guidance: float,
+    batch_size: int | None = None,
+    sampler_help: str = "sampler",
+    steps_help: str = "sampler steps (network calls)",
+) -> Any:
+    """--sampler (one of diffcore's names for ``family``), --steps, --guidance, --batch-size."""
+    g = group(parser, "sampling")
+    g.add_argument("--sampler", choices=SAMPLERS[family], default=sampler, help=sampler_help)
+    g.add_argument("--steps", type=positive_int, default=steps, help=steps_help)
+    g.add_argument(
+        "--guidance", type=float, default=guidance, help="classifier-free guidance scale (1 = off)"
+    )
+    if batch_size is not None:
+        g.add_argument(
+            "--batch-size", type=positive_int, default=batch_size, help="samples per batch"
+        )
+    return g
+
+
+# Sampler options passed on as they are (``options=`` of a pipeline's sample, checked there
+# against the chosen sampler's keywords): None (not given) leaves the sampler's default.
+SAMPLER_OPTIONS = (
+    *("temperature", "top_p", "confidence", "confidence_noise", "entropy_bound", "threshold"),
+    *("block_size", "spacing", "reuse_unchanged"),
+)
+
+
+def sampling(args: argparse.Namespace) -> dict[str, Any]:
+    """The sampling options a command was given (``sampling_options``, the sampler's own
+    options of SAMPLER_OPTIONS, --schedule as the grid, and --seed), as the keyword arguments
+    of a pipeline's ``sample``, with a progress bar."""
+    names = ("sampler", "steps", "guidance", "seed", "batch_size")
+    out = {k: getattr(args, k) for k in names if hasattr(args, k)} | {"progress": True}
+    options = {k: getattr(args, k, None) for k in SAMPLER_OPTIONS}
+    options = {k: v for k, v in options.items() if v is not None}
+    if getattr(args, "schedule", None) is not None:
+        options["grid"] = args.schedule
+    return out | ({"options": options} if options else {})
+
+
+def token_sampler_options(g: Any) -> None:
+    """The options of the token samplers (text, protein): the mask schedule, temperature,
+    nucleus, and the confidence sampler's ranking; each left out is the sampler's default."""
+    a = g.add_argument
+    a("--schedule", choices=("linear", "cosine"), help="masked share per step (default: linear)")
+    a("--temperature", type=float, help="sampling temperature; 0 = argmax (default: 1)")
+    a("--top-p", type=positive_float, help="nucleus sampling: keep this much probability mass")
+    a(
+        "--confidence",
+        choices=("probability", "margin", "entropy"),
+        help="confidence sampler: rank positions by the drawn token's probability (MaskGIT, the "
+        "default), or by the margin or entropy of the position's distribution (exact draws)",
+    )
+    a("--confidence-noise", type=float, help="confidence: randomize the order (MaskGIT: 4.5)")
+    a(
+        "--entropy-bound",
+        type=positive_float,
+        help="confidence sampler: also reveal, most confident first, as many tokens as keep the "
+        "sum of their entropies minus the largest under this many nats (EB-sampler)",
+    )
+    a("--threshold", type=float, help="confidence: also reveal tokens at least this sure")
+    a("--semi-ar-block", dest="block_size", type=positive_int, help="confidence: block length")
+    a("--spacing", type=int, help="confidence: tokens revealed together lie more than this apart")
+    reuse = {"dest": "reuse_unchanged", "action": "store_const", "const": False}
+    a("--no-reuse", **reuse, help="call the network even when no token changed")
+
+
+def training_options(
+    parser: argparse.ArgumentParser,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    ema: bool = True,
+    minutes: bool = True,
+    precision: bool = True,
+    checkpoint_every: int = 500,
+) -> Any:
+    """--steps, --minutes, --batch-size, --lr, --ema, --precision, --checkpoint-every."""
+    g = group(parser, "training")
+    g.add_argument("--steps", type=positive_int, default=steps, help="optimizer steps")
+    if minutes:
+        g.add_argument(
+            "--minutes",
+            type=positive_float,
+            help="wall-clock budget of the whole command (loading, training, preview, saving); "
+            "sets --steps to fit it",
+        )
+    g.add_argument("--batch-size", type=positive_int, default=batch_size, help="samples per step")
+    g.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate (one-cycle)")
+    if ema:
+        g.add_argument(
+            "--ema",
+            type=fraction,
+            help="EMA decay of the weights; 0 = no EMA (default: a window of a tenth of the run)",
+        )
+    if precision:
+        g.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="auto",
+            help="autocast precision; auto = fp32 on CPU, bf16 on CUDA",
+        )
+    g.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=checkpoint_every,
+        help="steps between checkpoints (re-running the command resumes)",
+    )
+    return g
+
+
+def output_options(
+    parser: argparse.ArgumentParser, *, help: str, required: bool = True, default: str | None = None
+) -> Any:
+    g = group(parser, "output")
+    g.add_argument("--out", required=required and default is None, default=default, help=help)
+    return g

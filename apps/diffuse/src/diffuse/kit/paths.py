@@ -1,0 +1,130 @@
+"""Checks of the folders and files a command is given, before anything heavy is loaded: a
+missing path, a data folder where a model was expected, or another domain's model each end in
+one line saying what the path is and what was expected."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from diffuse.kit.errors import DataError
+
+# Saved models by the class recorded in config.json ("_class", written by diffcore.io), with
+# what a person calls them. Text models are transformers folders (no "_class"), of a kind.
+KINDS = {
+    "diffimage.model.ImageDiffusion": ("image", "an image model"),
+    "diffimage.evaluate.Judge": ("image", "an image judge"),
+    "diffaudio.model.AudioUNet": ("audio", "an audio model"),
+    "diffaudio.judge.Judge": ("audio", "an audio judge"),
+    "diffaudio.vocoder.Vocoder": ("audio", "an audio vocoder"),
+    "diffprotein.model.ProteinDenoiser": ("protein", "a protein model"),
+    "diffprotein.judges.ProteinLM": ("protein", "a protein language model"),
+    "diffprotein.judges.FamilyClassifier": ("protein", "a protein family classifier"),
+    "text.diffusion": ("text", "a text diffusion model"),
+    "text.autoregressive": ("text", "an autoregressive text model"),
+}
+# The model each (domain, option) expects: --model is what the domain samples from.
+MODELS = {
+    ("image", "--model"): "diffimage.model.ImageDiffusion",
+    ("image", "--judge"): "diffimage.evaluate.Judge",
+    ("audio", "--model"): "diffaudio.model.AudioUNet",
+    ("audio", "--judge"): "diffaudio.judge.Judge",
+    ("audio", "--vocoder"): "diffaudio.vocoder.Vocoder",
+    ("protein", "--model"): "diffprotein.model.ProteinDenoiser",
+    ("protein", "--judge"): "diffprotein.judges.ProteinLM",
+    ("protein", "--classifier"): "diffprotein.judges.FamilyClassifier",
+    ("text", "--model"): ("text.diffusion", "text.autoregressive"),  # both sample
+    ("text", "--judge"): "text.autoregressive",
+}
+# A run folder (a training command's --out) holds its model here.
+RUN_SUBFOLDER = {"image": "final", "audio": "final", "protein": "final", "text": "model"}
+DATA_SUFFIXES = {  # what a data folder holds
+    *(".png", ".jpg", ".jpeg", ".parquet", ".csv", ".jsonl", ".txt"),
+    *(".wav", ".flac", ".mp3", ".ogg", ".fasta", ".fa", ".a2m", ".a3m", ".sto"),
+}
+
+
+def _kind_of(config: dict, folder: Path) -> str:
+    """The key of KINDS for the parsed config.json of ``folder``."""
+    cls = config.get("_class")
+    if isinstance(cls, str):
+        return cls
+    if "architectures" in config or "model_type" in config:  # transformers: difftext's kinds
+        meta = folder / "difftext.json"
+        kind = json.loads(meta.read_text()).get("kind") if meta.is_file() else None
+        causal = any(a.endswith("ForCausalLM") for a in config.get("architectures") or ())
+        return f"text.{kind or ('autoregressive' if causal else 'diffusion')}"
+    # saved before "_class" existed: each domain's config has its own keys
+    for key, domain in (("image_size", "image"), ("spectrogram", "audio"), ("families", "protein")):
+        if key in config:
+            return MODELS[domain, "--model"]
+    return "unknown"
+
+
+def _describe(kind: str) -> str:
+    if kind in KINDS:
+        return KINDS[kind][1]
+    return f"a {kind.rsplit('.', 1)[-1]}" if kind != "unknown" else "an unknown model"
+
+
+def _expected(kinds: tuple[str, ...]) -> str:
+    if kinds[0].startswith("text."):
+        what = "a text" if len(kinds) > 1 else _describe(kinds[0])
+        return f"{what} model folder (a transformers config.json)"
+    return f"{_describe(kinds[0])} folder (config.json of {kinds[0].rsplit('.', 1)[-1]})"
+
+
+def check_model_dir(path: str | Path, domain: str, *, option: str = "--model") -> Path:
+    """The model folder ``path`` names (itself, or the model folder inside a training run's
+    folder) when it holds the model that ``option`` of ``domain``'s commands expects (MODELS);
+    else DataError: "<path> is <what it is>, <option>, expected <that model> folder"."""
+    expected = MODELS[domain, option]
+    expected = (expected,) if isinstance(expected, str) else expected
+    want = _expected(expected)
+    folder = Path(path)
+    if not folder.exists():
+        raise DataError(f"{folder} does not exist, {option}, expected {want}")
+    if not folder.is_dir():
+        raise DataError(f"{folder} is a file, {option}, expected {want}")
+    if not (folder / "config.json").is_file():  # a run folder: its model is in a subfolder
+        inner = [RUN_SUBFOLDER[domain], *sorted(set(RUN_SUBFOLDER.values()))]
+        folder = next((folder / x for x in inner if (folder / x / "config.json").is_file()), folder)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        files = [p for p in folder.iterdir() if p.is_file()]
+        if any(p.suffix == ".safetensors" for p in files):
+            what = f"{folder} has weights but no config.json"
+        elif any(p.suffix.lower() in DATA_SUFFIXES for p in files) or any(
+            p.is_dir() for p in folder.iterdir()
+        ):
+            what = f"{folder} is not a model folder (no config.json; a data folder?)"
+        else:
+            what = f"{folder} is not a model folder (no config.json)"
+        raise DataError(f"{what}, {option}, expected {want}")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(
+            f"{config_file} is not valid JSON ({err}), {option}, expected {want}"
+        ) from None
+    if not isinstance(config, dict):
+        raise DataError(f"{config_file} holds no JSON object, {option}, expected {want}")
+    kind = _kind_of(config, folder)
+    if kind not in expected:
+        raise DataError(f"{path} is {_describe(kind)} folder, {option}, expected {want}")
+    return folder
+
+
+def check_input(path: Any, option: str, expected: str, *, hub: bool = False) -> Any:
+    """``path`` (or each of a list of paths) when it exists (or, with ``hub``, when it reads as
+    a Hugging Face data set name such as ``fashion_mnist`` or ``owner/name``); else DataError
+    naming ``option`` and what was ``expected``."""
+    if isinstance(path, list | tuple):
+        return [check_input(p, option, expected, hub=hub) for p in path]
+    text = str(path)
+    hub_name = re.fullmatch(r"[A-Za-z0-9][\w-]*(/[\w-]+)?", text) is not None
+    if not Path(text).exists() and not (hub and hub_name):
+        raise DataError(f"{text} does not exist, {option}, expected {expected}")
+    return text

@@ -1,0 +1,1 @@
+"""Image studies (diffimage): the Fashion-MNIST benchmark against diffusers' recipe."""

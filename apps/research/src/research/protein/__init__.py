@@ -1,0 +1,1 @@
+"""Protein studies (diffprotein): the Pfam-family benchmark and the screens that read its runs."""

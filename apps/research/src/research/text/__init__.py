@@ -1,0 +1,1 @@
+"""Text studies (difftext): the Tiny Shakespeare benchmark, training screens, ELBO tightness."""

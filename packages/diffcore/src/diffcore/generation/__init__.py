@@ -1,0 +1,41 @@
+"""The generation tier: what every domain pipeline shares (diffusers' ``DiffusionPipeline``,
+done once).
+
+- :class:`ContinuousPipeline` (images, spectrograms): ``sample``, ``edit`` (partial re-noising,
+  SDEdit) and ``inpaint``;
+- :class:`TokenPipeline` (text, proteins): ``fill`` masked positions — sampling, infilling and
+  partial re-noising (``remask``) are all fills;
+- both: a sampler by name with its options (:class:`ContinuousOptions`, :class:`TokenOptions`),
+  classifier-free guidance, batches of per-sample seeds (results independent of batch size),
+  progress, device and precision, ``from_pretrained`` / ``save_pretrained``.
+"""
+
+from diffcore.generation.base import PRECISIONS, Pipeline
+from diffcore.generation.continuous import (
+    ContinuousPipeline,
+    network_calls,
+    sampling_grid,
+    steps_for_calls,
+)
+from diffcore.generation.options import (
+    ContinuousOptions,
+    SamplerOptions,
+    TokenOptions,
+    sampler_names,
+)
+from diffcore.generation.tokens import TokenPipeline, remask
+
+__all__ = [
+    "PRECISIONS",
+    "ContinuousOptions",
+    "ContinuousPipeline",
+    "Pipeline",
+    "SamplerOptions",
+    "TokenOptions",
+    "TokenPipeline",
+    "network_calls",
+    "remask",
+    "sampler_names",
+    "sampling_grid",
+    "steps_for_calls",
+]

@@ -1,0 +1,85 @@
+"""What every pipeline shares: a model on a device, loading and saving, precision, and batches
+of samples that each carry their own seed.
+
+Sample i of a call seeded ``seed`` draws all its randomness from a generator seeded
+``sample_seeds(seed, n)[i]`` (:mod:`diffcore.seeding`), so the same seed gives the same samples
+whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from diffcore.io import from_pretrained, save_pretrained
+from diffcore.seeding import SampleGenerators, sample_seeds
+
+__all__ = ["PRECISIONS", "Pipeline", "batches"]
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def batches(order: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Consecutive chunks of ``order`` (sample indices) of at most ``batch_size``."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    for start in range(0, len(order), batch_size):
+        yield list(order[start : start + batch_size])
+
+
+class Pipeline:
+    """A trained model ready to generate: ``from_pretrained`` / ``save_pretrained`` (a folder of
+    ``config.json`` + ``model.safetensors``), device, precision and per-sample seeding.
+
+    Subclasses set ``model_class`` (the ``nn.Module`` with a dataclass ``config`` that
+    ``diffcore.io`` loads) and add their domain's conditions and outputs.
+    precision: "fp32", or "bf16" / "fp16" autocast for the network calls (samplers stay fp32).
+    """
+
+    model_class: ClassVar[type[nn.Module]]
+
+    def __init__(
+        self, model: nn.Module, *, device: str | torch.device = "cpu", precision: str = "fp32"
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.device = torch.device(device)
+        self.precision = precision
+        self.model = model.to(self.device).eval()
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu", **options: Any
+    ) -> Self:
+        """Load a model folder written by ``save_pretrained`` (or a training run's ``final/``)."""
+        model = from_pretrained(cls.model_class, directory, device=device)
+        return cls(model, device=device, **options)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the model folder ``from_pretrained`` reads; returns it."""
+        return save_pretrained(self.model, directory)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def generators(self, seed: int, n: int) -> list[torch.Generator]:
+        """One generator per sample of a call seeded ``seed`` (sample i's depends on seed, i)."""
+        return SampleGenerators(sample_seeds(seed, n), device=self.device).generators
+
+    @staticmethod
+    def progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
+        return tqdm(total=total, desc=desc, unit="step", disable=not enabled, delay=0.1)
+
+    @staticmethod
+    def check_count(n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer (samples to draw), got {n!r}")

@@ -1,0 +1,246 @@
+"""The base of pipelines whose samples are tensors with Gaussian noise diffused onto them
+(images, spectrograms): sampling, partial-noise editing (img2img / SDEdit) and inpainting, each
+with classifier-free guidance and batches of per-sample seeds.
+
+A domain pipeline adds two things: the shape of one sample (``sample_shape``) and its
+conditions as per-sample tensors (``conditions``: the conditional and the unconditional
+keyword arguments of its network, for guidance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from diffcore.denoisers import Clamped, compiled, condition, guidance
+from diffcore.generation.base import Pipeline, batches
+from diffcore.generation.options import ContinuousOptions
+from diffcore.samplers import Callback
+from diffcore.schedules import karras_grid, trailing_grid
+from diffcore.seeding import SampleGenerators, randn
+
+__all__ = ["ContinuousPipeline", "network_calls", "sampling_grid", "steps_for_calls"]
+
+# Samplers whose steps are posterior draws along the schedule: they walk the training times
+# evenly (trailing spacing); the ODE solvers take Karras et al.'s sigma spacing.
+_TIME_GRID = ("ddpm", "ddim", "euler_ancestral")
+
+
+def sampling_grid(
+    process: Any,
+    sampler: str,
+    steps: int,
+    *,
+    grid: str | None = None,
+    sigma_min: float | None = None,
+) -> Tensor:
+    """The noise levels (steps + 1,) a sampler walks for a ``GaussianProcess``: "trailing" time
+    spacing (the default of ddpm, ddim, euler_ancestral) or "karras" spacing (rho = 7) from
+    ``sigma_min`` (default: the schedule's at its smallest training time) to the largest."""
+    grid = grid or ("trailing" if sampler in _TIME_GRID else "karras")
+    if grid == "trailing":
+        return trailing_grid(process.schedule, steps)
+    if sigma_min is None:
+        sigma_min = float(process.schedule.sigma(process.t_min))
+    return karras_grid(steps, sigma_min, process.sigma_max)
+
+
+def network_calls(sampler: str, steps: int) -> int:
+    """Network evaluations of ``steps`` grid steps (Heun: two per step but the last)."""
+    return 2 * steps - 1 if sampler == "heun" else steps
+
+
+def steps_for_calls(sampler: str, calls: int) -> int:
+    """The most grid steps that fit into ``calls`` network evaluations."""
+    return max(1, (calls + 1) // 2) if sampler == "heun" else calls
+
+
+class ContinuousPipeline(Pipeline):
+    """Sample, edit and inpaint with a model whose ``process`` is a ``GaussianProcess``.
+
+    Subclasses define ``sample_shape()`` and ``conditions(n, **conditions)``; ``sigma_min``
+    (class attribute) overrides the lowest level of Karras grids; ``data_range`` is where data
+    lives (estimates and results are clamped into it; None: no clamping).
+    compile: run the denoiser through ``torch.compile`` (one compile per batch shape).
+    """
+
+    sigma_min: float | None = None
+    data_range: tuple[float, float] | None = (-1.0, 1.0)
+
+    def __init__(self, model: Any, *, compile: bool = False, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.compile = compile
+
+    # what a domain adds
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample, e.g. (C, H, W)."""
+        raise NotImplementedError
+
+    def conditions(self, n: int, **conditions: Any) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """(cond, uncond): the network's keyword arguments for ``n`` samples, each a tensor with
+        n rows; uncond holds the "no condition" values guidance contrasts with. ({}, {}) for an
+        unconditional model; raise ValueError for conditions the model does not take."""
+        if conditions:
+            raise ValueError(f"the model takes no conditions, got {', '.join(conditions)}")
+        return {}, {}
+
+    # the public API
+
+    def denoiser(
+        self, cond: Mapping[str, Tensor], uncond: Mapping[str, Tensor], scale: float
+    ) -> Any:
+        """``D(x, sigma)`` for one batch: conditioned, guided with ``scale``, clamped."""
+        base = self.model.process.denoiser(self.model)
+        if cond and scale != 1.0:
+            base = guidance(base, scale, cond, uncond)
+        else:
+            base = condition(base, **cond)
+        if self.data_range is not None:
+            base = Clamped(base, *self.data_range)
+        if self.compile:
+            return compiled(base, cuda_graphs=self.device.type == "cuda")
+        return base
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        sampler: str = "dpmpp_2m",
+        steps: int = 20,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 64,
+        options: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        callback: Callback | None = None,
+        **conditions: Any,
+    ) -> Tensor:
+        """``n`` new samples (n, *sample_shape). conditions: the domain's (labels=...).
+        The same seed gives the same samples at any ``batch_size``."""
+        self.check_count(n)
+        plan = ContinuousOptions.build(sampler, steps, guidance, options)
+        return self._run(n, plan, seed, batch_size, progress, callback, conditions, {})
+
+    @torch.no_grad()
+    def edit(
+        self,
+        x: Tensor,
+        strength: float = 0.5,
+        *,
+        sampler: str = "dpmpp_2m",
+        steps: int = 20,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 64,
+        options: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        callback: Callback | None = None,
+        **conditions: Any,
+    ) -> Tensor:
+        """Partial-noise editing (SDEdit, Meng et al. 2021): noise ``x`` (B, *sample_shape) and
+        run the last ``strength`` share of the sampler's steps; strength 1 ignores the input."""
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must lie in (0, 1], got {strength}")
+        x = self._check_input(x, "x")
+        plan = ContinuousOptions.build(sampler, steps, guidance, options)
+        edit = {"x_init": x, "t_start": strength}
+        return self._run(len(x), plan, seed, batch_size, progress, callback, conditions, edit)
+
+    @torch.no_grad()
+    def inpaint(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        *,
+        sampler: str = "dpmpp_2m",
+        steps: int = 20,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 64,
+        options: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        callback: Callback | None = None,
+        **conditions: Any,
+    ) -> Tensor:
+        """Regenerate ``x`` (B, *sample_shape) where ``mask`` is True (white = repaint, as in
+        diffusers); mask broadcasts to x (e.g. (B or 1, 1, H, W)). The rest is kept exactly."""
+        x = self._check_input(x, "x")
+        mask = torch.as_tensor(mask, device=self.device).bool()
+        try:
+            keep = (~mask).expand_as(x)
+        except RuntimeError:
+            raise ValueError(
+                f"mask {tuple(mask.shape)} does not broadcast to x {tuple(x.shape)}"
+            ) from None
+        plan = ContinuousOptions.build(sampler, steps, guidance, options)
+        edit = {"known": x, "mask": keep}
+        return self._run(len(x), plan, seed, batch_size, progress, callback, conditions, edit)
+
+    # the loop
+
+    def _check_input(self, x: Tensor, name: str) -> Tensor:
+        x = torch.as_tensor(x)
+        shape = self.sample_shape()
+        if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
+            raise ValueError(
+                f"{name} must be (B, {', '.join(map(str, shape))}), got {tuple(x.shape)}"
+            )
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a float tensor, got {x.dtype}")
+        if len(x) == 0:
+            raise ValueError(f"{name} holds no samples")
+        return x.to(self.device, torch.float32)
+
+    def _run(
+        self,
+        n: int,
+        plan: ContinuousOptions,
+        seed: int,
+        batch_size: int,
+        progress: bool,
+        callback: Callback | None,
+        conditions: dict[str, Any],
+        edit: dict[str, Any],
+    ) -> Tensor:
+        cond, uncond = self.conditions(n, **conditions)
+        for key, value in {**cond, **uncond}.items():
+            if len(value) != n:
+                raise ValueError(f"condition {key!r} has {len(value)} rows for {n} samples")
+        grid = sampling_grid(
+            self.model.process, plan.sampler, plan.steps, grid=plan.grid, sigma_min=self.sigma_min
+        )
+        generators = self.generators(seed, n)
+        shape = self.sample_shape()
+        out = []
+        chunks = list(batches(range(n), batch_size))
+        bar = self.progress_bar(len(chunks) * (len(grid) - 1), plan.sampler, progress)
+
+        def report(*step: Any) -> None:
+            bar.update(1)
+            if callback is not None:
+                callback(*step)
+
+        for rows in chunks:
+            part = slice(rows[0], rows[-1] + 1)
+            gens = SampleGenerators(generators=generators[part])
+            noise = randn((len(rows), *shape), gens, device=self.device)
+            denoiser = self.denoiser(
+                {k: v[part] for k, v in cond.items()},
+                {k: v[part] for k, v in uncond.items()},
+                plan.guidance,
+            )
+            extra = {k: v[part] if isinstance(v, Tensor) else v for k, v in edit.items()}
+            with self.autocast():
+                x = plan.function(
+                    denoiser, noise, grid, generator=gens, callback=report, **extra, **plan.options
+                )
+            if self.data_range is not None:
+                x = x.clamp(*self.data_range)
+            out.append(x.float().cpu())
+        bar.close()
+        return torch.cat(out)
