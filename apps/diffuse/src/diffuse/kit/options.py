@@ -9,6 +9,7 @@ a bad value is a usage error that names the option and what was expected.
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from diffuse.kit.errors import ArgumentParser
@@ -216,7 +217,24 @@ def sampling_options(
         g.add_argument(
             "--batch-size", type=positive_int, default=batch_size, help="samples per batch"
         )
+    g.add_argument(
+        "--option", dest="sampler_option", type=sampler_option, action="append", default=[],
+        metavar="NAME=VALUE",
+        help="any keyword option of the chosen sampler (e.g. eta=0.5 for ddim); repeatable",
+    )  # fmt: skip
     return g
+
+
+def sampler_option(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` -> (name, value); the value is read as JSON (0.5, true, null, "x") and
+    taken as a string otherwise. Whether the sampler takes it is checked by the pipeline."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE; expected e.g. eta=0.5")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 # Sampler options passed on as they are (``options=`` of a pipeline's sample, checked there
@@ -237,6 +255,7 @@ def sampling(args: argparse.Namespace) -> dict[str, Any]:
     options = {k: v for k, v in options.items() if v is not None}
     if getattr(args, "schedule", None) is not None:
         options["grid"] = args.schedule
+    options.update(getattr(args, "sampler_option", None) or [])
     return out | ({"options": options} if options else {})
 
 
