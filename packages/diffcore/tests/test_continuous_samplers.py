@@ -96,6 +96,18 @@ def test_second_order_samplers_beat_first_order_at_equal_network_calls():
         assert error(sample_heun(MIX, x, grid(steps))) < 0.8 * euler_same_calls
 
 
+def test_euler_with_churn_reaches_the_mixture_and_zero_churn_is_the_ode():
+    x = noise()
+    g = lambda: torch.Generator().manual_seed(4)
+    assert torch.equal(sample_euler(MIX, x, grid(20), churn=0.0), sample_euler(MIX, x, grid(20)))
+    churned = sample_euler(MIX, x, grid(50), generator=g(), churn=10.0)
+    assert torch.equal(churned, sample_euler(MIX, x, grid(50), generator=g(), churn=10.0))
+    assert not torch.equal(churned, sample_euler(MIX, x, grid(50)))
+    assert distance_to_mixture(churned) < 2.0 * noise_floor() + 0.01
+    with pytest.raises(ValueError, match="churn must be >= 0"):
+        sample_euler(MIX, x, grid(5), churn=-1.0)
+
+
 def test_heun_counts_two_calls_per_step_but_one_for_the_last():
     d = CountingDenoiser(MIX)
     sample_heun(d, noise(10), grid(6))

@@ -211,11 +211,31 @@ def sample_euler(
     t_start: float | None = None,
     known: Tensor | None = None,
     mask: Tensor | None = None,
+    churn: float = 0.0,
 ) -> Tensor:
     """Euler's method on the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma
-    (Karras et al. 2022, https://arxiv.org/abs/2206.00364): the same steps as deterministic DDIM."""
+    (Karras et al. 2022, https://arxiv.org/abs/2206.00364): the same steps as deterministic DDIM.
+
+    ``churn`` > 0: Karras et al.'s stochastic sampler (their Algorithm 2, k-diffusion's
+    ``s_churn``): before each step, fresh noise raises the level from sigma to
+    sigma * (1 + gamma), gamma = min(churn / steps, sqrt(2) - 1), and the step starts there.
+    The added noise corrects errors made by earlier steps, at the price of some detail."""
+    if not churn >= 0.0:
+        raise ValueError(f"churn must be >= 0 (0 = the deterministic ODE), got {churn}")
     run = _Run(denoiser, x, sigmas, generator, callback, x_init, t_start, known, mask)
-    return _ancestral_loop(run, 0.0)
+    if churn == 0.0:
+        return _ancestral_loop(run, 0.0)
+    gamma = min(churn / len(run.steps()), math.sqrt(2.0) - 1.0)
+    x = run.x
+    for i in run.steps():
+        sigma, sigma_next = run.levels[i], run.levels[i + 1]
+        raised = sigma * (1.0 + gamma)
+        x = sampler_update(x, x, 1.0, 0.0, noise=run.noise(x), c=math.sqrt(raised**2 - sigma**2))
+        denoised = run.denoise(x, raised)
+        ratio = sigma_next / raised
+        x = sampler_update(x, denoised, ratio, 1.0 - ratio)
+        run.report(i, x, denoised)
+    return run.finish(x)
 
 
 @torch.no_grad()
