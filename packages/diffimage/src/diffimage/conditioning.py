@@ -160,8 +160,10 @@ def parse_conditions(
     "none" (unconditional), or class ids or names, comma-separated; ``captions`` separated by
     "|", cycled over the samples."""
     conditions: dict[str, object] = {}
-    if model.num_classes is not None and labels != "none":
-        conditions["labels"] = parse_labels(labels or "all", n, model.config.class_names)
+    if model.num_classes is not None and labels in (None, "all"):
+        conditions["labels"] = torch.arange(n) % model.num_classes  # names or not
+    elif model.num_classes is not None and labels != "none":
+        conditions["labels"] = parse_labels(labels, n, model.config.class_names)
     if captions:
         parts = captions.split("|")
         conditions["captions"] = [parts[i % len(parts)] for i in range(n)]
