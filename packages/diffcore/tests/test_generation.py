@@ -113,6 +113,8 @@ def test_sampler_options_reach_the_sampler_and_unknown_ones_are_refused(toy):
         toy.sample(2, steps=0)
     with pytest.raises(ValueError, match="n must be a positive integer"):
         toy.sample(0)
+    with pytest.raises(TypeError, match="unexpected keyword argument.*setps"):
+        toy.plan({"setps": 3})
     with pytest.raises(ValueError, match="takes no conditions"):
         ContinuousPipeline.conditions(toy, 2, colour="red")
 
@@ -211,7 +213,7 @@ def _jobs() -> tuple[list[Tensor], dict[str, Tensor]]:
 )
 def test_token_fills_do_not_depend_on_the_batch_size(tokens, sampler, options):
     rows, cond = _jobs()
-    plan = tokens.options(sampler, None, 2.0, options)
+    plan, _ = tokens.plan({"sampler": sampler, "guidance": 2.0, "options": options})
     one = tokens.fill(rows, conditions=cond, plan=plan, seed=5, batch_size=1)
     eight = tokens.fill(rows, conditions=cond, plan=plan, seed=5, batch_size=8)
     assert all(torch.equal(a, b) for a, b in zip(one, eight, strict=True))
@@ -223,14 +225,12 @@ def test_a_block_model_fills_block_by_block_at_any_batch_size(tokens):
     rows, cond = _jobs()
     tokens.block = 4
     try:
-        plan = tokens.options(None, 3, 1.0, None)  # rounded up to a multiple of the blocks
+        plan, _ = tokens.plan({"steps": 3})  # rounded up to a multiple of the blocks
         one = tokens.fill(rows, conditions=cond, plan=plan, batch_size=1)
         many = tokens.fill(rows, conditions=cond, plan=plan, batch_size=4)
         assert all(torch.equal(a, b) for a, b in zip(one, many, strict=True))
         with pytest.raises(ValueError, match="use the confidence sampler"):
-            tokens.fill(
-                rows, conditions=cond, plan=tokens.options("masked_ancestral", 3, 1.0, None)
-            )
+            tokens.fill(rows, conditions=cond, plan=tokens.plan({"sampler": "masked_ancestral"})[0])
     finally:
         tokens.block = None
 

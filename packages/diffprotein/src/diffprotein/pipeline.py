@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from Bio.Seq import Seq
@@ -21,8 +21,7 @@ from Bio.SeqRecord import SeqRecord
 from torch import Tensor
 
 from diffcore.denoisers import condition, guidance
-from diffcore.generation import TokenOptions, TokenPipeline, remask
-from diffcore.samplers import Callback
+from diffcore.generation import Run, Sampling, TokenOptions, TokenPipeline, remask
 from diffcore.seeding import sample_seeds
 from diffprotein.alphabet import MASK_ID, PAD_ID, decode, encode
 from diffprotein.conditioning import LengthPrior, Motif, family_ids
@@ -76,18 +75,11 @@ class ProteinPipeline(TokenPipeline):
         self,
         n: int,
         *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        guidance: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 64,
-        options: Mapping[str, Any] | None = None,
-        progress: bool = False,
-        callback: Callback | None = None,
         family: str | None = None,
         length: int | Sequence[int] | None = None,
         motif: Motif | None = None,
         best_of: int = 1,
+        **sampling: Unpack[Sampling],
     ) -> list[SeqRecord]:
         """``n`` new sequences, optionally of a family, of given length(s), around a motif.
 
@@ -99,7 +91,8 @@ class ProteinPipeline(TokenPipeline):
         self.check_count(n)
         if isinstance(best_of, bool) or not isinstance(best_of, int) or best_of < 1:
             raise ValueError(f"best_of must be a positive integer, got {best_of!r}")
-        plan = self.options(sampler, steps, guidance, options)
+        plan, run = self.plan(sampling)
+        seed = run["seed"]
         fam = family_ids([family], self.families)
         lengths = self._lengths(n, family, length, motif, seed)
         rows = []
@@ -109,10 +102,7 @@ class ProteinPipeline(TokenPipeline):
                 known, where = motif.known_and_mask(size)
                 x[where] = known[where]
             rows += [x] * best_of  # a sample's candidates share its length and motif
-        tokens = self.fill(
-            rows, conditions={"family": fam.expand(len(rows))}, plan=plan, seed=seed,
-            batch_size=batch_size, progress=progress, callback=callback,
-        )  # fmt: skip
+        tokens = self.fill(rows, conditions={"family": fam.expand(len(rows))}, plan=plan, **run)
         if best_of > 1:
             tokens = self._best(tokens, best_of, fam, motif, seed)
         fields: dict[str, Any] = {"family": family or "none"}
@@ -130,15 +120,8 @@ class ProteinPipeline(TokenPipeline):
         records: Sequence[ProteinRecord | SeqRecord],
         regions: str,
         *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        guidance: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 64,
-        options: Mapping[str, Any] | None = None,
-        progress: bool = False,
-        callback: Callback | None = None,
         family: str | None = None,
+        **sampling: Unpack[Sampling],
     ) -> list[SeqRecord]:
         """Regenerate the 1-based ``regions`` (e.g. ``"10-20,40-45"``) of each record, keeping
         every other residue; the family defaults to each record's own where the model knows
@@ -149,8 +132,7 @@ class ProteinPipeline(TokenPipeline):
             x = self._encode(r)
             x[regions_mask(regions, len(x))] = MASK_ID
             rows.append(x)
-        plan = self.options(sampler, steps, guidance, options)
-        run = dict(seed=seed, batch_size=batch_size, progress=progress, callback=callback)
+        plan, run = self.plan(sampling)
         return self._redesign(sources, rows, family, {"infilled": regions}, "infill", plan, run)
 
     @torch.no_grad()
@@ -159,22 +141,14 @@ class ProteinPipeline(TokenPipeline):
         records: Sequence[ProteinRecord | SeqRecord],
         strength: float = 0.5,
         *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        guidance: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 64,
-        options: Mapping[str, Any] | None = None,
-        progress: bool = False,
-        callback: Callback | None = None,
         family: str | None = None,
+        **sampling: Unpack[Sampling],
     ) -> list[SeqRecord]:
         """Partial re-noising: mask a random ``strength`` share of each record's residues
         (by each record's own seed) and regenerate them, keeping the rest."""
         sources = [_as_protein(r) for r in records]
-        rows = remask([self._encode(r) for r in sources], strength, MASK_ID, seed=seed)
-        plan = self.options(sampler, steps, guidance, options)
-        run = dict(seed=seed, batch_size=batch_size, progress=progress, callback=callback)
+        plan, run = self.plan(sampling)
+        rows = remask([self._encode(r) for r in sources], strength, MASK_ID, seed=run["seed"])
         return self._redesign(sources, rows, family, {"strength": strength}, "edit", plan, run)
 
     @staticmethod
@@ -203,7 +177,7 @@ class ProteinPipeline(TokenPipeline):
         how: dict[str, Any],
         suffix: str,
         plan: TokenOptions,
-        run: dict[str, Any],
+        run: Run,
     ) -> list[SeqRecord]:
         names = [family or r.family for r in sources]
         names = [name if name in self.families else None for name in names]

@@ -21,12 +21,12 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
-from diffcore.generation import TokenOptions, TokenPipeline, remask
+from diffcore.generation import Sampling, TokenOptions, TokenPipeline, remask
 from diffcore.samplers import Callback
 from diffcore.seeding import SampleGenerators
 from difftext.autoregressive import sample_causal
@@ -40,6 +40,8 @@ __all__ = ["TextPipeline"]
 class TextPipeline(TokenPipeline):
     """A trained :class:`TextModel` ready to generate; outputs are strings (special tokens
     kept, so a fixed-length sample shows where its text ended)."""
+
+    default_batch_size = 16
 
     def __init__(self, text_model: TextModel, **options: Any) -> None:
         super().__init__(text_model.model, **options)
@@ -85,16 +87,9 @@ class TextPipeline(TokenPipeline):
         self,
         n: int,
         *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        guidance: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 16,
-        options: Mapping[str, Any] | None = None,
-        progress: bool = False,
-        callback: Callback | None = None,
         prompt: str | Sequence[str] | None = None,
         length: int | None = None,
+        **sampling: Unpack[Sampling],
     ) -> list[str]:
         """``n`` texts of ``length`` tokens (default: the model's block size; a block-diffusion
         model goes past it, block by block), each continuing ``prompt`` (one for all, or one per
@@ -105,7 +100,8 @@ class TextPipeline(TokenPipeline):
             raise ValueError(f"got {len(prompts)} prompts for {n} texts")
         length = length or self.text_model.block_size
         if self.text_model.kind == "autoregressive":
-            if sampler is not None or steps is not None or guidance != 1.0:
+            given = (sampling.get("sampler"), sampling.get("steps"), sampling.get("guidance", 1.0))
+            if given != (None, None, 1.0):
                 raise ValueError(
                     "an autoregressive model draws one token per pass, left to right: sampler, "
                     "steps and guidance do not apply to it"
@@ -115,38 +111,29 @@ class TextPipeline(TokenPipeline):
                     f"length {length} exceeds the autoregressive model's block size "
                     f"{self.text_model.block_size}"
                 )
+            options = sampling.get("options") or {}
             accepted = {"temperature", "top_p"}
-            if set(options or {}) - accepted:
+            if set(options) - accepted:
                 raise ValueError(
                     f"an autoregressive model takes only the options {sorted(accepted)}, got "
                     f"{sorted(options)}"
                 )
-            plan = self.options("masked_ancestral", None, 1.0, options)
-            return self._sample_causal(prompts, length, plan, seed, batch_size)
+            _, run = self.plan(sampling)
+            return self._sample_causal(prompts, length, options, run["seed"], run["batch_size"])
         rows = [parse_template(p, self.tokenizer, length=length).tokens for p in prompts]
-        plan = self.options(sampler, steps, guidance, options)
-        run = dict(seed=seed, batch_size=batch_size, progress=progress, callback=callback)
+        plan, run = self.plan(sampling)
         return self._decode(self.fill(rows, plan=plan, **run))
 
     @torch.no_grad()
     def infill(
         self,
         templates: Sequence[str],
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        guidance: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 16,
-        options: Mapping[str, Any] | None = None,
-        progress: bool = False,
-        callback: Callback | None = None,
+        **sampling: Unpack[Sampling],
     ) -> list[str]:
         """Fill the ``[MASK]`` / ``[MASK*n]`` spans of each template, keeping the rest."""
         self._check_diffusion("infilling")
         rows = [parse_template(t, self.tokenizer).tokens for t in templates]
-        plan = self.options(sampler, steps, guidance, options)
-        run = dict(seed=seed, batch_size=batch_size, progress=progress, callback=callback)
+        plan, run = self.plan(sampling)
         return self._decode(self.fill(rows, plan=plan, **run))
 
     @torch.no_grad()
@@ -154,23 +141,14 @@ class TextPipeline(TokenPipeline):
         self,
         texts: Sequence[str],
         strength: float = 0.5,
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        guidance: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 16,
-        options: Mapping[str, Any] | None = None,
-        progress: bool = False,
-        callback: Callback | None = None,
+        **sampling: Unpack[Sampling],
     ) -> list[str]:
         """Partial re-noising: mask a random ``strength`` share of each text's tokens (by each
         text's own seed) and regenerate them, keeping the rest."""
         self._check_diffusion("editing")
         tokens = [self._encode(t) for t in texts]
-        rows = remask(tokens, strength, self.mask_id, seed=seed)
-        plan = self.options(sampler, steps, guidance, options)
-        run = dict(seed=seed, batch_size=batch_size, progress=progress, callback=callback)
+        plan, run = self.plan(sampling)
+        rows = remask(tokens, strength, self.mask_id, seed=run["seed"])
         return self._decode(self.fill(rows, plan=plan, **run))
 
     @staticmethod
@@ -254,7 +232,12 @@ class TextPipeline(TokenPipeline):
         ]
 
     def _sample_causal(
-        self, prompts: list[str], length: int, plan: TokenOptions, seed: int, batch_size: int
+        self,
+        prompts: list[str],
+        length: int,
+        options: Mapping[str, Any],
+        seed: int,
+        batch_size: int,
     ) -> list[str]:
         """The autoregressive peer: each prompt is a prefix, continued one token per pass."""
         tok = self.tokenizer
@@ -279,7 +262,7 @@ class TextPipeline(TokenPipeline):
                     self.model, prefix, length, start=start_id(tok),
                     banned=banned_ids(tok, generating=True),
                     generator=SampleGenerators(generators=[generators[i] for i in rows]),
-                    **plan.options,
+                    **options,
                 )  # fmt: skip
                 for i, row in zip(rows, tokens.cpu(), strict=True):
                     out[i] = row

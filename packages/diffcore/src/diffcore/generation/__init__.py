@@ -10,7 +10,7 @@ done once).
   progress, device and precision, ``from_pretrained`` / ``save_pretrained``.
 """
 
-from diffcore.generation.base import PRECISIONS, Pipeline
+from diffcore.generation.base import PRECISIONS, Pipeline, Run, Sampling
 from diffcore.generation.continuous import (
     ContinuousPipeline,
     network_calls,
@@ -30,7 +30,9 @@ __all__ = [
     "ContinuousOptions",
     "ContinuousPipeline",
     "Pipeline",
+    "Run",
     "SamplerOptions",
+    "Sampling",
     "TokenOptions",
     "TokenPipeline",
     "network_calls",

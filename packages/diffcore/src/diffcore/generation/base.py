@@ -9,18 +9,44 @@ whatever the batch size.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypedDict
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from diffcore.generation.options import SamplerOptions
 from diffcore.io import from_pretrained, save_pretrained
+from diffcore.samplers import Callback
 from diffcore.seeding import SampleGenerators, sample_seeds
 
-__all__ = ["PRECISIONS", "Pipeline", "batches"]
+__all__ = ["PRECISIONS", "Pipeline", "Run", "Sampling", "batches"]
+
+
+class Sampling(TypedDict, total=False):
+    """The keywords of every pipeline's ``sample``, ``edit``, ``inpaint`` and ``infill``: one
+    name and one meaning in every domain."""
+
+    sampler: str | None  # by name (``sampler_names``); None or absent: the domain's default
+    steps: int | None  # sampler steps; None (token domains): one per generated token
+    guidance: float  # classifier-free guidance scale; 1 = the plain conditional model
+    seed: int  # sample i's randomness depends on (seed, i) alone
+    batch_size: int  # samples per sampler call; results do not depend on it
+    options: Mapping[str, Any] | None  # the sampler's own keyword options, and "grid"
+    progress: bool  # a progress bar on stderr
+    callback: Callback | None  # called after every step with (Step, x, denoised)
+
+
+class Run(TypedDict):
+    """How a call runs, beside what it samples with: seed, batches, progress."""
+
+    seed: int
+    batch_size: int
+    progress: bool
+    callback: Callback | None
+
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -43,6 +69,8 @@ class Pipeline:
     """
 
     model_class: ClassVar[type[nn.Module]]
+    options_class: ClassVar[type[SamplerOptions]]
+    default_batch_size: ClassVar[int] = 64
 
     def __init__(
         self, model: nn.Module, *, device: str | torch.device = "cpu", precision: str = "fp32"
@@ -64,6 +92,33 @@ class Pipeline:
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the model folder ``from_pretrained`` reads; returns it."""
         return save_pretrained(self.model, directory)
+
+    def plan(self, sampling: Mapping[str, Any]) -> tuple[SamplerOptions, Run]:
+        """Split a call's ``Sampling`` keywords into the sampler's options (checked) and how
+        the call runs; a keyword that is not one of them is a TypeError, as in any call."""
+        unknown = set(sampling) - set(Sampling.__annotations__)
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument(s) {', '.join(sorted(unknown))}; the sampling "
+                f"keywords are {', '.join(Sampling.__annotations__)}"
+            )
+        plan = self.options_class.build(
+            sampling.get("sampler") or self.default_sampler,
+            sampling.get("steps", self.options_class.steps),
+            sampling.get("guidance", 1.0),
+            sampling.get("options"),
+        )
+        run = Run(
+            seed=sampling.get("seed", 0),
+            batch_size=sampling.get("batch_size", self.default_batch_size),
+            progress=sampling.get("progress", False),
+            callback=sampling.get("callback"),
+        )
+        return plan, run
+
+    @property
+    def default_sampler(self) -> str:
+        return self.options_class.sampler
 
     def autocast(self) -> contextlib.AbstractContextManager:
         dtype = PRECISIONS[self.precision]

@@ -16,9 +16,8 @@ import torch
 from torch import Tensor
 
 from diffcore.denoisers import Clamped, compiled, condition, guidance
-from diffcore.generation.base import Pipeline, batches
+from diffcore.generation.base import Pipeline, Sampling, batches
 from diffcore.generation.options import ContinuousOptions
-from diffcore.samplers import Callback
 from diffcore.schedules import karras_grid, trailing_grid
 from diffcore.seeding import SampleGenerators, randn
 
@@ -67,6 +66,7 @@ class ContinuousPipeline(Pipeline):
     compile: run the denoiser through ``torch.compile`` (one compile per batch shape).
     """
 
+    options_class = ContinuousOptions
     sigma_min: float | None = None
     data_range: tuple[float, float] | None = (-1.0, 1.0)
 
@@ -106,69 +106,29 @@ class ContinuousPipeline(Pipeline):
         return base
 
     @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        *,
-        sampler: str = "dpmpp_2m",
-        steps: int = 20,
-        guidance: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 64,
-        options: Mapping[str, Any] | None = None,
-        progress: bool = False,
-        callback: Callback | None = None,
-        **conditions: Any,
-    ) -> Tensor:
-        """``n`` new samples (n, *sample_shape). conditions: the domain's (labels=...).
-        The same seed gives the same samples at any ``batch_size``."""
+    def sample(self, n: int, **kwargs: Any) -> Tensor:
+        """``n`` new samples (n, *sample_shape). kwargs: the ``Sampling`` keywords (sampler
+        "dpmpp_2m", steps 20, guidance 1, seed 0, batch_size 64, options, progress, callback)
+        and the domain's conditions (labels=...). A seed gives the same samples at any
+        ``batch_size``."""
         self.check_count(n)
-        plan = ContinuousOptions.build(sampler, steps, guidance, options)
-        return self._run(n, plan, seed, batch_size, progress, callback, conditions, {})
+        return self._run(n, kwargs, {})
 
     @torch.no_grad()
-    def edit(
-        self,
-        x: Tensor,
-        strength: float = 0.5,
-        *,
-        sampler: str = "dpmpp_2m",
-        steps: int = 20,
-        guidance: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 64,
-        options: Mapping[str, Any] | None = None,
-        progress: bool = False,
-        callback: Callback | None = None,
-        **conditions: Any,
-    ) -> Tensor:
+    def edit(self, x: Tensor, strength: float = 0.5, **kwargs: Any) -> Tensor:
         """Partial-noise editing (SDEdit, Meng et al. 2021): noise ``x`` (B, *sample_shape) and
-        run the last ``strength`` share of the sampler's steps; strength 1 ignores the input."""
+        run the last ``strength`` share of the sampler's steps; strength 1 ignores the input.
+        kwargs: as in ``sample``."""
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must lie in (0, 1], got {strength}")
         x = self._check_input(x, "x")
-        plan = ContinuousOptions.build(sampler, steps, guidance, options)
-        edit = {"x_init": x, "t_start": strength}
-        return self._run(len(x), plan, seed, batch_size, progress, callback, conditions, edit)
+        return self._run(len(x), kwargs, {"x_init": x, "t_start": strength})
 
     @torch.no_grad()
-    def inpaint(
-        self,
-        x: Tensor,
-        mask: Tensor,
-        *,
-        sampler: str = "dpmpp_2m",
-        steps: int = 20,
-        guidance: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 64,
-        options: Mapping[str, Any] | None = None,
-        progress: bool = False,
-        callback: Callback | None = None,
-        **conditions: Any,
-    ) -> Tensor:
+    def inpaint(self, x: Tensor, mask: Tensor, **kwargs: Any) -> Tensor:
         """Regenerate ``x`` (B, *sample_shape) where ``mask`` is True (white = repaint, as in
-        diffusers); mask broadcasts to x (e.g. (B or 1, 1, H, W)). The rest is kept exactly."""
+        diffusers); mask broadcasts to x (e.g. (B or 1, 1, H, W)). The rest is kept exactly.
+        kwargs: as in ``sample``."""
         x = self._check_input(x, "x")
         mask = torch.as_tensor(mask, device=self.device).bool()
         try:
@@ -177,9 +137,7 @@ class ContinuousPipeline(Pipeline):
             raise ValueError(
                 f"mask {tuple(mask.shape)} does not broadcast to x {tuple(x.shape)}"
             ) from None
-        plan = ContinuousOptions.build(sampler, steps, guidance, options)
-        edit = {"known": x, "mask": keep}
-        return self._run(len(x), plan, seed, batch_size, progress, callback, conditions, edit)
+        return self._run(len(x), kwargs, {"known": x, "mask": keep})
 
     # the loop
 
@@ -196,18 +154,11 @@ class ContinuousPipeline(Pipeline):
             raise ValueError(f"{name} holds no samples")
         return x.to(self.device, torch.float32)
 
-    def _run(
-        self,
-        n: int,
-        plan: ContinuousOptions,
-        seed: int,
-        batch_size: int,
-        progress: bool,
-        callback: Callback | None,
-        conditions: dict[str, Any],
-        edit: dict[str, Any],
-    ) -> Tensor:
-        cond, uncond = self.conditions(n, **conditions)
+    def _run(self, n: int, kwargs: dict[str, Any], edit: dict[str, Any]) -> Tensor:
+        sampling = {k: kwargs.pop(k) for k in list(kwargs) if k in Sampling.__annotations__}
+        plan, run = self.plan(sampling)
+        seed, batch_size, callback = run["seed"], run["batch_size"], run["callback"]
+        cond, uncond = self.conditions(n, **kwargs)  # what is left are the domain's conditions
         for key, value in {**cond, **uncond}.items():
             if len(value) != n:
                 raise ValueError(f"condition {key!r} has {len(value)} rows for {n} samples")
@@ -218,7 +169,7 @@ class ContinuousPipeline(Pipeline):
         shape = self.sample_shape()
         out = []
         chunks = list(batches(range(n), batch_size))
-        bar = self.progress_bar(len(chunks) * (len(grid) - 1), plan.sampler, progress)
+        bar = self.progress_bar(len(chunks) * (len(grid) - 1), plan.sampler, run["progress"])
 
         def report(*step: Any) -> None:
             bar.update(1)

@@ -68,10 +68,12 @@ class TokenPipeline(Pipeline):
     Subclasses define ``mask_id``, ``denoiser(x, conditions, scale)`` (the ``TokenDenoiser`` of
     a batch, guided with ``scale``), and may set ``diffusion_block`` (a block-diffusion model's
     block: generation goes block by block, left to right, with the confidence sampler) and
-    ``default_sampler``.
+    ``default_sampler``. Their public methods take the ``Sampling`` keywords; ``plan`` turns
+    them into the sampler's options and the run's settings that ``fill`` takes.
     """
 
-    default_sampler: str = "confidence"
+    options_class = TokenOptions
+    default_batch_size = 64
     time_independent: bool = True  # the network ignores t (MDLM's observation): logits reusable
 
     @property
@@ -84,16 +86,6 @@ class TokenPipeline(Pipeline):
 
     def denoiser(self, x: Tensor, conditions: Mapping[str, Tensor], scale: float) -> Any:
         raise NotImplementedError
-
-    def options(
-        self,
-        sampler: str | None,
-        steps: int | None,
-        guidance: float,
-        options: Mapping[str, Any] | None,
-    ) -> TokenOptions:
-        """The sampling plan (the domain's default sampler when ``sampler`` is None)."""
-        return TokenOptions.build(sampler or self.default_sampler, steps, guidance, options)
 
     @torch.no_grad()
     def fill(
