@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -399,3 +399,23 @@ def load_state(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
             raise ValueError(f"{path} was not written by diffcore.io.save_state (no state header)")
         tensors = {k: f.get_tensor(k).to(device) for k in f.keys()}  # noqa: SIM118
     return _decode(json.loads(meta[_STATE_KEY])["tree"], tensors)
+
+
+def find_files(
+    sources: Sequence[str | os.PathLike], suffixes: Sequence[str], *, what: str
+) -> list[Path]:
+    """The files named by ``sources``: a file as given, a folder searched recursively for the
+    ``suffixes`` (lower case, with the dot; sorted). ``what`` names them in errors ("image",
+    "text"...)."""
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = sorted(p for p in source.rglob("*") if p.suffix.lower() in suffixes)
+            if not found:
+                raise ValueError(f"folder {source} holds no {what} files ({', '.join(suffixes)})")
+            files.extend(found)
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise FileNotFoundError(f"{what} source {source} does not exist")
+    return files

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from diffcore.io import find_files
 from diffimage.data import ImageSpec, from_pil
 from diffimage.pixels import MODES, to_uint8, to_unit_range
 
@@ -76,18 +77,7 @@ def save_images(
 
 def image_files(inputs: Sequence[str | Path]) -> list[Path]:
     """The image files named by ``inputs``: files as given, folders searched (sorted)."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise ValueError(f"{item} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-            files.extend(found)
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise FileNotFoundError(f"{item} does not exist")
-    return files
+    return find_files(inputs, IMAGE_SUFFIXES, what="image")
 
 
 def load_image_files(

@@ -26,7 +26,6 @@ the same positions as their noisy copies (BD3-LM's 2L layout).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -155,21 +154,11 @@ class ProteinDenoiserConfig(EsmShape):
 def load_preset(name: str, **overrides: Any) -> dict[str, Any]:
     """Shape fields of a named preset in ``shared/presets/protein.json`` (or a JSON file path
     given as ``name=path:preset``), with ``overrides`` applied."""
-    from diffcore.nn.presets import presets_dir
+    from diffcore.nn.presets import read_preset
 
-    path_text, sep, preset = name.rpartition(":")
-    path = Path(path_text) if sep else presets_dir() / "protein.json"
-    if not sep:
-        preset = name
-    try:
-        table = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"preset file {path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
-    if preset not in table:
-        raise ValueError(f"{path} has no preset {preset!r}; it has {sorted(table)}")
-    fields = {k: v for k, v in table[preset].items() if not k.startswith("_")}
+    path, sep, preset = name.rpartition(":")
+    path, preset = (path, preset) if sep else ("protein.json", name)
+    fields = read_preset(path, preset)
     shape = {f.name for f in dataclasses.fields(EsmShape)}
     unknown = sorted(set(fields) - shape)
     if unknown:

@@ -36,6 +36,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
+from diffcore.io import find_files
+
 __all__ = [
     "Document",
     "Packing",
@@ -80,19 +82,9 @@ def _expand(sources: Sequence[str | os.PathLike]) -> list[Path]:
     if isinstance(sources, str | os.PathLike):
         sources = [sources]
     files: list[Path] = []
-    for source in sources:
-        path = Path(source)
-        if path.is_dir() and (path / "dataset_info.json").is_file():
-            files.append(path)
-        elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES)
-            if not found:
-                raise ValueError(f"folder {path} holds no text files ({', '.join(TEXT_SUFFIXES)})")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"text source {path} does not exist")
+    for source in map(Path, sources):
+        saved = source.is_dir() and (source / "dataset_info.json").is_file()
+        files += [source] if saved else find_files([source], TEXT_SUFFIXES, what="text")
     if not files:
         raise ValueError("no text sources given")
     return files

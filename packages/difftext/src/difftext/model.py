@@ -42,7 +42,7 @@ from transformers.utils import logging as hf_logging
 
 from diffcore.io import atomic_directory, save_weights
 from diffcore.nn.attention import attention_mask_for
-from diffcore.nn.presets import presets_dir
+from diffcore.nn.presets import read_preset
 from diffcore.processes import block_attention_mask
 from diffcore.processes.mask import generated_blocks_end
 from difftext.tokenizer import banned_ids, load_tokenizer, start_id
@@ -101,16 +101,7 @@ def dropout_of(config: PretrainedConfig, attention: bool = False) -> float:
 
 def load_preset(name: str, file: str | os.PathLike | None = None) -> dict[str, Any]:
     """The fields of preset ``name`` from ``shared/presets/text.json`` (or ``file``)."""
-    path = Path(file) if file is not None else presets_dir() / PRESET_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"preset file {path} does not exist")
-    try:
-        table = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
-    if name not in table:
-        raise ValueError(f"{path} has no preset {name!r}; it has {sorted(table)}")
-    return dict(table[name])
+    return read_preset(file if file is not None else PRESET_FILE, name)
 
 
 def masked_lm_config(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from diffcore.nn.unet import UNetConfig
 
@@ -25,12 +26,10 @@ def presets_dir(start: Path | None = None) -> Path:
     )
 
 
-def load_unet_preset(file: str | Path, name: str, **overrides: object) -> UNetConfig:
-    """``UNetConfig`` named ``name`` in a JSON file mapping preset names to config fields.
-
-    file: a path, or a bare file name looked up in :func:`presets_dir`. ``overrides`` replace
-    fields (e.g. ``in_channels=1, num_classes=10``).
-    """
+def read_preset(file: str | Path, name: str) -> dict[str, Any]:
+    """The fields of preset ``name`` in a JSON file mapping preset names to fields; keys that
+    start with "_" are comments. file: a path, or a bare file name looked up in
+    :func:`presets_dir`."""
     path = Path(file)
     if not path.is_file() and path.parent == Path("."):
         path = presets_dir() / path
@@ -42,9 +41,15 @@ def load_unet_preset(file: str | Path, name: str, **overrides: object) -> UNetCo
         raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
     if name not in table:
         raise ValueError(f"{path} has no preset {name!r}; it has {sorted(table)}")
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in table[name].items()}
+    return {k: v for k, v in table[name].items() if not k.startswith("_")}
+
+
+def load_unet_preset(file: str | Path, name: str, **overrides: object) -> UNetConfig:
+    """``UNetConfig`` named ``name`` in a preset file (see :func:`read_preset`); ``overrides``
+    replace fields (e.g. ``in_channels=1, num_classes=10``)."""
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in read_preset(file, name).items()}
     fields.update(overrides)
     try:
         return UNetConfig(**fields)
     except TypeError as err:
-        raise ValueError(f"{path}: preset {name!r} does not fit UNetConfig: {err}") from err
+        raise ValueError(f"{file}: preset {name!r} does not fit UNetConfig: {err}") from err
