@@ -38,15 +38,52 @@ DATA = ["--pattern", "{label}_{speaker}_{index}", "--seconds", "0.2"]
 
 def test_train_sample_edit_and_eval_audio_from_the_command_line(tone_folder, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "audio", "--data", str(tone_folder), *DATA, "--preset", "tiny",
-                 "--steps", "3", "--batch-size", "4", "--out", str(run)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "audio",
+                "--data",
+                str(tone_folder),
+                *DATA,
+                "--preset",
+                "tiny",
+                "--steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert (run / "final" / "model.safetensors").is_file()
     record = json.loads((run / "run.json").read_text())
     assert record["train_config"]["steps"] == 3 and "commit" in record["git"]
 
     samples = tmp_path / "samples"
-    assert main(["sample", "audio", "--model", str(run / "final"), "--labels", "all",
-                 "--speakers", "bob", "--n", "4", "--steps", "3", "--out", str(samples)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sample",
+                "audio",
+                "--model",
+                str(run / "final"),
+                "--labels",
+                "all",
+                "--speakers",
+                "bob",
+                "--n",
+                "4",
+                "--steps",
+                "3",
+                "--out",
+                str(samples),
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(x) for x in (samples / "samples.jsonl").read_text().splitlines()]
     assert [x["label"] for x in lines] == ["hi", "lo", "hi", "lo"]
     assert {x["speaker"] for x in lines} == {"bob"}
@@ -56,35 +93,130 @@ def test_train_sample_edit_and_eval_audio_from_the_command_line(tone_folder, tmp
 
     edited = tmp_path / "edited"
     source = tone_folder / "lo_ann_0.wav"
-    assert main(["edit", "audio", "--model", str(run / "final"), "--input", str(source),
-                 "--gap", "0.05:0.1", "--label", "lo", "--steps", "3", "--out", str(edited)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "edit",
+                "audio",
+                "--model",
+                str(run / "final"),
+                "--input",
+                str(source),
+                "--gap",
+                "0.05:0.1",
+                "--label",
+                "lo",
+                "--steps",
+                "3",
+                "--out",
+                str(edited),
+            ]
+        )
+        == 0
+    )
     assert (edited / "lo_ann_0_edit0.wav").is_file()
     # a spectrogram PNG can be edited too
-    assert main(["edit", "audio", "--model", str(run / "final"), "--input",
-                 str(samples / lines[0]["png"]), "--keep-until", "0.1", "--steps", "2",
-                 "--out", str(tmp_path / "continued")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "edit",
+                "audio",
+                "--model",
+                str(run / "final"),
+                "--input",
+                str(samples / lines[0]["png"]),
+                "--keep-until",
+                "0.1",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "continued"),
+            ]
+        )
+        == 0
+    )
 
     judge = tmp_path / "judge"
-    assert main(["train", "audio-judge", "--data", str(tone_folder), *DATA, "--steps", "3",
-                 "--batch-size", "4", "--out", str(judge)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "audio-judge",
+                "--data",
+                str(tone_folder),
+                *DATA,
+                "--steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--out",
+                str(judge),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["eval", "audio", "--model", str(run / "final"), "--judge", str(judge / "final"),
-                 "--data", str(tone_folder), *DATA[:2], "--per-class", "2", "--steps", "2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "audio",
+                "--model",
+                str(run / "final"),
+                "--judge",
+                str(judge / "final"),
+                "--data",
+                str(tone_folder),
+                *DATA[:2],
+                "--per-class",
+                "2",
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     scores = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert 0 <= scores["accuracy"] <= 1 and scores["count"] == 4
 
 
 def test_train_and_eval_vocoder_from_the_command_line(tone_folder, tmp_path, capsys):
     out = tmp_path / "vocoder"
-    assert main(["train", "vocoder", "--data", str(tone_folder), *DATA, "--steps", "3",
-                 "--batch-size", "4", "--dim", "16", "--layers", "1", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "vocoder",
+                "--data",
+                str(tone_folder),
+                *DATA,
+                "--steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--dim",
+                "16",
+                "--layers",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["eval", "vocoder", "--vocoder", str(out / "final"), "--data", str(tone_folder),
-                 *DATA]) == 0  # fmt: skip
+    assert (
+        main(
+            ["eval", "vocoder", "--vocoder", str(out / "final"), "--data", str(tone_folder), *DATA]
+        )
+        == 0
+    )
     scores = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert scores["count"] == 12 and scores["real_time_factor"] > 0
-    assert main(["eval", "vocoder", "--vocoder", "griffin-lim", "--data", str(tone_folder),
-                 *DATA]) == 0  # fmt: skip
+    assert (
+        main(["eval", "vocoder", "--vocoder", "griffin-lim", "--data", str(tone_folder), *DATA])
+        == 0
+    )
 
 
 def test_bad_input_is_reported_with_the_file(tmp_path, capsys):

@@ -24,10 +24,26 @@ def image_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_run(image_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    code = main([
-        "train", "image", "--data", str(image_folder), "--preset", "tiny", "--steps", "6",
-        "--batch-size", "8", "--checkpoint-every", "3", "--out", str(out), "--device", "cpu",
-    ])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "image",
+            "--data",
+            str(image_folder),
+            "--preset",
+            "tiny",
+            "--steps",
+            "6",
+            "--batch-size",
+            "8",
+            "--checkpoint-every",
+            "3",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     return out
 
@@ -42,10 +58,24 @@ def test_train_writes_a_model_checkpoints_a_preview_and_its_settings(trained_run
 
 
 def test_sample_writes_a_grid_and_one_png_per_image(trained_run, tmp_path, capsys):
-    code = main([
-        "sample", "image", "--model", str(trained_run / "final"), "--n", "4", "--labels", "top",
-        "--steps", "3", "--out", str(tmp_path), "--device", "cpu",
-    ])  # fmt: skip
+    code = main(
+        [
+            "sample",
+            "image",
+            "--model",
+            str(trained_run / "final"),
+            "--n",
+            "4",
+            "--labels",
+            "top",
+            "--steps",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     singles = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert singles == ["0000_top.png", "0001_top.png", "0002_top.png", "0003_top.png"]
@@ -57,15 +87,43 @@ def test_edit_does_img2img_and_inpainting_of_files(trained_run, image_folder, tm
     inputs = [str(image_folder / "left" / "0.png"), str(image_folder / "top" / "1.png")]
     model = str(trained_run / "final")
     common = ["--model", model, "--steps", "4", "--labels", "left", "--device", "cpu"]
-    assert main(["edit", "image", *common, "--input", *inputs, "--strength", "0.3",
-                 "--out", str(tmp_path / "i2i")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "edit",
+                "image",
+                *common,
+                "--input",
+                *inputs,
+                "--strength",
+                "0.3",
+                "--out",
+                str(tmp_path / "i2i"),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "i2i" / "edited").iterdir()) == ["0.png", "1.png"]
 
     mask = Image.new("L", (8, 8), 0)
     mask.paste(255, (4, 0, 8, 8))  # repaint the right half
     mask.save(tmp_path / "mask.png")
-    assert main(["edit", "image", *common, "--input", *inputs, "--mask", str(tmp_path / "mask.png"),
-                 "--out", str(tmp_path / "inpaint")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "edit",
+                "image",
+                *common,
+                "--input",
+                *inputs,
+                "--mask",
+                str(tmp_path / "mask.png"),
+                "--out",
+                str(tmp_path / "inpaint"),
+            ]
+        )
+        == 0
+    )
     before = Image.open(inputs[0]).crop((0, 0, 4, 8)).tobytes()
     after = Image.open(tmp_path / "inpaint" / "edited" / "0.png").crop((0, 0, 4, 8)).tobytes()
     assert before == after  # the kept half is untouched
@@ -75,16 +133,53 @@ def test_judge_training_and_eval_print_fid_kid_and_accuracy(
     trained_run, image_folder, tmp_path, capsys
 ):
     judge = tmp_path / "judge"
-    assert main([
-        "train", "image-judge", "--data", str(image_folder), "--test-split", "train",
-        "--steps", "3", "--batch-size", "8", "--out", str(judge), "--device", "cpu",
-    ]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "image-judge",
+                "--data",
+                str(image_folder),
+                "--test-split",
+                "train",
+                "--steps",
+                "3",
+                "--batch-size",
+                "8",
+                "--out",
+                str(judge),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "accuracy on train" in capsys.readouterr().out
-    assert main([
-        "eval", "image", "--model", str(trained_run / "final"), "--judge", str(judge / "final"),
-        "--data", str(image_folder), "--split", "train", "--n", "8", "--steps", "3",
-        "--out", str(tmp_path / "eval"), "--device", "cpu",
-    ]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "image",
+                "--model",
+                str(trained_run / "final"),
+                "--judge",
+                str(judge / "final"),
+                "--data",
+                str(image_folder),
+                "--split",
+                "train",
+                "--n",
+                "8",
+                "--steps",
+                "3",
+                "--out",
+                str(tmp_path / "eval"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "FID" in printed and "KID" in printed and "judge accuracy" in printed
     report = json.loads((tmp_path / "eval" / "run.json").read_text())["report"]

@@ -29,12 +29,13 @@ def run(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("protein")
     data = root / "data"
     data.mkdir()
-    (data / "kunitz.fasta").write_text(KUNITZ * 1 + "".join(
-        f">k{i}\n{KUNITZ.split()[1][i:] + KUNITZ.split()[1][:i]}\n" for i in range(2, 40)
-    ))  # fmt: skip
-    (data / "sh3.fasta").write_text(SH3 + "".join(
-        f">s{i}\n{SH3.split()[1][i:] + SH3.split()[1][:i]}\n" for i in range(2, 40)
-    ))  # fmt: skip
+    (data / "kunitz.fasta").write_text(
+        KUNITZ * 1
+        + "".join(f">k{i}\n{KUNITZ.split()[1][i:] + KUNITZ.split()[1][:i]}\n" for i in range(2, 40))
+    )
+    (data / "sh3.fasta").write_text(
+        SH3 + "".join(f">s{i}\n{SH3.split()[1][i:] + SH3.split()[1][:i]}\n" for i in range(2, 40))
+    )
     out = root / "run"
     argv = ["train", "protein", str(data), "--out", str(out), "--preset", "tiny"]
     argv += ["--steps", "6", "--batch-size", "8", "--checkpoint-every", "3", "--device", "cpu"]

@@ -37,8 +37,21 @@ def test_train_sample_edit_and_eval_text(tmp_path, corpus, capsys):
     assert "bits/char" in capsys.readouterr().out
     assert (run / "model" / "model.safetensors").is_file() and (run / "tokenizer").is_dir()
     assert json.loads((run / "run.json").read_text())["train_config"]["steps"] == 12
-    assert main(["train", "text", str(corpus), "--out", str(peer), "--objective",
-                 "autoregressive", *common]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "text",
+                str(corpus),
+                "--out",
+                str(peer),
+                "--objective",
+                "autoregressive",
+                *common,
+            ]
+        )
+        == 0
+    )
 
     samples = tmp_path / "samples.jsonl"
     args = ["sample", "text", "--model", str(run), "--n", "2", "--steps", "8", "--seed", "3"]
@@ -68,9 +81,31 @@ def test_train_sample_edit_and_eval_text(tmp_path, corpus, capsys):
     assert len(record["text"]) == len("To be, or  to be") + 4
 
     report_path = tmp_path / "eval.json"
-    assert main(["eval", "text", "--model", str(run), "--data", str(corpus), "--tail", "0.1",
-                 "--mc-samples", "2", "--samples", str(samples), "--judge", str(peer),
-                 "--reference", str(corpus), "--out", str(report_path)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "text",
+                "--model",
+                str(run),
+                "--data",
+                str(corpus),
+                "--tail",
+                "0.1",
+                "--mc-samples",
+                "2",
+                "--samples",
+                str(samples),
+                "--judge",
+                str(peer),
+                "--reference",
+                str(corpus),
+                "--out",
+                str(report_path),
+            ]
+        )
+        == 0
+    )
     report = json.loads(report_path.read_text())
     assert report["likelihood"]["bound"] and report["likelihood"]["bits_per_char"] > 0
     assert report["samples"]["samples"] == 2 and report["samples"]["generative_perplexity"] > 1
@@ -80,26 +115,81 @@ def test_a_block_diffusion_model_trains_samples_and_fills_from_the_command_line(
     run = tmp_path / "block"
     common = ["--preset", "tiny", "--block-size", "32", "--steps", "6", "--batch-size", "8"]
     common += ["--log-every", "3", "--eval-every", "0", "--checkpoint-every", "6"]
-    assert main(["train", "text", str(corpus), "--out", str(run), "--diffusion-block", "8",
-                 *common]) == 0  # fmt: skip
+    assert (
+        main(["train", "text", str(corpus), "--out", str(run), "--diffusion-block", "8", *common])
+        == 0
+    )
     meta = json.loads((run / "model" / "difftext.json").read_text())
     assert meta["diffusion_block"] == 8
     samples = tmp_path / "samples.jsonl"
-    assert main(["sample", "text", "--model", str(run), "--n", "2", "--steps", "8",
-                 "--prompt", "ROMEO:", "--out", str(samples)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sample",
+                "text",
+                "--model",
+                str(run),
+                "--n",
+                "2",
+                "--steps",
+                "8",
+                "--prompt",
+                "ROMEO:",
+                "--out",
+                str(samples),
+            ]
+        )
+        == 0
+    )
     assert all(r["text"].startswith("ROMEO:") for r in read_jsonl(samples))
     longer = tmp_path / "longer.jsonl"  # past the block size of 32: window by window
-    assert main(["sample", "text", "--model", str(run), "--n", "1", "--steps", "10",
-                 "--length", "80", "--out", str(longer)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sample",
+                "text",
+                "--model",
+                str(run),
+                "--n",
+                "1",
+                "--steps",
+                "10",
+                "--length",
+                "80",
+                "--out",
+                str(longer),
+            ]
+        )
+        == 0
+    )
     (text,) = [r["text"] for r in read_jsonl(longer)]
     assert len(text.replace("[EOS]", "|")) == 80 and "[MASK]" not in text  # one token a char
     infills = tmp_path / "infills.jsonl"
-    assert main(["edit", "text", "--model", str(run), "--steps", "4", "--out", str(infills),
-                 "--text", "To be, or [MASK*4] to be"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "edit",
+                "text",
+                "--model",
+                str(run),
+                "--steps",
+                "4",
+                "--out",
+                str(infills),
+                "--text",
+                "To be, or [MASK*4] to be",
+            ]
+        )
+        == 0
+    )
     (record,) = read_jsonl(infills)
     assert record["text"].startswith("To be, or ") and record["text"].endswith(" to be")
-    assert main(["sample", "text", "--model", str(run), "--sampler", "ancestral",
-                 "--out", str(samples)]) == 2  # fmt: skip
+    assert (
+        main(
+            ["sample", "text", "--model", str(run), "--sampler", "ancestral", "--out", str(samples)]
+        )
+        == 2
+    )
 
 
 def test_text_commands_report_bad_input_as_errors(tmp_path, capsys):

@@ -67,9 +67,12 @@ def test_skip_mode_leaves_bad_files_out_and_counts_them(tmp_path):
     (tmp_path / "broken.flac").unlink()
     with pytest.raises(ValueError, match="good.wav: silent"):
         load_audio_folder(
-            tmp_path, sample_rate=8000, num_samples=800, checks=ClipChecks(silence_db=0.0),
+            tmp_path,
+            sample_rate=8000,
+            num_samples=800,
+            checks=ClipChecks(silence_db=0.0),
             progress=False,
-        )  # fmt: skip
+        )
 
 
 def test_short_clips_are_padded_at_the_end_and_long_ones_cut_to_the_loudest_window():
@@ -85,9 +88,12 @@ def test_labels_and_speakers_come_from_a_file_name_pattern(tmp_path):
     for digit, speaker, index in [(3, "ann", 0), (10, "bob", 1), (2, "ann", 2)]:
         write_tone(tmp_path / f"{digit}_{speaker}_{index}.wav", freq=200 + 100 * digit)
     clips = load_audio_folder(
-        tmp_path, sample_rate=8000, num_samples=1000, pattern="{label}_{speaker}_{index}",
+        tmp_path,
+        sample_rate=8000,
+        num_samples=1000,
+        pattern="{label}_{speaker}_{index}",
         progress=False,
-    )  # fmt: skip
+    )
     assert clips.label_names == ("2", "3", "10")  # numeric order
     assert clips.speaker_names == ("ann", "bob")
     by_source = {s.split("/")[-1]: i for i, s in enumerate(clips.sources)}
@@ -148,9 +154,12 @@ def test_a_hugging_face_dataset_with_an_audio_column(tmp_path):
 
 def test_fsdd_loads_through_the_folder_adapter_with_its_test_split(shared_data):
     clips = load_audio(
-        shared_data / "fsdd" / "recordings", sample_rate=8000, num_samples=6016,
-        pattern="{label}_{speaker}_{index}", progress=False,
-    )  # fmt: skip
+        shared_data / "fsdd" / "recordings",
+        sample_rate=8000,
+        num_samples=6016,
+        pattern="{label}_{speaker}_{index}",
+        progress=False,
+    )
     assert len(clips) == 3000 and clips.label_names == tuple("0123456789")
     assert len(clips.speaker_names) == 6
     test, train = clips.split_by_field("index", range(5))

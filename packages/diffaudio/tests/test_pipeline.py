@@ -94,9 +94,12 @@ def test_a_tiny_model_loss_falls_on_64_real_recordings(shared_data, tmp_path):
 
     spec = SpectrogramConfig()
     clips = load_audio(
-        shared_data / "fsdd" / "recordings", sample_rate=8000, num_samples=spec.num_samples,
-        pattern="{label}_{speaker}_{index}", progress=False,
-    )  # fmt: skip
+        shared_data / "fsdd" / "recordings",
+        sample_rate=8000,
+        num_samples=spec.num_samples,
+        pattern="{label}_{speaker}_{index}",
+        progress=False,
+    )
     clips = clips.subset(range(0, 3000, 3000 // 64)[:64])  # every digit and speaker
     assert len(clips) == 64 and len(set(clips.labels.tolist())) == 10
     assert clip_spectrograms(clips, spec).shape == (64, 1, spec.n_mels, spec.frames)

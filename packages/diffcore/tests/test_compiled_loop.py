@@ -35,9 +35,15 @@ pytestmark = [
 def tiny_unet(seed: int) -> UNet:
     torch.manual_seed(seed)
     config = UNetConfig(
-        in_channels=1, channels=(8, 16), blocks_per_level=1, attention_levels=(),
-        mid_attention=True, head_dim=8, num_classes=3, norm_groups=4,
-    )  # fmt: skip
+        in_channels=1,
+        channels=(8, 16),
+        blocks_per_level=1,
+        attention_levels=(),
+        mid_attention=True,
+        head_dim=8,
+        num_classes=3,
+        norm_groups=4,
+    )
     net = UNet(config).eval()
     with torch.no_grad():  # a freshly built U-Net zeroes its output layer; make it say something
         for p in net.parameters():

@@ -354,9 +354,13 @@ def test_draw_blind_confidence_one_token_per_step_reproduces_the_distribution(ki
     samples follow its distribution, whatever order the ranking picks."""
     oracle = chain()
     out = sample_confidence(
-        oracle, masks(6000), linear_mask_grid(L), mask_id=MASK, generator=seeded(4),
+        oracle,
+        masks(6000),
+        linear_mask_grid(L),
+        mask_id=MASK,
+        generator=seeded(4),
         confidence=kind,
-    )  # fmt: skip
+    )
     counts = torch.bincount(index(out), minlength=K**L).double()
     assert chi_square_p(counts, oracle.probs) > 0.01
 
@@ -366,9 +370,13 @@ def test_probability_confidence_leans_to_likely_tokens_and_fails_the_same_test()
     tokens lean to the likely ones, so the same test rejects (it can fail)."""
     oracle = chain()
     out = sample_confidence(
-        oracle, masks(6000), linear_mask_grid(L), mask_id=MASK, generator=seeded(4),
+        oracle,
+        masks(6000),
+        linear_mask_grid(L),
+        mask_id=MASK,
+        generator=seeded(4),
         confidence="probability",
-    )  # fmt: skip
+    )
     counts = torch.bincount(index(out), minlength=K**L).double()
     assert chi_square_p(counts, oracle.probs) < 1e-6
 
@@ -407,9 +415,14 @@ def test_entropy_bound_reveals_the_longest_run_that_fits_and_at_least_one():
     table = TableDenoiser(peaked(confidences))
     seen = []
     out = sample_confidence(
-        table, torch.full((1, 6), 4), linear_mask_grid(6), mask_id=4, temperature=0.0,
-        entropy_bound=0.3, callback=lambda step, x, denoised: seen.append((x != 4)[0].clone()),
-    )  # fmt: skip
+        table,
+        torch.full((1, 6), 4),
+        linear_mask_grid(6),
+        mask_id=4,
+        temperature=0.0,
+        entropy_bound=0.3,
+        callback=lambda step, x, denoised: seen.append((x != 4)[0].clone()),
+    )
     assert seen[0].tolist() == [True, False, True, False, False, True]
     newly = [torch.nonzero(b & ~a).flatten().tolist() for a, b in zip(seen, seen[1:], strict=False)]
     assert newly == [[3], [4], [1], [], []]  # uncertain positions: one per step
@@ -425,9 +438,14 @@ def test_entropy_bound_zero_keeps_one_token_per_step_and_exact_draws():
     oracle = chain()
     counted = Counted(oracle)
     out = sample_confidence(
-        counted, masks(6000), linear_mask_grid(L), mask_id=MASK, generator=seeded(4),
-        confidence="entropy", entropy_bound=0.0,
-    )  # fmt: skip
+        counted,
+        masks(6000),
+        linear_mask_grid(L),
+        mask_id=MASK,
+        generator=seeded(4),
+        confidence="entropy",
+        entropy_bound=0.0,
+    )
     assert counted.calls == L
     counts = torch.bincount(index(out), minlength=K**L).double()
     assert chi_square_p(counts, oracle.probs) > 0.01
@@ -446,16 +464,22 @@ def test_entropy_bound_spends_its_passes_where_tokens_are_uncertain():
     for name, steps, bound in (("bound", 8, 0.5), ("5 steps", 5, None)):
         counted = Counted(oracle)
         out = sample_confidence(
-            counted, torch.full((4000, 8), 2), linear_mask_grid(steps), mask_id=2,
-            generator=seeded(0), confidence="entropy", entropy_bound=bound,
-        )  # fmt: skip
+            counted,
+            torch.full((4000, 8), 2),
+            linear_mask_grid(steps),
+            mask_id=2,
+            generator=seeded(0),
+            confidence="entropy",
+            entropy_bound=bound,
+        )
         error[name] = abs(float((out[:, 1:] != out[:, :-1]).double().mean()) - 0.15)
         passes[name] = counted.calls
     assert passes == {"bound": 5, "5 steps": 5}
     assert error["bound"] < 0.85 * error["5 steps"]
     with pytest.raises(ValueError, match="entropy_bound"):
-        sample_confidence(oracle, torch.full((1, 8), 2), linear_mask_grid(8), mask_id=2,
-                          entropy_bound=-0.1)  # fmt: skip
+        sample_confidence(
+            oracle, torch.full((1, 8), 2), linear_mask_grid(8), mask_id=2, entropy_bound=-0.1
+        )
 
 
 def test_blocks_fill_left_to_right_after_the_prompt():
@@ -538,9 +562,14 @@ def test_confidence_noise_spreads_early_reveals_and_keeps_the_grid_counts():
     first = {}
     for noise in (0.0, 20.0):
         states = revealed_per_step(
-            sample_confidence, torch.full((200, 12), 5), grid,
-            denoiser=table, mask_id=5, temperature=0.0, confidence_noise=noise,
-        )  # fmt: skip
+            sample_confidence,
+            torch.full((200, 12), 5),
+            grid,
+            denoiser=table,
+            mask_id=5,
+            temperature=0.0,
+            confidence_noise=noise,
+        )
         for s, revealed in zip(grid[1:].tolist(), states, strict=True):
             assert ((~revealed).sum(1) == int(s * 12 + 1e-9)).all()
         first[noise] = set(states[0].float().argmax(1).tolist())
@@ -554,7 +583,7 @@ def test_confidence_noise_spreads_early_reveals_and_keeps_the_grid_counts():
             generator=seeded(3),
             mask_id=5,
             confidence_noise=4.5,
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     assert torch.equal(runs[0], runs[1])
@@ -570,9 +599,14 @@ def test_spacing_reveals_positions_of_one_step_apart_then_fills_the_count():
     first = {}
     for spacing in (0, 1, 3):
         states = revealed_per_step(
-            sample_confidence, torch.full((2, 6), 5), linear_mask_grid(2),
-            denoiser=table, mask_id=5, temperature=0.0, spacing=spacing,
-        )  # fmt: skip
+            sample_confidence,
+            torch.full((2, 6), 5),
+            linear_mask_grid(2),
+            denoiser=table,
+            mask_id=5,
+            temperature=0.0,
+            spacing=spacing,
+        )
         assert [int((~s[0]).sum()) for s in states] == [3, 0]  # the grid's counts hold
         first[spacing] = torch.nonzero(states[0][0]).flatten().tolist()
     assert first == {0: [0, 1, 2], 1: [0, 2, 4], 3: [0, 1, 4]}
@@ -593,8 +627,12 @@ def test_spacing_brings_parallel_samples_of_a_sticky_chain_closer_to_the_truth()
     error = {}
     for spacing in (0, 1):
         out = sample_confidence(
-            oracle, torch.full((4000, 8), 2), linear_mask_grid(2),
-            mask_id=2, generator=seeded(0), spacing=spacing,
-        )  # fmt: skip
+            oracle,
+            torch.full((4000, 8), 2),
+            linear_mask_grid(2),
+            mask_id=2,
+            generator=seeded(0),
+            spacing=spacing,
+        )
         error[spacing] = abs(float((out[:, 1:] != out[:, :-1]).double().mean()) - 0.15)
     assert error[1] < 0.6 * error[0]

@@ -25,9 +25,14 @@ def test_train_save_load_and_sample_a_class_conditional_unet(tmp_path):
     torch.manual_seed(0)
     images, labels = two_class_images(64)
     config = UNetConfig(
-        in_channels=1, channels=(16, 32), blocks_per_level=1, attention_levels=(), num_classes=2,
-        norm_groups=8, mid_attention=False,
-    )  # fmt: skip
+        in_channels=1,
+        channels=(16, 32),
+        blocks_per_level=1,
+        attention_levels=(),
+        num_classes=2,
+        norm_groups=8,
+        mid_attention=False,
+    )
     process = GaussianProcess(CosineSchedule(), prediction="v")
     null = config.num_classes
 

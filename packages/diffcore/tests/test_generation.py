@@ -122,8 +122,12 @@ def test_sampler_options_reach_the_sampler_and_unknown_ones_are_refused(toy):
 def test_options_record_their_settings_and_the_grid_travels_in_options():
     plan = ContinuousOptions.build("ddim", 10, 2.0, {"eta": 0.5, "grid": "karras"})
     assert plan.record() == {
-        "sampler": "ddim", "steps": 10, "guidance": 2.0, "grid": "karras", "eta": 0.5,
-    }  # fmt: skip
+        "sampler": "ddim",
+        "steps": 10,
+        "guidance": 2.0,
+        "grid": "karras",
+        "eta": 0.5,
+    }
     assert TokenOptions.build(None, None, 1.0, None).sampler == "confidence"
     with pytest.raises(ValueError, match="grid must be one of linear, cosine"):
         TokenOptions.build("confidence", None, 1.0, {"grid": "karras"})

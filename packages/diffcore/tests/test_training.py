@@ -26,6 +26,7 @@ from diffcore.training import (
     TrainConfig,
     default_ema_decay,
     dist_info,
+    drop_condition,
     epoch_permutation,
     latest_checkpoint,
     list_checkpoints,
@@ -468,3 +469,23 @@ def test_invalid_inputs_are_rejected_with_the_reason(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(ValueError, match="RANK=2"):
         dist_info()
+
+
+def test_condition_dropout_uses_the_null_value_at_the_given_rate():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (4000,), generator=g)
+    dropped = drop_condition(labels, 0.25, 10, g)
+    changed = dropped == 10
+    assert 0.22 < changed.float().mean() < 0.28
+    assert torch.equal(dropped[~changed], labels[~changed])
+    assert torch.equal(drop_condition(labels, 0.0, 10, g), labels)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        drop_condition(labels, 1.5, 10, g)
+
+
+def test_condition_dropout_replaces_whole_rows_of_embeddings():
+    context = torch.ones(1000, 4, 8)
+    out = drop_condition(context, 0.5, 0.0, torch.Generator().manual_seed(0))
+    row_sums = out.sum((1, 2))
+    assert set(row_sums.unique().tolist()) == {0.0, 32.0}
+    assert 0.4 < (row_sums == 0).float().mean() < 0.6

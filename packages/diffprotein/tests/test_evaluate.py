@@ -78,9 +78,12 @@ def test_diversity_and_motif_preservation():
 
 
 def test_evaluate_samples_reports_each_family_and_all():
-    reference = [ProteinRecord(f"r{i}", s, f) for i, (s, f) in enumerate(
-        [("MKVLAAGW", "a"), ("MKVLSAGW", "a"), ("GSHMCCPQ", "b"), ("GSHMCCPW", "b")]
-    )]  # fmt: skip
+    reference = [
+        ProteinRecord(f"r{i}", s, f)
+        for i, (s, f) in enumerate(
+            [("MKVLAAGW", "a"), ("MKVLSAGW", "a"), ("GSHMCCPQ", "b"), ("GSHMCCPW", "b")]
+        )
+    ]
     samples = [
         ProteinRecord("s1", "MKVLAAGW", "a"),  # a copy of a reference
         ProteinRecord("s2", "MKVLAAGY", "a"),

@@ -127,8 +127,9 @@ def test_confidence_noise_reorders_reveals_and_is_recorded(pipe):
 def test_confidence_measure_changes_the_order_and_is_recorded(pipe):
     plain = {"sampler": "confidence", "steps": 4}
     one = pipe.sample(12, family="alpha", length=12, seed=5, **plain)
-    two = pipe.sample(12, family="alpha", length=12, seed=5, options={"confidence": "entropy"},
-                      **plain)  # fmt: skip
+    two = pipe.sample(
+        12, family="alpha", length=12, seed=5, options={"confidence": "entropy"}, **plain
+    )
     assert sequences(one) != sequences(two)
     assert two[0].annotations["confidence"] == "entropy" and "confidence" not in one[0].annotations
     with pytest.raises(ValueError, match="'masked_ancestral' takes no option 'confidence'"):

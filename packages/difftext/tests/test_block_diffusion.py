@@ -103,16 +103,26 @@ def test_a_tiny_block_model_learns_real_text_and_its_bound_beats_whole_sequence_
     train_blocks = make_blocks(tok, train_docs, 32)
     val_blocks = make_blocks(tok, val_docs, 32).subset(slice(0, 48))
     run = TrainConfig(
-        steps=100, batch_size=32, lr=1e-2, warmup=0.1, ema_decay=None, log_every=10,
+        steps=100,
+        batch_size=32,
+        lr=1e-2,
+        warmup=0.1,
+        ema_decay=None,
+        log_every=10,
         checkpoint_every=100,
-    )  # fmt: skip
+    )
     finals = {}
     for block in (None, 4):
         model = build_model("diffusion", tok, 32, preset="tiny", diffusion_block=block)
         result = fit(
-            model, train_blocks, run, tmp_path / str(block), val_blocks=val_blocks,
-            final_samples=4, progress=False,
-        )  # fmt: skip
+            model,
+            train_blocks,
+            run,
+            tmp_path / str(block),
+            val_blocks=val_blocks,
+            final_samples=4,
+            progress=False,
+        )
         losses = [row.loss for row in result.log]
         assert losses[-1] < 0.9 * losses[0], losses
         finals[block] = result.final.bits_per_char
@@ -205,9 +215,14 @@ def test_what_a_block_model_learned_carries_across_windows(tmp_path):
     run = TrainConfig(steps=150, batch_size=32, lr=1e-2, warmup=0.1, ema_decay=None)
     fit(model, blocks, run, tmp_path / "run", progress=False)
     out = TextPipeline(model).sample(
-        2, prompt=["abcdefgh", "mnopqrst"], length=96, steps=96, batch_size=2, seed=0,
+        2,
+        prompt=["abcdefgh", "mnopqrst"],
+        length=96,
+        steps=96,
+        batch_size=2,
+        seed=0,
         options={"temperature": 0.0},
-    )  # fmt: skip
+    )
     for generated, start in zip(out, "am", strict=True):
         first = ord(start) - ord("a")
         expected = "".join(chr(ord("a") + (first + i) % 26) for i in range(96))

@@ -45,8 +45,11 @@ def test_the_autoregressive_peer_has_the_denoisers_shape(char_tokenizer):
     assert type(causal).__name__ == "GPT2LMHeadModel"
     c, m = causal.config, masked.config
     assert (c.n_embd, c.n_layer, c.n_head, c.n_positions) == (
-        m.hidden_size, m.num_hidden_layers, m.num_attention_heads, 64,
-    )  # fmt: skip
+        m.hidden_size,
+        m.num_hidden_layers,
+        m.num_attention_heads,
+        64,
+    )
     sizes = [sum(p.numel() for p in model.parameters()) for model in (masked, causal)]
     assert abs(sizes[0] - sizes[1]) <= c.n_layer * (2 * c.n_embd + 1)  # within one unit of width
 
@@ -88,9 +91,13 @@ def test_dropout_is_refused_for_a_model_loaded_from_disk(tmp_path, tiny_diffusio
 def test_continued_pretraining_starts_from_a_checkpoint_saved_on_disk(tmp_path, char_tokenizer):
     # a "pretrained" masked LM saved the transformers way, with its tokenizer
     config = BertConfig(
-        vocab_size=len(char_tokenizer), hidden_size=32, num_hidden_layers=1,
-        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-    )  # fmt: skip
+        vocab_size=len(char_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(3)
     pretrained = AutoModelForMaskedLM.from_config(config)
     pretrained.save_pretrained(tmp_path / "pretrained")

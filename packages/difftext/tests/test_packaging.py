@@ -14,8 +14,12 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_uv_export_of_difftext_pulls_no_audio_or_biology_packages():
     out = subprocess.run(
         ["uv", "export", "--package", "difftext", "--frozen", "--no-hashes", "--no-dev"],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     names = {
         re.split(r"[=<>;\s\[]", line)[0].lower()
         for line in out.splitlines()

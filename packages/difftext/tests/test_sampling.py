@@ -198,8 +198,14 @@ def test_bad_templates_and_settings_fail_clearly(pipe, char_tokenizer):
         pipe.sample(2, prompt=["a"])
     # semi-autoregressive blocks: the steps are rounded up so each block gets the same share
     steps = []
-    pipe.sample(1, prompt="ab", length=32, steps=8, options={"block_size": 12},
-                callback=lambda step, *_: steps.append(step.total))  # fmt: skip
+    pipe.sample(
+        1,
+        prompt="ab",
+        length=32,
+        steps=8,
+        options={"block_size": 12},
+        callback=lambda step, *_: steps.append(step.total),
+    )
     assert set(steps) == {9}  # 3 blocks of 12 from the first masked token
     with pytest.raises(ValueError, match="40 tokens exceed the model's block size 32"):
         pipe.sample(1, length=40)

@@ -19,13 +19,26 @@ def test_a_tiny_diffusion_model_learns_real_text(tmp_path, documents):
     model = build_model("diffusion", tok, 32, preset="tiny")
     before = validate(model, val_blocks, samples=4)
     run = TrainConfig(
-        steps=120, batch_size=32, lr=1e-2, warmup=0.1, ema_decay=None, log_every=10,
+        steps=120,
+        batch_size=32,
+        lr=1e-2,
+        warmup=0.1,
+        ema_decay=None,
+        log_every=10,
         checkpoint_every=60,
-    )  # fmt: skip
+    )
     result = fit(
-        model, train_blocks, run, tmp_path, val_blocks=val_blocks, eval_every=60,
-        eval_blocks=16, eval_samples=2, final_samples=4, progress=False,
-    )  # fmt: skip
+        model,
+        train_blocks,
+        run,
+        tmp_path,
+        val_blocks=val_blocks,
+        eval_every=60,
+        eval_blocks=16,
+        eval_samples=2,
+        final_samples=4,
+        progress=False,
+    )
     losses = [row.loss for row in result.log]
     assert losses[-1] < 0.9 * losses[0], losses
     # a character tokenizer: bits per token are bits per character

@@ -2,7 +2,7 @@
 classifier-free guidance (Ho & Salimans 2022, https://arxiv.org/abs/2207.12598).
 
 Ids 0..K-1 name the K classes (speakers); id K is the null ("any") value. Training replaces ids
-by the null id at random (:func:`drop_to_null`), so one network learns the conditional and the
+by the null id at random (``diffcore.training.drop_condition``), so one network learns the conditional and the
 unconditional model; sampling mixes the two (``diffcore.denoisers.guidance``).
 """
 
@@ -14,16 +14,6 @@ import torch
 from torch import Tensor
 
 ANY = "any"  # what a user writes for "no condition" (the null id)
-
-
-def drop_to_null(
-    ids: Tensor, null_id: int, p: float, generator: torch.Generator | None = None
-) -> Tensor:
-    """Replace each id (B,) by ``null_id`` with probability ``p`` (draws from ``generator``)."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"condition dropout must be in [0, 1], got {p}")
-    drop = torch.rand(ids.shape, generator=generator, device=ids.device) < p
-    return torch.where(drop, torch.full_like(ids, null_id), ids)
 
 
 def parse_ids(values: Sequence[str | int] | str, names: Sequence[str], what: str) -> list[int]:

@@ -8,7 +8,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from diffaudio.data import AudioClips, build_clips, read_audio
+from diffaudio.clips import AudioClips, build_clips, read_audio
 
 
 def load_hf_audio(

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from diffaudio.conditioning import drop_to_null
 from diffaudio.data import AudioClips
 from diffaudio.model import AudioUNet, audio_unet_config
 from diffaudio.outputs import save_outputs
@@ -28,7 +27,7 @@ from diffaudio.spectrogram import LogMel, SpectrogramConfig, griffin_lim
 from diffaudio.vocoder import Vocoder, VocoderConfig, vocoder_loss
 from diffcore.generation import ContinuousPipeline
 from diffcore.io import from_pretrained, save_pretrained
-from diffcore.training import TrainConfig, TrainResult, train
+from diffcore.training import TrainConfig, TrainResult, drop_condition, train
 
 
 def _check_rate(clips: AudioClips, spectrogram: SpectrogramConfig) -> None:
@@ -70,9 +69,12 @@ def train_audio_diffusion(
     lands in ``out_dir/final``; ``overrides`` go to :func:`diffaudio.model.audio_unet_config`."""
     x = clip_spectrograms(clips, spectrogram)
     config = audio_unet_config(
-        preset, spectrogram, label_names=clips.label_names, speaker_names=clips.speaker_names,
+        preset,
+        spectrogram,
+        label_names=clips.label_names,
+        speaker_names=clips.speaker_names,
         **overrides,
-    )  # fmt: skip
+    )
     model = AudioUNet(config)
     process = model.process
     rows: list[dict[str, Tensor]] = []
@@ -87,12 +89,12 @@ def train_audio_diffusion(
     def loss_fn(net: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         cond = {}
         if "labels" in batch:
-            cond["labels"] = drop_to_null(
-                batch["labels"], config.null_label, label_dropout, generator
+            cond["labels"] = drop_condition(
+                batch["labels"], label_dropout, config.null_label, generator
             )
         if "speakers" in batch:
-            cond["speakers"] = drop_to_null(
-                batch["speakers"], config.null_speaker, speaker_dropout, generator
+            cond["speakers"] = drop_condition(
+                batch["speakers"], speaker_dropout, config.null_speaker, generator
             )
         return process.loss(net, batch["x"], generator, **cond)
 

@@ -178,9 +178,17 @@ def griffin_lim(x: Tensor, config: SpectrogramConfig, *, n_iter: int = 32, seed:
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
         return torchaudio.functional.griffinlim(
-            linear, window, config.n_fft, config.hop_length, config.n_fft, 2.0, n_iter, 0.99,
-            length, True,
-        )  # fmt: skip
+            linear,
+            window,
+            config.n_fft,
+            config.hop_length,
+            config.n_fft,
+            2.0,
+            n_iter,
+            0.99,
+            length,
+            True,
+        )
 
 
 # Pictures for people: greyscale PNGs, low frequencies at the bottom, the config in a text chunk

@@ -87,9 +87,14 @@ class Vocoder(nn.Module):
         # Least-squares inverse of the mel filterbank (derived from the config, not saved):
         # power mel (.., n_mels) @ inverse -> power spectrum estimate (.., bins).
         bank = torchaudio.functional.melscale_fbanks(
-            bins, s.f_min, s.f_max or s.sample_rate / 2, s.n_mels, s.sample_rate, "slaney",
+            bins,
+            s.f_min,
+            s.f_max or s.sample_rate / 2,
+            s.n_mels,
+            s.sample_rate,
             "slaney",
-        )  # fmt: skip
+            "slaney",
+        )
         self.register_buffer("inverse_mel", torch.linalg.pinv(bank), persistent=False)
         self.register_buffer("window", torch.hann_window(s.n_fft), persistent=False)
 
@@ -110,9 +115,14 @@ class Vocoder(nn.Module):
         # The phase enters only through cos and sin, so it needs no wrapping (Vocos).
         spec = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
         return torch.istft(
-            spec, s.n_fft, s.hop_length, s.n_fft, self.window, center=True,
+            spec,
+            s.n_fft,
+            s.hop_length,
+            s.n_fft,
+            self.window,
+            center=True,
             length=s.hop_length * (mel.shape[-1] - 1),
-        )  # fmt: skip
+        )
 
 
 # Distances between waveforms (also the vocoder's training loss)

@@ -11,7 +11,7 @@ images = pipe.sample(16, labels=range(16), guidance=2.0)   # (16, 1, 28, 28) in 
 ```
 """
 
-from diffimage.conditioning import TextEncoder, attach_captions, drop_labels, parse_labels
+from diffimage.conditioning import TextEncoder, attach_captions, parse_labels
 from diffimage.data import (
     ImageData,
     ImageSpec,
@@ -47,7 +47,6 @@ __all__ = [
     "TextEncoder",
     "attach_captions",
     "build_model",
-    "drop_labels",
     "fit_image",
     "from_arrays",
     "from_hf_dataset",

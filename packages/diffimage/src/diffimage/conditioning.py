@@ -18,28 +18,6 @@ from torch import Tensor
 from diffimage.data import ImageData
 
 
-def drop_labels(
-    labels: Tensor, p: float, null_label: int, generator: torch.Generator | None = None
-) -> Tensor:
-    """Replace each label (B,) by ``null_label`` with probability ``p``."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"label dropout must lie in [0, 1], got {p}")
-    if p == 0.0:
-        return labels
-    drop = torch.rand(labels.shape, generator=generator, device=labels.device) < p
-    return torch.where(drop, torch.full_like(labels, null_label), labels)
-
-
-def drop_context(context: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
-    """Zero each row of ``context`` (B, D) with probability ``p`` (the null caption)."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"caption dropout must lie in [0, 1], got {p}")
-    if p == 0.0:
-        return context
-    keep = torch.rand(context.shape[0], generator=generator, device=context.device) >= p
-    return context * keep[:, None].to(context.dtype)
-
-
 def null_labels(n: int, null_label: int, device: torch.device | str = "cpu") -> Tensor:
     return torch.full((n,), null_label, dtype=torch.long, device=device)
 

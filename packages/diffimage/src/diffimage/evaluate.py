@@ -125,18 +125,29 @@ def train_judge(
         in_channels=data.channels, num_classes=data.num_classes, class_names=data.class_names
     )
     config = config or TrainConfig(
-        steps=2000, batch_size=256, lr=4e-3, weight_decay=5e-4, ema_decay=None, log_every=50,
+        steps=2000,
+        batch_size=256,
+        lr=4e-3,
+        weight_decay=5e-4,
+        ema_decay=None,
+        log_every=50,
         checkpoint_every=500,
-    )  # fmt: skip
+    )
 
     def loss_fn(net: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         x = _shift(batch["images"], max_shift, generator)
         return F.cross_entropy(net(x), batch["labels"], label_smoothing=0.1)
 
     return train(
-        Judge(judge), loss_fn, data, config, out_dir=out_dir, collate_fn=keep_batch,
-        device=device, progress=progress,
-    )  # fmt: skip
+        Judge(judge),
+        loss_fn,
+        data,
+        config,
+        out_dir=out_dir,
+        collate_fn=keep_batch,
+        device=device,
+        progress=progress,
+    )
 
 
 def load_judge(directory: str | Path, *, device: str | torch.device = "cpu") -> Judge:

@@ -17,8 +17,8 @@ from torch import Tensor
 
 from diffcore.generation import ContinuousPipeline
 from diffcore.io import from_pretrained, save_pretrained
-from diffcore.training import LogRow, TrainConfig, TrainResult, train
-from diffimage.conditioning import TextEncoder, drop_context, drop_labels, null_labels
+from diffcore.training import LogRow, TrainConfig, TrainResult, drop_condition, train
+from diffimage.conditioning import TextEncoder, null_labels
 from diffimage.data import ImageData, keep_batch
 from diffimage.images import save_images
 from diffimage.model import ImageDiffusion
@@ -61,9 +61,9 @@ def train_model(
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         cond = {}
         if "labels" in batch and null is not None:
-            cond["labels"] = drop_labels(batch["labels"], label_dropout, null, generator)
+            cond["labels"] = drop_condition(batch["labels"], label_dropout, null, generator)
         if "context" in batch and model.context_dim is not None:
-            cond["context"] = drop_context(batch["context"], caption_dropout, generator)
+            cond["context"] = drop_condition(batch["context"], caption_dropout, 0.0, generator)
         return process.loss(net, x0, generator, **cond)
 
     result = train(

@@ -190,7 +190,7 @@ class ProteinPipeline(TokenPipeline):
                 f"{r.id.replace('/', '_')}_{suffix}",
                 decode(t),
                 {"source": r.id, "family": name or "none", **how, **extra},
-            )  # fmt: skip
+            )
             for r, t, name in zip(sources, tokens, names, strict=True)
         ]
 
@@ -208,10 +208,13 @@ class ProteinPipeline(TokenPipeline):
                 free = counted & ~motif.known_and_mask(group.shape[1])[1].to(self.device)
                 counted = free if bool(free.any()) else counted  # a motif filling it all
             nll = process.nll_bound(
-                self.model, group, generator=torch.Generator(self.device).manual_seed(s),
-                samples=RANKING_DRAWS, loss_mask=counted,
+                self.model,
+                group,
+                generator=torch.Generator(self.device).manual_seed(s),
+                samples=RANKING_DRAWS,
+                loss_mask=counted,
                 family=fam.to(self.device).expand(k),
-            )  # fmt: skip
+            )
             out.append(tokens[i * k + int(nll.argmin())])
         return out
 

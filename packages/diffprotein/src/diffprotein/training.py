@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from diffcore.training import LogRow, TrainConfig, TrainResult, train
+from diffcore.training import LogRow, TrainConfig, TrainResult, drop_condition, train
 from diffprotein.alphabet import PAD_ID, encode
 from diffprotein.conditioning import LengthPrior, family_ids
 from diffprotein.data import ProteinRecord
@@ -124,9 +124,7 @@ class DenoiserLoss:
 
     def __call__(self, model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         tokens, family = batch["tokens"], batch["family"]
-        if self.family_dropout > 0:
-            u = torch.rand(family.shape, generator=generator, device=family.device)
-            family = torch.where(u < self.family_dropout, -1, family)
+        family = drop_condition(family, self.family_dropout, -1, generator)
         process = process_for(self.block)
         return process.loss(model, tokens, generator, loss_mask=tokens != PAD_ID, family=family)
 

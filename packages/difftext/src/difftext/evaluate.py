@@ -100,9 +100,13 @@ def diffusion_nll_bound(
         x0, counted = part.tokens.to(device), part.counted.to(device)
         attention = counted.long() if not bool(counted.all()) else None
         per_token = process.nll_bound(
-            denoiser, x0, generator=generator, samples=samples, loss_mask=counted,
+            denoiser,
+            x0,
+            generator=generator,
+            samples=samples,
+            loss_mask=counted,
             attention_mask=attention,
-        )  # fmt: skip
+        )
         total += float((per_token * counted.sum(1)).sum())
         tokens += int(counted.sum())
     return Likelihood.from_total(total, tokens, int(blocks.characters.sum()), bound=True)

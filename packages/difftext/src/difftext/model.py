@@ -69,9 +69,13 @@ BANNED_LOGIT = -1e4
 # for their (non-classifier) dropout: BERT-likes, ModernBERT, GPT-2; residual-stream dropout
 # (hidden states, embeddings, MLP outputs) apart from dropout on attention probabilities.
 _RESIDUAL_DROPOUT = (
-    "hidden_dropout_prob", "dropout", "embedding_dropout", "mlp_dropout", "resid_pdrop",
+    "hidden_dropout_prob",
+    "dropout",
+    "embedding_dropout",
+    "mlp_dropout",
+    "resid_pdrop",
     "embd_pdrop",
-)  # fmt: skip
+)
 _ATTENTION_DROPOUT = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
 
 
@@ -319,9 +323,12 @@ class TextModel:
         banned = banned_ids(self.tokenizer, generating=generating)
         beyond = range(len(self.tokenizer), self.vocab_size)
         return TextDenoiser(
-            self.model, self.mask_id, (*banned, *beyond), skip_done=generating,
+            self.model,
+            self.mask_id,
+            (*banned, *beyond),
+            skip_done=generating,
             diffusion_block=self.diffusion_block,
-        )  # fmt: skip
+        )
 
 
 def save_text_model(text_model: TextModel, directory: str | os.PathLike) -> Path:

@@ -259,11 +259,14 @@ class TextPipeline(TokenPipeline):
                 rows = [i for i in group if len(prefixes[i]) == size]
                 prefix = torch.stack([prefixes[i] for i in rows]).to(self.device)
                 tokens = sample_causal(
-                    self.model, prefix, length, start=start_id(tok),
+                    self.model,
+                    prefix,
+                    length,
+                    start=start_id(tok),
                     banned=banned_ids(tok, generating=True),
                     generator=SampleGenerators(generators=[generators[i] for i in rows]),
                     **options,
-                )  # fmt: skip
+                )
                 for i, row in zip(rows, tokens.cpu(), strict=True):
                     out[i] = row
         return self._decode(out)

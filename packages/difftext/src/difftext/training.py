@@ -66,9 +66,11 @@ def build_model(
     block-diffusion model (BD3-LM) with blocks of this many tokens, a divisor of ``block_size``;
     None: masked diffusion over the whole block (MDLM)."""
     if diffusion_block is not None and (
-        kind != "diffusion" or not isinstance(diffusion_block, int) or diffusion_block < 1
+        kind != "diffusion"
+        or not isinstance(diffusion_block, int)
+        or diffusion_block < 1
         or block_size % diffusion_block
-    ):  # fmt: skip
+    ):
         raise ValueError(
             f"diffusion_block must be a positive divisor of block_size {block_size} for a "
             f"diffusion model, got {diffusion_block!r} ({kind})"
@@ -119,9 +121,11 @@ def loss_function(
             model, tokens, start=start, pad_id=pad
         )
     process = MaskProcess(
-        text_model.mask_id, text_model.vocab_size, estimator=estimator,
+        text_model.mask_id,
+        text_model.vocab_size,
+        estimator=estimator,
         block=text_model.diffusion_block,
-    )  # fmt: skip
+    )
     base = text_model.denoiser()
 
     def diffusion_loss(model: nn.Module, tokens: Tensor, generator: torch.Generator) -> Tensor:
@@ -220,9 +224,14 @@ def fit(
     model.train()
     loop_module = _LoopModule(model)
     result = train(
-        loop_module, loss_function(text_model, estimator), train_blocks.tokens, config,
-        out_dir=out, progress=progress, on_log=on_log,
-    )  # fmt: skip
+        loop_module,
+        loss_function(text_model, estimator),
+        train_blocks.tokens,
+        config,
+        out_dir=out,
+        progress=progress,
+        on_log=on_log,
+    )
     # the EMA average, when EMA is on
     load_weights(loop_module, result.final_model / WEIGHTS_NAME)
     model.eval()

@@ -218,10 +218,14 @@ def sampling_options(
             "--batch-size", type=positive_int, default=batch_size, help="samples per batch"
         )
     g.add_argument(
-        "--option", dest="sampler_option", type=sampler_option, action="append", default=[],
+        "--option",
+        dest="sampler_option",
+        type=sampler_option,
+        action="append",
+        default=[],
         metavar="NAME=VALUE",
         help="any keyword option of the chosen sampler (e.g. eta=0.5 for ddim); repeatable",
-    )  # fmt: skip
+    )
     return g
 
 

@@ -75,6 +75,7 @@ def machine() -> dict[str, Any]:
         info["cpu"] = fields["model name"]
     if "flags" in fields:
         flags = set(fields["flags"].split())
+        info["avx2"] = "avx2" in flags
         info["avx512"] = "avx512f" in flags
         info["avx512_bf16"] = "avx512_bf16" in flags
         info["amx"] = "amx_tile" in flags

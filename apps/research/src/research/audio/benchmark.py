@@ -26,23 +26,30 @@ import torch
 from diffaudio.data import load_audio
 from diffaudio.evaluate import evaluate_samples, evaluate_vocoder, judge_accuracy
 from diffaudio.judge import Judge, train_judge
-from diffaudio.outputs import save_outputs
+from diffaudio.outputs import save_outputs, write_wav
 from diffaudio.pipeline import AudioPipeline, train_audio_diffusion, train_vocoder
 from diffaudio.spectrogram import SpectrogramConfig, griffin_lim
 from diffaudio.vocoder import Vocoder, VocoderConfig
 from diffcore.io import from_pretrained
-from diffcore.training import TrainConfig, TrainResult, steps_for_budget
+from diffcore.training import TrainConfig, TrainResult, default_ema_decay, steps_for_budget
+from research._results import results_dir, write_results
 from research._utils import SHARED_DATA, study_parser
 
 
 def train_config(
     steps: int, batch: int, lr: float, seed: int, schedule: str = "one_cycle"
 ) -> TrainConfig:
-    ema = min(0.999, 1 - 10 / steps)  # the average must span a fraction of a short run
+    ema = default_ema_decay(steps, max_decay=0.999)  # spans a fraction of a short run
     return TrainConfig(
-        steps=steps, batch_size=batch, lr=lr, seed=seed, ema_decay=ema if ema > 0 else None,
-        lr_schedule=schedule, checkpoint_every=max(100, steps // 4), log_every=max(1, min(100, steps // 10)),
-    )  # fmt: skip
+        steps=steps,
+        batch_size=batch,
+        lr=lr,
+        seed=seed,
+        ema_decay=ema,
+        lr_schedule=schedule,
+        checkpoint_every=max(100, steps // 4),
+        log_every=max(1, min(100, steps // 10)),
+    )
 
 
 def steps_within(
@@ -76,15 +83,27 @@ def main() -> None:
     parser.add_argument("--listen", type=int, default=3, help="WAVs written per digit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs/audio_benchmark")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="folder for the scored samples (WAVs) and results.json (default: docs/results/audio)",
+    )
+    parser.add_argument(
+        "--results-per-class", type=int, default=10, help="scored WAVs committed per digit"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     budget = args.minutes * 60
     spec = SpectrogramConfig()  # 8 kHz, 32 mels, 48 frames (0.75 s)
 
     clips = load_audio(
-        args.data, sample_rate=spec.sample_rate, num_samples=spec.num_samples,
-        hop=spec.hop_length, pattern="{label}_{speaker}_{index}", progress=False,
-    )  # fmt: skip
+        args.data,
+        sample_rate=spec.sample_rate,
+        num_samples=spec.num_samples,
+        hop=spec.hop_length,
+        pattern="{label}_{speaker}_{index}",
+        progress=False,
+    )
     test, train = clips.split_by_field("index", range(5))
     print(f"FSDD: {len(train)} train, {len(test)} test clips of {spec.seconds:.3f} s")
     rows: list[tuple[str, str, str]] = []
@@ -141,9 +160,15 @@ def main() -> None:
 
     def generate(labels: torch.Tensor, speakers: torch.Tensor | None) -> torch.Tensor:
         return pipe.sample(
-            len(labels), labels=labels, speakers=speakers, steps=args.sample_steps,
-            guidance=args.guidance, sampler=args.sampler, seed=args.seed, batch_size=100,
-        )  # fmt: skip
+            len(labels),
+            labels=labels,
+            speakers=speakers,
+            steps=args.sample_steps,
+            guidance=args.guidance,
+            sampler=args.sampler,
+            seed=args.seed,
+            batch_size=100,
+        )
 
     t0 = time.perf_counter()
     specs = generate(labels, None)
@@ -153,9 +178,12 @@ def main() -> None:
     reference = evaluate_samples(judge, train.waves[: len(test)], None, test.waves)
     # The test set's own (digit, speaker) pairs: who speaks is asked for too.
     paired = evaluate_samples(
-        judge, pipe.to_waveform(generate(test.labels, test.speakers)), test.labels, test.waves,
+        judge,
+        pipe.to_waveform(generate(test.labels, test.speakers)),
         test.labels,
-    )  # fmt: skip
+        test.waves,
+        test.labels,
+    )
     setting = f"{args.sample_steps} {args.sampler} steps, guidance {args.guidance}"
     rows += [
         ("samples heard as the requested digit", f"{scores.accuracy:.1%}", f"{scores.count} samples; {setting}; {trained_for}"),
@@ -172,8 +200,14 @@ def main() -> None:
         for i in range(d * args.per_class, d * args.per_class + min(args.listen, args.per_class))
     ]
     names = [f"digit{int(labels[i])}_{i % args.per_class}" for i in keep]
-    save_outputs(out / "listen", waves[keep], specs[keep], spec, names=names,
-                 records=[{"digit": int(labels[i])} for i in keep])  # fmt: skip
+    save_outputs(
+        out / "listen",
+        waves[keep],
+        specs[keep],
+        spec,
+        names=names,
+        records=[{"digit": int(labels[i])} for i in keep],
+    )
 
     print(
         f"\n# audio benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
@@ -183,6 +217,19 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print(f"\nWAVs and spectrogram PNGs to listen to: {out / 'listen'}")
+
+    # the scored samples, for anyone to rescore: {digit}_{k}.wav, the first of each digit
+    scored = results_dir("audio", args.results)
+    files = []
+    for d in range(10):
+        for k in range(min(args.results_per_class, args.per_class)):
+            i = d * args.per_class + k
+            files.append(write_wav(scored / f"{d}_{k:02d}.wav", waves[i], spec.sample_rate).name)
+    figures = {name: value for name, value, _ in rows}
+    settings = {"notes": {name: note for name, _, note in rows}, "seed": args.seed}
+    print(
+        f"results: {write_results(scored, figures=figures, precision='fp32', samples=files, settings=settings)}"
+    )
 
 
 if __name__ == "__main__":

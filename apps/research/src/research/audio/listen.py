@@ -117,9 +117,13 @@ def main() -> None:
         )
 
     clips = load_audio(
-        args.data, sample_rate=sr, num_samples=spec.num_samples, hop=spec.hop_length,
-        pattern="{label}_{speaker}_{index}", progress=False,
-    )  # fmt: skip
+        args.data,
+        sample_rate=sr,
+        num_samples=spec.num_samples,
+        hop=spec.hop_length,
+        pattern="{label}_{speaker}_{index}",
+        progress=False,
+    )
     test, rest = clips.split_by_field("index", range(5))
     reference, _ = rest.split_by_field("index", range(5, 10))
     names = clips.label_names
@@ -135,8 +139,10 @@ def main() -> None:
     )
     real_count = sum(len(v) for v in real.values())
 
-    print("| digit | heard as (DTW) | ms gen / real | onset hiss gen / real | end hiss gen / real "
-          "| closures gen / real | a listener expects |")  # fmt: skip
+    print(
+        "| digit | heard as (DTW) | ms gen / real | onset hiss gen / real | end hiss gen / real "
+        "| closures gen / real | a listener expects |"
+    )
     print("|---|---|---|---|---|---|---|")
     gen_hits = gen_count = 0
     for d in range(10):
@@ -160,8 +166,10 @@ def main() -> None:
         f"({gen_hits / gen_count:.0%}) heard as the requested digit; real test recordings "
         f"{real_hits}/{real_count} ({real_hits / real_count:.0%}) — its own accuracy on real speech."
     )
-    print("Hiss: share of energy above 2.5 kHz in the first / last 40 ms of the word; "
-          "closures: >= 24 ms stretches 30 dB below the peak inside the word.")  # fmt: skip
+    print(
+        "Hiss: share of energy above 2.5 kHz in the first / last 40 ms of the word; "
+        "closures: >= 24 ms stretches 30 dB below the peak inside the word."
+    )
 
     to_spec = LogMel(spec)
     rows = []

@@ -88,9 +88,12 @@ def diffusers_loop(pipe: ImagePipeline) -> Callable[[torch.Tensor], torch.Tensor
     alpha_bar = 1 / (1 + schedule.sigma(t.clamp(min=1e-4)) ** 2)
     betas = (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)
     scheduler = DPMSolverMultistepScheduler(
-        num_train_timesteps=1000, trained_betas=betas.float().numpy(),
-        prediction_type="v_prediction", algorithm_type="dpmsolver++", solver_order=2,
-    )  # fmt: skip
+        num_train_timesteps=1000,
+        trained_betas=betas.float().numpy(),
+        prediction_type="v_prediction",
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+    )
     model = pipe.model
 
     @torch.no_grad()
@@ -136,10 +139,12 @@ def image_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
         if theirs is not None:
             seconds["diffusers"] = timed(device, repeats, theirs, noise)
         row = {
-            "batch": batch, "calls": CALLS, "compile_seconds": compile_seconds,
+            "batch": batch,
+            "calls": CALLS,
+            "compile_seconds": compile_seconds,
             "max_difference": (compiled_out - eager_out).abs().max().item(),
             **{f"{k}_seconds": v for k, v in seconds.items()},
-        }  # fmt: skip
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -167,10 +172,13 @@ def token_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
                     repeats = 3 if args.quick else 10
                     seconds[backend] = timed(device, repeats, sample_tokens, logits, **options)
             row = {
-                "positions": positions, "vocab": vocab, "top_p": top_p, "fused": fused,
+                "positions": positions,
+                "vocab": vocab,
+                "top_p": top_p,
+                "fused": fused,
                 "fused_tokens_per_s": positions / seconds[fused],
                 "reference_tokens_per_s": positions / seconds["reference"],
-            }  # fmt: skip
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
@@ -202,8 +210,13 @@ def update_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
             ("ddpm (x, denoised, noise)", {"noise": extra, "c": 0.1}, 4),
             ("dpm++ 2m (x, denoised, prev)", {"prev": extra, "d": -0.2}, 4),
         ):
-            row = {"megabytes": mb, "update": name, "arrays": arrays,
-                   "copy_into_seconds": copy_into, "clone_seconds": clone}  # fmt: skip
+            row = {
+                "megabytes": mb,
+                "update": name,
+                "arrays": arrays,
+                "copy_into_seconds": copy_into,
+                "clone_seconds": clone,
+            }
             for backend in backends:
                 with use_backend(backend):
                     seconds = timed(

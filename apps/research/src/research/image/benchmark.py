@@ -29,6 +29,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -48,6 +49,8 @@ from diffimage import (
     train_model,
 )
 from diffimage.budget import seconds_per_step
+from diffimage.pixels import to_uint8
+from research._results import results_dir, write_results
 from research._utils import SHARED_DATA, study_parser
 
 # (sampler, network calls): the rows of the table
@@ -90,6 +93,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--results",
+        help="folder for the scored samples (samples.npz, uint8) and results.json "
+        "(default: docs/results/image)",
+    )
     return p.parse_args()
 
 
@@ -98,27 +106,39 @@ def parse_args() -> argparse.Namespace:
 
 def train_ours(args: argparse.Namespace, data, out: Path) -> tuple[ImagePipeline, dict]:
     model = build_model(
-        args.preset, channels=1, image_size=data.size, num_classes=data.num_classes,
+        args.preset,
+        channels=1,
+        image_size=data.size,
+        num_classes=data.num_classes,
         class_names=data.class_names,
-    )  # fmt: skip
+    )
     per_step = seconds_per_step(
         model, data, args.batch_size, device=args.device, precision=args.precision
     )
     steps = steps_for_budget(args.minutes * 60, per_step)
     config = TrainConfig(
-        steps=steps, batch_size=args.batch_size, lr=args.lr,
+        steps=steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
         ema_decay=args.ema or default_ema_decay(steps),
         precision=args.precision,
-        checkpoint_every=max(1, steps // 4), log_every=max(1, steps // 20), seed=args.seed,
-    )  # fmt: skip
+        checkpoint_every=max(1, steps // 4),
+        log_every=max(1, steps // 20),
+        seed=args.seed,
+    )
     start = time.perf_counter()
     result = train_model(
         model, data, config, out_dir=out / "ours", device=args.device, resume=False
     )
     seconds = time.perf_counter() - start
     params = sum(p.numel() for p in model.parameters())
-    info = {"parameters": params, "steps": steps, "batch": args.batch_size, "seconds": seconds,
-            "model": str(result.final_model)}  # fmt: skip
+    info = {
+        "parameters": params,
+        "steps": steps,
+        "batch": args.batch_size,
+        "seconds": seconds,
+        "model": str(result.final_model),
+    }
     (out / "ours" / "info.json").write_text(json.dumps(info) + "\n")
     return ImagePipeline.from_pretrained(result.final_model, device=args.device), info
 
@@ -139,11 +159,14 @@ def peer_unet(target_params: int):
             (base, 2 * base, 3 * base),
         ):
             model = UNet2DModel(
-                sample_size=32, in_channels=1, out_channels=1, layers_per_block=2,
+                sample_size=32,
+                in_channels=1,
+                out_channels=1,
+                layers_per_block=2,
                 block_out_channels=widths,
                 down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
                 up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-            )  # fmt: skip
+            )
             params = sum(p.numel() for p in model.parameters())
             if best is None or abs(params - target_params) < abs(best[1] - target_params):
                 best = (model, params, widths)
@@ -201,8 +224,13 @@ def train_peer(
         optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
     ema.copy_to(model.parameters())
-    info = {"parameters": params, "steps": steps, "batch": batch_size, "seconds": seconds,
-            "widths": list(widths)}  # fmt: skip
+    info = {
+        "parameters": params,
+        "steps": steps,
+        "batch": batch_size,
+        "seconds": seconds,
+        "widths": list(widths),
+    }
     model.save_pretrained(out / "peer", safe_serialization=True)  # sampling can be rerun alone
     (out / "peer" / "info.json").write_text(json.dumps(info) + "\n")
     return model.eval(), info
@@ -226,9 +254,12 @@ def sample_peer(model, sampler: str, calls: int, n: int, seed: int, device: str)
     )
 
     kinds = {
-        "ddpm": DDPMScheduler, "ddim": DDIMScheduler, "euler": EulerDiscreteScheduler,
-        "heun": HeunDiscreteScheduler, "dpmpp_2m": DPMSolverMultistepScheduler,
-    }  # fmt: skip
+        "ddpm": DDPMScheduler,
+        "ddim": DDIMScheduler,
+        "euler": EulerDiscreteScheduler,
+        "heun": HeunDiscreteScheduler,
+        "dpmpp_2m": DPMSolverMultistepScheduler,
+    }
     options = {"algorithm_type": "dpmsolver++", "solver_order": 2} if sampler == "dpmpp_2m" else {}
     scheduler = kinds[sampler](num_train_timesteps=1000, **options)
     scheduler.set_timesteps(steps_for_calls(sampler, calls))
@@ -262,9 +293,14 @@ def main() -> None:
         judge = load_judge(args.judge, device=args.device)
     else:
         config = TrainConfig(
-            steps=args.judge_steps, batch_size=256, lr=4e-3, weight_decay=5e-4, ema_decay=None,
-            checkpoint_every=500, log_every=50,
-        )  # fmt: skip
+            steps=args.judge_steps,
+            batch_size=256,
+            lr=4e-3,
+            weight_decay=5e-4,
+            ema_decay=None,
+            checkpoint_every=500,
+            log_every=50,
+        )
         result = train_judge(train, out_dir=out / "judge", config=config, device=args.device)
         judge = load_judge(result.final_model, device=args.device)
     accuracy = judge_accuracy(judge, test)
@@ -287,6 +323,7 @@ def main() -> None:
 
     earlier = kept_rows(out, args) if args.keep_ours else {}
     rows, results = QUICK_ROWS if args.quick else ROWS, []
+    scored: dict[str, np.ndarray] = {}  # every row's samples as uint8 (N, 1, 28, 28)
     for sampler, calls in rows:
         steps = steps_for_calls(sampler, calls)
         used = network_calls(sampler, steps)
@@ -299,9 +336,15 @@ def main() -> None:
             )
             ours_seconds = time.perf_counter() - start
             mine = score_samples(judge, samples, reference)
+            scored[f"ours_{sampler}_{used}"] = to_uint8(samples).numpy()
             save_grid(samples[:100], out / f"ours_{sampler}_{used}.png", columns=10, scale=2)
-            row = {"sampler": sampler, "calls": used, "ours_fid": mine.fid, "ours_kid": mine.kid,
-                   "ours_seconds": ours_seconds}  # fmt: skip
+            row = {
+                "sampler": sampler,
+                "calls": used,
+                "ours_fid": mine.fid,
+                "ours_kid": mine.kid,
+                "ours_seconds": ours_seconds,
+            }
         if peer is not None:
             start = time.perf_counter()
             theirs = sample_peer(peer, sampler, calls, args.samples, args.seed, args.device)
@@ -316,24 +359,64 @@ def main() -> None:
     for sampler, calls in () if guided else (("dpmpp_2m", 10), ("dpmpp_2m", 20)):
         labels = torch.arange(args.samples) % ours.model.num_classes
         samples = ours.sample(
-            args.samples, labels=labels, guidance=args.guidance, sampler=sampler,
-            steps=steps_for_calls(sampler, calls), seed=args.seed,
-        )  # fmt: skip
-        scored = score_samples(judge, samples, reference, labels=labels)
-        guided.append({"sampler": sampler, "calls": calls, "fid": scored.fid, "kid": scored.kid,
-                       "accuracy": scored.accuracy})  # fmt: skip
+            args.samples,
+            labels=labels,
+            guidance=args.guidance,
+            sampler=sampler,
+            steps=steps_for_calls(sampler, calls),
+            seed=args.seed,
+        )
+        report = score_samples(judge, samples, reference, labels=labels)
+        guided.append(
+            {
+                "sampler": sampler,
+                "calls": calls,
+                "fid": report.fid,
+                "kid": report.kid,
+                "accuracy": report.accuracy,
+            }
+        )
+        scored[f"ours_guided_{sampler}_{calls}"] = to_uint8(samples).numpy()
+        scored[f"ours_guided_{sampler}_{calls}_labels"] = labels.numpy()
         save_grid(samples[:100], out / f"ours_guided_{sampler}_{calls}.png", columns=10, scale=2)
 
     summary = {
-        "date": str(date.today()), "machine": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "device": args.device, "minutes": args.minutes,
-        "samples": args.samples, "seed": args.seed, "judge_accuracy": accuracy, "real_fid": real.fid,
-        "ours": ours_info, "peer": peer_info, "rows": results, "guided": guided,
-    }  # fmt: skip
+        "date": str(date.today()),
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        "minutes": args.minutes,
+        "samples": args.samples,
+        "seed": args.seed,
+        "judge_accuracy": accuracy,
+        "real_fid": real.fid,
+        "ours": ours_info,
+        "peer": peer_info,
+        "rows": results,
+        "guided": guided,
+    }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = format_table(summary)
     (out / "table.md").write_text(table + "\n")
     print(table)
+    if scored:  # rows kept from an earlier run were scored then, with their own samples
+        folder = results_dir("image", args.results)
+        np.savez_compressed(folder / "samples.npz", **scored)
+        figures = {
+            k: v
+            for k, v in summary.items()
+            if k in ("judge_accuracy", "real_fid", "rows", "guided")
+        }
+        settings = {k: summary[k] for k in ("minutes", "samples", "seed", "device", "ours", "peer")}
+        path = write_results(
+            folder,
+            figures=figures,
+            precision=args.precision,
+            device=str(args.device),
+            samples=["samples.npz"],
+            settings=settings,
+        )
+        print(f"results: {path}")
 
 
 def kept_rows(out: Path, args: argparse.Namespace) -> dict:
@@ -376,8 +459,11 @@ def format_table(s: dict) -> str:
             f"| {r['sampler']} | {r['calls']} | {r['ours_fid']:.3f} | {p_fid:.3f} | "
             f"{r['ours_fid'] / p_fid:.2f} | {r['ours_kid']:.4f} | {p_kid:.4f} |"
         )
-    lines += ["", "| ours, guided | network calls | FID | KID | judge accuracy |",
-              "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines += [
+        "",
+        "| ours, guided | network calls | FID | KID | judge accuracy |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for g in s["guided"]:
         lines.append(
             f"| {g['sampler']} | {g['calls']} | {g['fid']:.3f} | {g['kid']:.4f} | {g['accuracy']:.3f} |"

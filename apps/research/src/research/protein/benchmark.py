@@ -65,6 +65,7 @@ from diffprotein.training import (
     likelihood,
     train_denoiser,
 )
+from research._results import results_dir, write_results
 from research._utils import SHARED_DATA, study_parser
 
 DATA = SHARED_DATA / "proteins" / "families"
@@ -101,9 +102,12 @@ def seconds_per_step(
     whole-sequence loss (it carries the clean residues along as context)."""
     data = SequenceDataset(records, model.config.families, model.config.max_length)
     stream = BatchStream(
-        data, batch_size=config.batch_size, seed=config.seed, collate_fn=collate,
+        data,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        collate_fn=collate,
         length_window=config.length_window,
-    )  # fmt: skip
+    )
     times = [
         training.seconds_per_step(model, loss, next(stream), config, device=device, trials=1)
         for _ in range(batches)
@@ -231,9 +235,11 @@ def main() -> None:
         "--precision", default="auto", help="autocast: auto (fp32 CPU, bf16 CUDA), fp32, bf16"
     )
     parser.add_argument(
-        "--length-window", type=int, default=50,
+        "--length-window",
+        type=int,
+        default=50,
         help="sort windows of this many batches by length (0 = random batches, more padding)",
-    )  # fmt: skip
+    )
     parser.add_argument("--samples", type=int, default=100, help="samples per family")
     parser.add_argument("--motifs", type=int, default=10, help="scaffolds per family")
     parser.add_argument(
@@ -256,18 +262,26 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, help="sampler steps (default: one per residue)")
     parser.add_argument(
-        "--diffusion-block", type=int,
+        "--diffusion-block",
+        type=int,
         help="a block-diffusion denoiser with blocks of this many residues (confidence samplers "
         "only); default: the whole sequence at once",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--family-balance", type=float, metavar="ALPHA",
+        "--family-balance",
+        type=float,
+        metavar="ALPHA",
         help="train the denoiser with small families repeated so a family of n weighs about "
         "n**ALPHA (diffprotein.data.balance_families); the peer and the judge keep the data's "
         "own mix, so they stay the same yardsticks",
-    )  # fmt: skip
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", help="keep the trained models here (default: a temp folder)")
+    parser.add_argument(
+        "--results",
+        help="folder for the scored samples (FASTA) and results.json (default: "
+        "docs/results/protein)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     try:
@@ -290,9 +304,14 @@ def main() -> None:
     denoiser = build_denoiser(train_set, shape, diffusion_block=block)
     budget = args.minutes * 60
     base = TrainConfig(
-        steps=1, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        precision=args.precision, length_window=args.length_window,
-    )  # fmt: skip
+        steps=1,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        precision=args.precision,
+        device=str(args.device or "cpu"),
+        length_window=args.length_window,
+    )
     per_step = seconds_per_step(
         denoiser, DenoiserLoss.for_model(denoiser), train_set, base, args.device
     )
@@ -361,9 +380,13 @@ def main() -> None:
     t0 = time.perf_counter()
     judge_steps = args.judge_steps or max(20, steps // 2)
     judge_config = dataclasses.replace(  # random batches: length groups are nearly one family
-        base, steps=judge_steps, ema_decay=None, checkpoint_every=judge_steps,
-        log_every=max(judge_steps // 20, 1), length_window=0,
-    )  # fmt: skip
+        base,
+        steps=judge_steps,
+        ema_decay=None,
+        checkpoint_every=judge_steps,
+        log_every=max(judge_steps // 20, 1),
+        length_window=0,
+    )
     judges.train_classifier(classifier, train_set, judge_config, work / "judge", device=args.device)
     clock["train judge"] = time.perf_counter() - t0
     held_labels = judges.classify(classifier, [r.sequence for r in heldout])
@@ -382,9 +405,12 @@ def main() -> None:
             drawn_all: list[ProteinRecord] = []
             for i, family in enumerate(families):
                 drawn = pipe.sample(
-                    args.samples, family=family, steps=args.steps, seed=args.seed + i,
+                    args.samples,
+                    family=family,
+                    steps=args.steps,
+                    seed=args.seed + i,
                     **setting.keywords(),
-                )  # fmt: skip
+                )
                 drawn_all += [ProteinRecord(f"{family}_{s.id}", str(s.seq), family) for s in drawn]
             return drawn_all
 
@@ -412,8 +438,15 @@ def main() -> None:
 
     scaffolds, motifs = [], []
     for j, (family, length, motif) in enumerate(motif_tasks(heldout, args.motifs)):
-        (s,) = pipe.sample(1, family=family, length=length, motif=motif, steps=args.steps,
-                           seed=args.seed + j, **sampling.keywords())  # fmt: skip
+        (s,) = pipe.sample(
+            1,
+            family=family,
+            length=length,
+            motif=motif,
+            steps=args.steps,
+            seed=args.seed + j,
+            **sampling.keywords(),
+        )
         scaffolds.append(ProteinRecord(s.id, str(s.seq), family))
         motifs.append(motif)
 
@@ -460,6 +493,29 @@ def main() -> None:
     print(f"- per family, {next(iter(variants))}: " + per_family_checks(rows[:-1]))
     print("- per family, AR peer: " + per_family_checks(peer_rows[:-1]))
     print("- time: " + ", ".join(f"{k} {v:.0f} s" for k, v in clock.items()))
+    folder = results_dir("protein", args.results)
+    scored = {"ar_peer.fasta": peer_samples, "motif_scaffolds.fasta": scaffolds}
+    for i, drawn in enumerate(variants.values()):
+        scored[f"diffusion_{i}.fasta"] = drawn
+    for name, drawn in scored.items():  # family ids in every header, for any judge
+        write_fasta(((r.id, r.sequence, {"family": r.family}) for r in drawn), folder / name)
+    figures = {
+        "per_family": [dataclasses.asdict(r) for r in rows],
+        "compared": [dataclasses.asdict(r) for r in compared],
+        "motif_scaffolds": dataclasses.asdict(scaffold_rows[-1]),
+        "heldout_nll": {"diffusion_bound": diffusion_nll, "ar_peer": peer_nll},
+        "checks": dict(checks),
+        "samplers": {f"diffusion_{i}.fasta": label for i, label in enumerate(variants)},
+    }
+    path = write_results(
+        folder,
+        figures=figures,
+        precision=args.precision,
+        device=str(args.device or "cpu"),
+        samples=sorted(scored),
+        settings={"clock_seconds": clock, **vars(args)},
+    )
+    print(f"results: {path}")
     if not args.out:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -36,9 +36,10 @@ def main() -> None:
     parser.add_argument("--data", default=str(DATA), help="the benchmark's family FASTA folder")
     parser.add_argument("--draws", type=int, default=200, help="natural sets per family")
     parser.add_argument(
-        "--samples", type=Path,
+        "--samples",
+        type=Path,
         help="a folder of sample FASTA files, family=NAME in each header (default: RUN/samples)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
 
@@ -55,9 +56,12 @@ def main() -> None:
     shifts: list[str] = []
     for path in files:
         drawn = read_fasta_records(path, ReadOptions(family_field="family")).records
-        rows = {r.family: r for r in evaluate_samples(
-            drawn, train, heldout=heldout, judge=peer, top_k=0, max_pairs=0
-        )}  # fmt: skip
+        rows = {
+            r.family: r
+            for r in evaluate_samples(
+                drawn, train, heldout=heldout, judge=peer, top_k=0, max_pairs=0
+            )
+        }
         cells = [
             f"{rows[f].composition_jsd:.4f} / {rows[f].perplexity_ratio:.2f}x" for f in families
         ]
@@ -75,16 +79,20 @@ def main() -> None:
     print("\n".join(shifts))
 
     rng = random.Random(0)
-    print(f"\nNatural sets: JSD of N held-out sequences to the family's training set, {args.draws}"
-          " draws\n")  # fmt: skip
+    print(
+        f"\nNatural sets: JSD of N held-out sequences to the family's training set, {args.draws}"
+        " draws\n"
+    )
     print("| family | N | median | 95th percentile |\n|---|---:|---:|---:|")
     for f in families:
         ref = [r.sequence for r in train if r.family == f]
         held = [r.sequence for r in heldout if r.family == f]
         n = min(sizes[f], len(held))
         values = sorted(composition_divergence(rng.sample(held, n), ref) for _ in range(args.draws))
-        print(f"| {f} | {n} | {values[len(values) // 2]:.4f} | "
-              f"{values[int(0.95 * len(values))]:.4f} |")  # fmt: skip
+        print(
+            f"| {f} | {n} | {values[len(values) // 2]:.4f} | "
+            f"{values[int(0.95 * len(values))]:.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -44,13 +44,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10, help="per family")
     parser.add_argument("--data", default=str(DATA), help="the benchmark's family FASTA folder")
     parser.add_argument(
-        "--novelty", action="store_true",
+        "--novelty",
+        action="store_true",
         help="also align samples to training for the median nearest identity (slower)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--denoiser", default="denoiser",
+        "--denoiser",
+        default="denoiser",
         help="the denoiser's folder in the run (a --diffusion-block B run: denoiser_blockB)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     try:
         settings = [sampler_config(spec) for spec in args.samplers]
@@ -75,9 +77,14 @@ def main() -> None:
             out = pipe.sample(args.samples, family=family, seed=i, **setting.keywords())
             drawn += [ProteinRecord(f"{family}_{s.id}", str(s.seq), family) for s in out]
         rows = evaluate_samples(
-            drawn, train, heldout=heldout, classifier=judge, judge=peer,
-            top_k=64 if args.novelty else 0, max_pairs=0,
-        )  # fmt: skip
+            drawn,
+            train,
+            heldout=heldout,
+            classifier=judge,
+            judge=peer,
+            top_k=64 if args.novelty else 0,
+            max_pairs=0,
+        )
         *by_family, overall = rows
         worst = sorted(by_family, key=lambda r: r.judge_accuracy)[:3]
         worst_jsd = max(by_family, key=lambda r: r.composition_jsd)

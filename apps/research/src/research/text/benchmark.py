@@ -47,6 +47,7 @@ from difftext import (
     train_tokenizer,
     validate,
 )
+from research._results import results_dir, write_results
 from research._utils import SHARED_DATA, study_parser
 
 DEFAULT_DATA = SHARED_DATA / "tinyshakespeare" / "input.txt"
@@ -59,17 +60,19 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--preset", default="small", help="shape in shared/presets/text.json")
     p.add_argument("--block-size", type=int, default=256, help="tokens per block and sample")
     p.add_argument(
-        "--diffusion-block", type=int,
+        "--diffusion-block",
+        type=int,
         help="train a block-diffusion model (BD3-LM) with blocks of this many tokens, a divisor "
         "of --block-size: autoregressive across blocks, masked diffusion within each; its "
         "samplers go block by block (no ancestral rows). Default: masked diffusion over the "
         "whole block (MDLM)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--tokenizer", default="char",
+        "--tokenizer",
+        default="char",
         help="char (one token per character) or bpe:VOCAB (byte-level BPE trained on the "
         "training split); both models share it, and NLLs are compared per character",
-    )  # fmt: skip
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--lr", type=float, default=2e-3, help="peak lr (the peer's alone with --diffusion-lr)"
@@ -78,65 +81,82 @@ def parse_args() -> argparse.Namespace:
         "--diffusion-lr", type=float, help="the diffusion model's peak lr (default: --lr)"
     )
     p.add_argument(
-        "--dropout", type=float, default=0.2,
+        "--dropout",
+        type=float,
+        default=0.2,
         help="the autoregressive peer's residual dropout (30 CPU minutes are ~36 epochs of Tiny "
         "Shakespeare: without it the peer memorises the training text)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--diffusion-dropout", type=float, default=0.0,
+        "--diffusion-dropout",
+        type=float,
+        default=0.0,
         help="the diffusion model's residual dropout (random masking already regularises it: "
         "0.2 raised its training loss from 1.83 to 2.23 nats at 2800 steps)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--compile", choices=("auto", "on", "off"), default="auto",
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
         help="torch.compile each model for training; auto: time both ways, keep the faster "
         "(the compile time comes off the model's budget)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--precision", default="auto", help="autocast for both models: auto, fp32, bf16 or fp16"
     )
     p.add_argument("--steps", default="32,64,128,256", help="sampler steps to compare")
     p.add_argument(
-        "--sample-length", type=int,
+        "--sample-length",
+        type=int,
         help="tokens per sample (default: the block size; with BPE, pick the tokens of ~256 "
         "characters); step counts above it are skipped",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--samplers", default="confidence,noise,ancestral",
+        "--samplers",
+        default="confidence,noise,ancestral",
         help="plain rows per step count: confidence, noise (MaskGIT's randomized order 4.5), "
         "ancestral (MDLM's, the masked_ancestral sampler)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--blocks", default="32",
+        "--blocks",
+        default="32",
         help="block sizes for semi-autoregressive confidence rows (LLaDA), '' for none",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--spacings", default="1",
+        "--spacings",
+        default="1",
         help="confidence rows whose tokens revealed together lie more than this many apart, "
         "'' for none",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--thresholds", default="0.9,0.7",
+        "--thresholds",
+        default="0.9,0.7",
         help="confidence thresholds (Fast-dLLM) on a one-token-per-step grid: the threshold "
         "sets the pace",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--entropy-bounds", default="",
+        "--entropy-bounds",
+        default="",
         help="entropy bounds in nats (EB-sampler) on a one-token-per-step grid, each also with "
         "every --spacings: the bound sets the pace; '' for none",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--bound-rankings", default="probability",
+        "--bound-rankings",
+        default="probability",
         help="rankings for the entropy-bound rows: probability (the drawn token's, as every "
         "confidence row), margin, entropy (these two keep every draw exact; each gets its own "
         "one-token-per-step row to compare with)",
-    )  # fmt: skip
+    )
     p.add_argument("--samples", type=int, default=32, help="texts per sampler row")
     p.add_argument("--val-blocks", type=int, help="score only this many validation blocks")
     p.add_argument("--mc-samples", type=int, default=16, help="mask draws per block (bound)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("outputs/text_benchmark"))
+    p.add_argument(
+        "--results",
+        help="folder for the scored samples (JSONL) and results.json (default: docs/results/text)",
+    )
     args = p.parse_args()
     for ranking in args.bound_rankings.split(","):  # before training, not after it
         if ranking not in CONFIDENCES:
@@ -156,10 +176,16 @@ def benchmark_tokenizer(spec: str, texts: list[str]):
 
 def base_config(args, compile: bool = False, lr: float | None = None) -> TrainConfig:
     return TrainConfig(
-        steps=1, batch_size=args.batch_size, lr=lr or args.lr, warmup=0.05,
-        checkpoint_every=200, log_every=25, seed=args.seed, precision=args.precision,
+        steps=1,
+        batch_size=args.batch_size,
+        lr=lr or args.lr,
+        warmup=0.05,
+        checkpoint_every=200,
+        log_every=25,
+        seed=args.seed,
+        precision=args.precision,
         compile=compile,
-    )  # fmt: skip
+    )
 
 
 def dropout_for(kind: str, args) -> float:
@@ -169,10 +195,14 @@ def dropout_for(kind: str, args) -> float:
 def model_for(kind: str, tokenizer, args):
     """A fresh model of ``kind`` as the benchmark trains it (same seed: same initial weights)."""
     return build_model(
-        kind, tokenizer, args.block_size, preset=args.preset, seed=args.seed,
+        kind,
+        tokenizer,
+        args.block_size,
+        preset=args.preset,
+        seed=args.seed,
         dropout=dropout_for(kind, args),
         diffusion_block=args.diffusion_block if kind == "diffusion" else None,
-    )  # fmt: skip
+    )
 
 
 def lr_for(kind: str, args) -> float:
@@ -231,10 +261,12 @@ def validation(diffusion, peer, val_blocks, args) -> tuple[Any, Any]:
     only adds sampler rows does not score the validation text again."""
     facts_file = args.out / "validation.json"
     key = {  # what the scores depend on: the same models (steps, dropout) and the same draws
-        "blocks": len(val_blocks), "mc_samples": args.mc_samples, "seed": args.seed,
+        "blocks": len(val_blocks),
+        "mc_samples": args.mc_samples,
+        "seed": args.seed,
         "steps": json.loads((args.out / "budget.json").read_text()),
         "dropout": {k: dropout_for(k, args) for k in ("diffusion", "autoregressive")},
-    }  # fmt: skip
+    }
     if args.diffusion_lr and args.diffusion_lr != args.lr:  # older runs' keys stay valid
         key["lr"] = {k: lr_for(k, args) for k in ("diffusion", "autoregressive")}
     if args.tokenizer != "char":
@@ -248,9 +280,13 @@ def validation(diffusion, peer, val_blocks, args) -> tuple[Any, Any]:
     d_nll = validate(diffusion, val_blocks, samples=args.mc_samples, progress=True)
     p_nll = validate(peer, val_blocks, progress=True)
     keep = ("bits_per_char", "nats_per_token")
-    facts = {"key": key, **{
-        k: {f: getattr(v, f) for f in keep} for k, v in (("diffusion", d_nll), ("autoregressive", p_nll))
-    }}  # fmt: skip
+    facts = {
+        "key": key,
+        **{
+            k: {f: getattr(v, f) for f in keep}
+            for k, v in (("diffusion", d_nll), ("autoregressive", p_nll))
+        },
+    }
     facts_file.write_text(json.dumps(facts, indent=1) + "\n")
     return d_nll, p_nll
 
@@ -338,12 +374,18 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
         report = evaluate_samples(texts, model.tokenizer, judge=peer, reference=reference)
         tag = (f"{name}_{steps}" if steps else name).replace(", ", "_").replace(" ", "_")
         pipe.save(texts, args.out / f"samples_{tag}.jsonl")
-        rows.append({
-            "sampler": name, "steps": steps or length, "passes": passes,
-            "tokens_per_step": length / passes,
-            "gen_ppl": report.generative_perplexity, "entropy": report.unigram_entropy,
-            "word_share": report.word_share, "tokens_per_s": n * length / seconds,
-        })  # fmt: skip
+        rows.append(
+            {
+                "sampler": name,
+                "steps": steps or length,
+                "passes": passes,
+                "tokens_per_step": length / passes,
+                "gen_ppl": report.generative_perplexity,
+                "entropy": report.unigram_entropy,
+                "word_share": report.word_share,
+                "tokens_per_s": n * length / seconds,
+            }
+        )
     return rows
 
 
@@ -378,8 +420,9 @@ def main() -> None:
     ]
     denoiser_name = (
         f"block diffusion, blocks of {args.diffusion_block} (bound)"
-        if args.diffusion_block else "diffusion (bound)"
-    )  # fmt: skip
+        if args.diffusion_block
+        else "diffusion (bound)"
+    )
     for name, facts, nll in (
         (denoiser_name, d_facts, d_nll),
         ("autoregressive", p_facts, p_nll),
@@ -423,11 +466,13 @@ def main() -> None:
                 "the judge scores well)"
             )
     parallel = [
-        r for r in rows
-        if r["sampler"].startswith("confidence") and "noise" not in r["sampler"]
+        r
+        for r in rows
+        if r["sampler"].startswith("confidence")
+        and "noise" not in r["sampler"]
         and r["tokens_per_step"] >= 2
         and (one_token_per_step(r["sampler"]), args.sample_length) in by
-    ]  # fmt: skip
+    ]
     for r in parallel:
         slow = by[(one_token_per_step(r["sampler"]), args.sample_length)]
         lines.append(
@@ -440,6 +485,27 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     (args.out / "table.md").write_text(table + "\n")
+    folder = results_dir("text", args.results)
+    files = []
+    for source in sorted(args.out.glob("samples_*.jsonl")):  # every row's scored texts
+        (folder / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+        files.append(source.name)
+    figures = {
+        "nll_ratio": d_nll.nats_per_token / p_nll.nats_per_token,
+        "diffusion_bits_per_char": d_nll.bits_per_char,
+        "ar_bits_per_char": p_nll.bits_per_char,
+        "rows": rows,
+    }
+    settings = {"diffusion": d_facts, "autoregressive": p_facts, **vars(args)}
+    path = write_results(
+        folder,
+        figures=figures,
+        precision=args.precision,
+        device="cuda" if torch.cuda.is_available() else "cpu",  # where the loop trains
+        samples=files,
+        settings=settings,
+    )
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":

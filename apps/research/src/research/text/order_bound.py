@@ -74,8 +74,10 @@ def main() -> None:
     gen = torch.Generator().manual_seed(args.seed)
     log_w = order_log_weights(model.denoiser(), model.mask_id, x, args.proposal, gen)
     log_w = log_w.view(args.blocks, args.orders)
-    print(f"{args.orders} orders x {args.blocks} blocks, proposal beta {args.proposal:g}: "
-          f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
+    print(
+        f"{args.orders} orders x {args.blocks} blocks, proposal beta {args.proposal:g}: "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     print(f"within-block std of log p_sigma(x): {log_w.std(1).mean():.2f} nats")
     # K = 1 has the ELBO's expectation; against it (the same orders) the gain of K is free of
     # the two estimates' separate Monte-Carlo noise
@@ -87,8 +89,10 @@ def main() -> None:
         groups = log_w[:, : args.orders // k * k].reshape(args.blocks, -1, k)
         bound = -(torch.logsumexp(groups, -1) - math.log(k)).mean(1).sum() / chars / math.log(2)
         single = single or float(bound)
-        print(f"| {k} | {bound:.4f} | {bound / single - 1:+.2%} | "
-              f"{bound / elbo.bits_per_char - 1:+.2%} |")  # fmt: skip
+        print(
+            f"| {k} | {bound:.4f} | {bound / single - 1:+.2%} | "
+            f"{bound / elbo.bits_per_char - 1:+.2%} |"
+        )
     print(f"({tokens} tokens, {chars} characters)")
 
 

@@ -36,9 +36,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lrs", default="2e-3", help="peak learning rates to compare")
     p.add_argument("--beta2s", default="0.999", help="AdamW second-moment decays to compare")
     p.add_argument(
-        "--batch-sizes", default="32",
+        "--batch-sizes",
+        default="32",
         help="batch sizes to compare (the complementary estimator runs each row twice)",
-    )  # fmt: skip
+    )
     p.add_argument("--preset", default="small", help="shape in shared/presets/text.json")
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--precision", default="auto", help="autocast: auto, fp32, bf16 or fp16")
@@ -71,22 +72,40 @@ def main() -> None:
             "diffusion", tokenizer, args.block_size, preset=args.preset, seed=args.seed
         )
         config = TrainConfig(
-            steps=args.steps, batch_size=batch, lr=lr, betas=(0.9, beta2), warmup=0.05,
-            log_every=25, checkpoint_every=args.steps, seed=args.seed, precision=args.precision,
-            compile=args.compile, ema_decay=default_ema_decay(args.steps, max_decay=0.999),
-        )  # fmt: skip
+            steps=args.steps,
+            batch_size=batch,
+            lr=lr,
+            betas=(0.9, beta2),
+            warmup=0.05,
+            log_every=25,
+            checkpoint_every=args.steps,
+            seed=args.seed,
+            precision=args.precision,
+            compile=args.compile,
+            ema_decay=default_ema_decay(args.steps, max_decay=0.999),
+        )
         began = time.perf_counter()
         result = fit(
-            model, train_blocks, config, args.out / name, val_blocks=val_blocks,
-            final_samples=args.mc_samples, estimator=estimator, progress=False,
-        )  # fmt: skip
+            model,
+            train_blocks,
+            config,
+            args.out / name,
+            val_blocks=val_blocks,
+            final_samples=args.mc_samples,
+            estimator=estimator,
+            progress=False,
+        )
         tail = [r.loss for r in result.log[-8:]]
         row = {
-            "estimator": estimator, "lr": lr, "beta2": beta2, "batch": batch, "steps": args.steps,
+            "estimator": estimator,
+            "lr": lr,
+            "beta2": beta2,
+            "batch": batch,
+            "steps": args.steps,
             "seconds": time.perf_counter() - began,
             "train_loss_tail": sum(tail) / len(tail),
             "val_bits_per_char": result.final.bits_per_char,
-        }  # fmt: skip
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     lines = [

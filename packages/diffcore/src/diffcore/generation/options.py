@@ -22,9 +22,16 @@ __all__ = ["ContinuousOptions", "SamplerOptions", "TokenOptions", "sampler_names
 
 # Set by the pipelines themselves (the data, the model, the edit), never by a user's options.
 _RESERVED = {
-    "generator", "callback", "x_init", "t_start", "known", "mask", "mask_id",
-    "time_independent", "align_blocks",
-}  # fmt: skip
+    "generator",
+    "callback",
+    "x_init",
+    "t_start",
+    "known",
+    "mask",
+    "mask_id",
+    "time_independent",
+    "align_blocks",
+}
 
 
 def sampler_names(family: str) -> tuple[str, ...]:

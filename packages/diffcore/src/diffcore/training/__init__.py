@@ -6,6 +6,7 @@ from diffcore.training.checkpoint import latest_checkpoint, list_checkpoints
 from diffcore.training.config import LogRow, TrainConfig, TrainResult
 from diffcore.training.data import BatchStream, Position, epoch_permutation
 from diffcore.training.distributed import DistInfo, dist_info
+from diffcore.training.dropout import drop_condition
 from diffcore.training.ema import EMA, default_ema_decay
 from diffcore.training.loop import autocast_dtype, resolve_precision, train
 
@@ -21,6 +22,7 @@ __all__ = [
     "autocast_dtype",
     "default_ema_decay",
     "dist_info",
+    "drop_condition",
     "epoch_permutation",
     "latest_checkpoint",
     "list_checkpoints",

@@ -18,9 +18,15 @@ def _scalar(value: float, dtype: torch.dtype) -> Tensor:
 
 
 def _combine(
-    x: Tensor, denoised: Tensor, noise: Tensor | None, prev: Tensor | None,
-    a: Tensor, b: Tensor, c: Tensor, d: Tensor,
-) -> Tensor:  # fmt: skip
+    x: Tensor,
+    denoised: Tensor,
+    noise: Tensor | None,
+    prev: Tensor | None,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    d: Tensor,
+) -> Tensor:
     work = torch.promote_types(x.dtype, torch.float32)
     out = x.to(work) * a + denoised.to(work) * b
     if noise is not None:
@@ -31,9 +37,17 @@ def _combine(
 
 
 def _guided(
-    x: Tensor, cond: Tensor, uncond: Tensor, noise: Tensor | None, prev: Tensor | None,
-    scale: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+    x: Tensor,
+    cond: Tensor,
+    uncond: Tensor,
+    noise: Tensor | None,
+    prev: Tensor | None,
+    scale: Tensor,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    d: Tensor,
+) -> tuple[Tensor, Tensor]:
     work = torch.promote_types(x.dtype, torch.float32)
     denoised = torch.lerp(uncond.to(work), cond.to(work), scale)  # enters the sum unrounded
     return _combine(x, denoised, noise, prev, a, b, c, d), denoised.to(x.dtype)
