@@ -113,9 +113,9 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument(
         "--samplers",
-        default="confidence,noise,ancestral",
+        default="confidence,noise,masked_ancestral",
         help="plain rows per step count: confidence, noise (MaskGIT's randomized order 4.5), "
-        "ancestral (MDLM's, the masked_ancestral sampler)",
+        "masked_ancestral (MDLM's)",
     )
     p.add_argument(
         "--blocks",
@@ -323,9 +323,9 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
         for key, name, sampler, noise in (
             ("confidence", "confidence", "confidence", 0.0),
             ("noise", "confidence, noise 4.5", "confidence", 4.5),  # MaskGIT's randomized order
-            ("ancestral", "ancestral", "masked_ancestral", 0.0),
+            ("masked_ancestral", "masked_ancestral", "masked_ancestral", 0.0),
         ):
-            if key not in families or (key == "ancestral" and args.diffusion_block):
+            if key not in families or (key == "masked_ancestral" and args.diffusion_block):
                 continue
             options = {"confidence_noise": noise} if noise else {}
             plans.append((name, steps, {"sampler": sampler, "options": options}))
