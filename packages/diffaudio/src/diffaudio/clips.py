@@ -215,14 +215,25 @@ def build_clips(
         detail = f"; first problem: {skipped[0]}" if skipped else ""
         raise ValueError(f"no usable audio clips were found{detail}")
     labels, label_names = _index(
-        [m.get(label_field) if label_field else None for m in metas], sources, "label",
+        [m.get(label_field) if label_field else None for m in metas],
+        sources,
+        "label",
         label_names,
-    )  # fmt: skip
+    )
     speakers, speaker_names = _index(
-        [m.get(speaker_field) if speaker_field else None for m in metas], sources, "speaker",
+        [m.get(speaker_field) if speaker_field else None for m in metas],
+        sources,
+        "speaker",
         speaker_names,
-    )  # fmt: skip
+    )
     return AudioClips(
-        torch.stack(waves), sample_rate, labels, speakers, label_names, speaker_names,
-        tuple(sources), tuple(metas), tuple(skipped),
-    )  # fmt: skip
+        torch.stack(waves),
+        sample_rate,
+        labels,
+        speakers,
+        label_names,
+        speaker_names,
+        tuple(sources),
+        tuple(metas),
+        tuple(skipped),
+    )
