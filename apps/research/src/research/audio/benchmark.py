@@ -64,8 +64,11 @@ def steps_within(
             start = time.perf_counter()
             run(train_config(n, batch, lr, seed=0, schedule="constant"), Path(tmp))
             elapsed[n] = time.perf_counter() - start
-    startup = max(0.0, elapsed[4] - 4 * (elapsed[16] - elapsed[4]) / 12)
-    per_step = max(elapsed[16] - elapsed[4], 1e-3) / 12
+    per_step = (elapsed[16] - elapsed[4]) / 12
+    # start-up jitter can swamp 12 fast steps (a quiet machine once gave per_step ~ 0 and
+    # planned 3 million judge steps): never below a quarter of the 16-step run's average
+    per_step = max(per_step, elapsed[16] / 16 / 4)
+    startup = max(0.0, elapsed[4] - 4 * per_step)
     return steps_for_budget(max(seconds - startup, per_step * 20), per_step)
 
 
