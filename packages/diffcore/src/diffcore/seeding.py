@@ -10,6 +10,7 @@ alone, in a batch of 8 or of 256.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -84,6 +85,21 @@ def _device(generator: SampleGenerators, device: torch.device | str | None) -> t
     return torch.device(device) if device is not None else generator.device
 
 
+def _draw(
+    draw, shape: Sequence[int], generator: Generator, device: Any, dtype: torch.dtype | None
+) -> Tensor:
+    """``draw`` (torch.randn or torch.rand) of ``shape``; row b by generator b when the
+    generators are per sample."""
+    if not isinstance(generator, SampleGenerators):
+        return draw(shape, generator=generator, device=device, dtype=dtype)
+    generator.check_batch(shape[0])
+    rows = [
+        draw(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype)
+        for g in generator.generators
+    ]
+    return torch.stack(rows).to(_device(generator, device))
+
+
 def randn(
     shape: Sequence[int],
     generator: Generator,
@@ -93,14 +109,7 @@ def randn(
 ) -> Tensor:
     """Standard normal draws of ``shape`` (B, ...); with per-sample generators row b is drawn by
     generator b."""
-    if not isinstance(generator, SampleGenerators):
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    generator.check_batch(shape[0])
-    rows = [
-        torch.randn(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype)
-        for g in generator.generators
-    ]
-    return torch.stack(rows).to(_device(generator, device))
+    return _draw(torch.randn, shape, generator, device, dtype)
 
 
 def rand(
@@ -111,14 +120,7 @@ def rand(
     dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Uniform [0, 1) draws of ``shape`` (B, ...); per-sample generators draw row by row."""
-    if not isinstance(generator, SampleGenerators):
-        return torch.rand(shape, generator=generator, device=device, dtype=dtype)
-    generator.check_batch(shape[0])
-    rows = [
-        torch.rand(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype)
-        for g in generator.generators
-    ]
-    return torch.stack(rows).to(_device(generator, device))
+    return _draw(torch.rand, shape, generator, device, dtype)
 
 
 def rand_rows(

@@ -9,6 +9,7 @@ whatever the batch size.
 from __future__ import annotations
 
 import contextlib
+from abc import ABC
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypedDict
@@ -59,7 +60,7 @@ def batches(order: Sequence[int], batch_size: int) -> Iterator[list[int]]:
         yield list(order[start : start + batch_size])
 
 
-class Pipeline:
+class Pipeline(ABC):
     """A trained model ready to generate: ``from_pretrained`` / ``save_pretrained`` (a folder of
     ``config.json`` + ``model.safetensors``), device, precision and per-sample seeding.
 

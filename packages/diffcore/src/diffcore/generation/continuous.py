@@ -9,6 +9,7 @@ keyword arguments of its network, for guidance).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,9 +77,9 @@ class ContinuousPipeline(Pipeline):
 
     # what a domain adds
 
+    @abstractmethod
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of one sample, e.g. (C, H, W)."""
-        raise NotImplementedError
 
     def conditions(self, n: int, **conditions: Any) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """(cond, uncond): the network's keyword arguments for ``n`` samples, each a tensor with

@@ -16,6 +16,7 @@ block plan) is then what it decides for each row alone, so results do not depend
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -77,15 +78,17 @@ class TokenPipeline(Pipeline):
     time_independent: bool = True  # the network ignores t (MDLM's observation): logits reusable
 
     @property
+    @abstractmethod
     def mask_id(self) -> int:
-        raise NotImplementedError
+        """The token id of a position to generate."""
 
     @property
     def diffusion_block(self) -> int | None:
         return None
 
+    @abstractmethod
     def denoiser(self, x: Tensor, conditions: Mapping[str, Tensor], scale: float) -> Any:
-        raise NotImplementedError
+        """The ``TokenDenoiser`` of a batch x (B, L) with its conditions, guided with ``scale``."""
 
     @torch.no_grad()
     def fill(
