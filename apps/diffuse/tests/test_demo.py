@@ -1,4 +1,5 @@
 from diffcore.generation import steps_for_calls
+from diffcore.samplers import SAMPLERS
 from diffuse.cli import main
 from diffuse.demo import sampler_study
 
@@ -6,11 +7,11 @@ from diffuse.demo import sampler_study
 def test_demo_writes_a_picture_and_a_table(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--n", "500", "--calls", "10"]) == 0
     printed = capsys.readouterr().out
-    for name in ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m"):
+    for name in SAMPLERS:
         assert f"| {name} |" in printed
     png = (tmp_path / "samples.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
-    assert (tmp_path / "table.md").read_text().count("\n") == 2 + 6 + 1
+    assert (tmp_path / "table.md").read_text().count("\n") == 2 + len(SAMPLERS) + 1
 
 
 def test_study_spends_the_stated_network_calls_and_improves_with_more():

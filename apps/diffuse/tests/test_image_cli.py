@@ -190,3 +190,17 @@ def test_help_lists_the_image_commands(capsys):
     with pytest.raises(SystemExit):
         main(["sample", "--help"])
     assert "image" in capsys.readouterr().out
+
+
+def test_process_flow_trains_a_flow_matching_model_that_samples_and_edits(image_folder, tmp_path):
+    out = tmp_path / "flow"
+    argv = ["train", "image", "--data", str(image_folder), "--preset", "tiny", "--steps", "3"]
+    assert main([*argv, "--batch-size", "8", "--process", "flow", "--out", str(out)]) == 0
+    config = json.loads((out / "final" / "config.json").read_text())
+    fields = ("schedule", "prediction", "weighting", "time_sampling")
+    assert [config[k] for k in fields] == ["flow", "flow", "uniform", "logit_normal"]
+    samples = tmp_path / "samples"
+    argv = ["sample", "image", "--model", str(out / "final"), "--n", "2", "--steps", "4"]
+    assert main([*argv, "--sampler", "dpmpp_3m", "--out", str(samples)]) == 0
+    assert len(list((samples / "images").glob("*.png"))) == 2
+    assert main(["train", "image", "--data", str(image_folder), "--process", "gauss"]) == 2

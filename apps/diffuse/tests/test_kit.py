@@ -33,3 +33,16 @@ def test_a_budget_counts_from_the_process_start_and_plans_steps_before_the_work_
     assert stop_at == pytest.approx(budget.deadline - 10.5)
     assert budget.fit(8, 10.0, after=2.0) == 3  # rows of a preview that still fit
     assert not Budget(None) and Budget(None).fit(8, 10.0) == 8
+
+
+def test_training_options_resolve_to_a_train_config_with_the_ema_choices():
+    from diffuse.kit import ArgumentParser, train_config, training_options
+
+    parser = ArgumentParser(prog="t")
+    training_options(parser, steps=400, batch_size=8, lr=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    plain = train_config(parser.parse_args([]))
+    assert plain.ema_decay == pytest.approx(1 - 1 / 40) and not plain.ema_warmup
+    warm = train_config(parser.parse_args(["--ema", "0.999", "--ema-warmup"]))
+    assert warm.ema_decay == 0.999 and warm.ema_warmup
+    assert train_config(parser.parse_args(["--ema", "0"])).ema_decay is None

@@ -114,3 +114,18 @@ def test_a_tiny_model_loss_falls_on_64_real_recordings(shared_data, tmp_path):
     pipe = AudioPipeline.from_pretrained(result.final_model)
     assert pipe.model.config.label_names == tuple("0123456789")
     assert pipe.model.config.speaker_names == clips.speaker_names
+
+
+def test_a_flow_matching_model_saves_its_process_and_samples(tmp_path):
+    from diffcore.processes import process_fields
+    from diffcore.schedules import FlowSchedule
+
+    config = audio_unet_config("tiny", SPEC, label_names=LABELS, **process_fields("flow"))
+    model = AudioUNet(config)
+    assert isinstance(model.process.schedule, FlowSchedule)
+    assert (model.process.prediction, model.process.time_sampling) == ("flow", "logit_normal")
+    save_pretrained(model, tmp_path / "flow")
+    pipe = AudioPipeline.from_pretrained(tmp_path / "flow")
+    assert pipe.model.config == config
+    samples = pipe.sample(2, labels=torch.tensor([0, 1]), steps=3, seed=0)
+    assert samples.shape == (2, 1, SPEC.n_mels, SPEC.frames) and samples.abs().max() <= 1

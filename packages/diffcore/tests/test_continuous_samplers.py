@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 
 import pytest
 import torch
@@ -13,11 +14,13 @@ from diffcore.samplers import (
     sample_ddim,
     sample_ddpm,
     sample_dpmpp_2m,
+    sample_dpmpp_3m,
     sample_euler,
     sample_euler_ancestral,
     sample_heun,
+    sample_unipc,
 )
-from diffcore.samplers.continuous import SAMPLERS
+from diffcore.samplers.continuous import SAMPLERS, exponential_weights
 from diffcore.samplers.smc import sample_smc
 from diffcore.schedules import karras_grid
 from diffcore.toys import uneven_mixture
@@ -29,6 +32,8 @@ DETERMINISTIC = {
     "ddim": sample_ddim,
     "heun": sample_heun,
     "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_3m": sample_dpmpp_3m,
+    "unipc": sample_unipc,
 }
 STOCHASTIC = {"ddpm": sample_ddpm, "euler_ancestral": sample_euler_ancestral}
 
@@ -94,6 +99,54 @@ def test_second_order_samplers_beat_first_order_at_equal_network_calls():
         )
         assert error(sample_dpmpp_2m(MIX, x, grid(steps))) < euler_same_steps
         assert error(sample_heun(MIX, x, grid(steps))) < 0.8 * euler_same_calls
+
+
+def gaussian_ode_error(sampler, steps: int) -> float:
+    """Largest error of ``sampler`` against the exact probability-flow ODE for x0 ~ N(0, s^2):
+    x(sigma) = x(sigma_max) * sqrt(s^2 + sigma^2) / sqrt(s^2 + sigma_max^2), on a grid even in
+    log-sigma from 80 to 0.01, whose last step (to 0, x = D(x)) every sampler takes alike."""
+    s, top, bottom = 0.5, 80.0, 0.01
+    exact_denoiser = lambda x, sigma: x * s**2 / (s**2 + sigma[:, None] ** 2)  # noqa: E731
+    levels = torch.logspace(math.log10(top), math.log10(bottom), steps, dtype=torch.float64)
+    x = noise(64)
+    at_bottom = x * top * math.sqrt(s**2 + bottom**2) / math.sqrt(s**2 + top**2)
+    exact = at_bottom * s**2 / (s**2 + bottom**2)
+    out = sampler(exact_denoiser, x, torch.cat([levels, levels.new_zeros(1)]))
+    return float((out - exact).abs().max())
+
+
+def test_multistep_solvers_converge_at_their_order_on_gaussian_data():
+    # halving the step size divides the error by about 2^order (measured: euler 1.0, dpmpp_2m
+    # 2.0, unipc with a first-order predictor 2.0, unipc 3.0, dpmpp_3m 4.1: at least its 3 here)
+    unipc1 = lambda d, x, g: sample_unipc(d, x, g, order=1)  # noqa: E731
+    solvers = {
+        "euler": (sample_euler, 1),
+        "dpmpp_2m": (sample_dpmpp_2m, 2),
+        "unipc order 1": (unipc1, 2),
+        "unipc": (sample_unipc, 3),
+        "dpmpp_3m": (sample_dpmpp_3m, 3),
+    }
+    errors = {
+        n: (gaussian_ode_error(s, 40), gaussian_ode_error(s, 80)) for n, (s, _) in solvers.items()
+    }
+    orders = {n: round(math.log2(a / b), 2) for n, (a, b) in errors.items()}
+    for name, (_, order) in solvers.items():
+        assert order - 0.2 < orders[name] < order + (1.3 if name == "dpmpp_3m" else 0.2), orders
+    assert errors["dpmpp_3m"][0] < 0.1 * errors["dpmpp_2m"][0]
+    assert errors["unipc"][0] < 0.5 * errors["dpmpp_2m"][0]
+
+
+def test_exponential_weights_integrate_polynomials_exactly():
+    # the weights integrate e^(u-h) P(u) exactly for P of degree < number of nodes
+    h, nodes = 0.7, [0.7, 0.0, -0.5, -1.4]
+    cubic = lambda u: 1.0 - 2.0 * u + 3.0 * u * u - 0.5 * u**3  # noqa: E731
+    grid = torch.linspace(0, h, 200_001, dtype=torch.float64)
+    exact = float(torch.trapezoid(torch.exp(grid - h) * cubic(grid), grid))
+    for n in (1, 2, 3, 4):
+        weights = exponential_weights(h, nodes[-n:])
+        assert sum(weights) == pytest.approx(-math.expm1(-h))  # constants pass unchanged
+    weights = exponential_weights(h, nodes)
+    assert sum(w * cubic(u) for w, u in zip(weights, nodes, strict=True)) == pytest.approx(exact)
 
 
 def test_euler_with_churn_reaches_the_mixture_and_zero_churn_is_the_ode():

@@ -1,12 +1,14 @@
-"""The pieces together: a U-Net trained by the one training loop with GaussianProcess, saved,
-loaded back from safetensors, and sampled with guidance, img2img and inpainting."""
+"""The pieces together: a U-Net trained by the one training loop with GaussianProcess (and with
+flow matching, the same process on a straight path), saved, loaded back from safetensors, and
+sampled with guidance, img2img and inpainting."""
 
+import pytest
 import torch
 
 from diffcore.denoisers import guidance
 from diffcore.io import from_pretrained
 from diffcore.nn import UNet, UNetConfig
-from diffcore.processes import GaussianProcess
+from diffcore.processes import GaussianProcess, flow_matching
 from diffcore.samplers import sample_dpmpp_2m, sample_euler
 from diffcore.schedules import CosineSchedule, karras_grid
 from diffcore.training import TrainConfig, train
@@ -21,7 +23,12 @@ def two_class_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def test_train_save_load_and_sample_a_class_conditional_unet(tmp_path):
+@pytest.mark.parametrize(
+    "process",
+    [GaussianProcess(CosineSchedule(), prediction="v"), flow_matching()],
+    ids=["v-prediction", "flow-matching"],
+)
+def test_train_save_load_and_sample_a_class_conditional_unet(tmp_path, process):
     torch.manual_seed(0)
     images, labels = two_class_images(64)
     config = UNetConfig(
@@ -33,7 +40,6 @@ def test_train_save_load_and_sample_a_class_conditional_unet(tmp_path):
         norm_groups=8,
         mid_attention=False,
     )
-    process = GaussianProcess(CosineSchedule(), prediction="v")
     null = config.num_classes
 
     def loss_fn(model, batch, generator):

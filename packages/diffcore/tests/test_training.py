@@ -341,6 +341,26 @@ def test_ema_follows_decay_times_average_plus_one_minus_decay_times_weights(tmp_
     assert all(torch.equal(v, previous[k]) for k, v in final.state_dict().items())
 
 
+def test_ema_warmup_averages_early_steps_with_a_growing_window(tmp_path):
+    # decay of update n: min(0.75, (1 + n) / (10 + n)) = 0.1, 2/11, 0.25 for steps 1, 2, 3
+    model = make_model()
+    theta0 = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = dataclasses.replace(
+        BASE, steps=3, checkpoint_every=1, keep_checkpoints=3, ema_decay=0.75, ema_warmup=True
+    )
+    _, result = run(tmp_path, "warm", config=cfg, model=model)
+    ckpts = dict(list_checkpoints(tmp_path / "warm"))
+    previous = theta0
+    for step, decay in ((1, 0.1), (2, 2 / 11), (3, 0.25)):
+        weights = load_file(ckpts[step] / "model.safetensors")
+        ema = load_file(ckpts[step] / "ema.safetensors")
+        for k in weights:
+            expected = decay * previous[k] + (1 - decay) * weights[k]
+            torch.testing.assert_close(ema[k], expected, rtol=0, atol=1e-6)
+        previous = ema
+    assert EMA(model, 0.999, warmup=True).decay_at(10_000) == 0.999
+
+
 def test_ema_shadow_stays_float32_and_keeps_ties():
     model = nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 5, bias=False)).to(torch.bfloat16)
     model[1].weight = model[0].weight

@@ -35,13 +35,13 @@ def write_results(
     settings: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``folder/results.json``: the command as run, the figures (as printed), the
-    precision, the sample files (relative to ``folder``), the machine (CPU model and flags:
+    precision (a training precision as ``TrainConfig`` resolves it, or "fp64" for studies), the sample files (relative to ``folder``), the machine (CPU model and flags:
     AVX-512 / AVX512-BF16 or AVX2 only), package versions, git revision and the date."""
     module = sys.argv[0].split("/src/")[-1].removesuffix(".py").replace("/", ".")
     record = {
         "command": "uv run python -m " + shlex.join([module, *sys.argv[1:]]),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "precision": resolve_precision(precision, device),
+        "precision": precision if precision == "fp64" else resolve_precision(precision, device),
         "figures": figures,
         "samples": samples,
         "settings": settings or {},

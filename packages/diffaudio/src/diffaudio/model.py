@@ -18,8 +18,7 @@ from torch import Tensor, nn
 
 from diffaudio.spectrogram import SpectrogramConfig
 from diffcore.nn import UNet, UNetConfig, load_unet_preset
-from diffcore.processes import GaussianProcess
-from diffcore.schedules import CosineSchedule
+from diffcore.processes import GaussianProcess, named_schedule
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,9 @@ class AudioUNetConfig:
     prediction: str = "v"  # what the network predicts (diffcore GaussianProcess)
     logsnr_min: float = -10.0  # cosine schedule range (diffcore CosineSchedule)
     logsnr_max: float = 10.0
+    schedule: str = "cosine"  # or "flow" (diffcore.processes.PROCESSES["flow"] sets the four)
+    weighting: str = "uniform"  # the loss weight over noise levels
+    time_sampling: str = "uniform"  # training times: uniform or logit_normal
 
     def __post_init__(self) -> None:
         # from_pretrained hands nested configs over as dicts (config.json).
@@ -130,7 +132,9 @@ class AudioUNet(nn.Module):
     def process(self) -> GaussianProcess:
         """The diffusion process the model is trained and sampled with."""
         c = self.config
-        return GaussianProcess(CosineSchedule(c.logsnr_min, c.logsnr_max), prediction=c.prediction)
+        schedule = named_schedule(c.schedule, logsnr_min=c.logsnr_min, logsnr_max=c.logsnr_max)
+        options = {"weighting": c.weighting, "time_sampling": c.time_sampling}
+        return GaussianProcess(schedule, prediction=c.prediction, **options)
 
 
 def seconds_per_step(

@@ -27,6 +27,7 @@ from diffaudio.spectrogram import LogMel, SpectrogramConfig, griffin_lim
 from diffaudio.vocoder import Vocoder, VocoderConfig, vocoder_loss
 from diffcore.generation import ContinuousPipeline
 from diffcore.io import from_pretrained, save_pretrained
+from diffcore.processes import process_fields
 from diffcore.training import TrainConfig, TrainResult, drop_condition, train
 
 
@@ -62,18 +63,21 @@ def train_audio_diffusion(
     speaker_dropout: float = 0.1,
     progress: bool = True,
     device: str | None = None,
+    process: str = "diffusion",
     **overrides: Any,
 ) -> TrainResult:
     """Train a spectrogram U-Net on ``clips`` (their labels and speakers, when present, become
-    its conditions, each dropped to null with the given probability for guidance). The model
-    lands in ``out_dir/final``; ``overrides`` go to :func:`diffaudio.model.audio_unet_config`."""
+    its conditions, each dropped to null with the given probability for guidance) with
+    ``process``: "diffusion" or "flow" (flow matching; ``diffcore.processes.PROCESSES``).
+    The model lands in ``out_dir/final``; ``overrides`` go to
+    :func:`diffaudio.model.audio_unet_config`."""
     x = clip_spectrograms(clips, spectrogram)
     config = audio_unet_config(
         preset,
         spectrogram,
         label_names=clips.label_names,
         speaker_names=clips.speaker_names,
-        **overrides,
+        **(process_fields(process) | overrides),
     )
     model = AudioUNet(config)
     process = model.process

@@ -28,6 +28,7 @@ __all__ = [
     "CosineSchedule",
     "SigmoidSchedule",
     "KarrasSchedule",
+    "FlowSchedule",
     "alpha_sigma",
     "logsnr_to_sigma",
     "sigma_to_logsnr",
@@ -180,6 +181,29 @@ class KarrasSchedule(NoiseSchedule):
     def _time(self, logsnr: Tensor) -> Tensor:
         lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
         return (logsnr_to_sigma(logsnr) ** (1 / self.rho) - lo) / (hi - lo)
+
+
+@dataclass(frozen=True)
+class FlowSchedule(NoiseSchedule):
+    """Flow matching's straight path ``x_t = (1 - t) x0 + t eps`` (Lipman et al. 2023,
+    https://arxiv.org/abs/2210.02747; Liu et al. 2023, rectified flow) as a schedule:
+    ``logsnr = 2 log((1 - t) / t)``, so the variance-exploding level is ``sigma = t / (1 - t)``
+    and ``x_t = x / (1 + sigma)`` for ``x = x0 + sigma * eps``. Both ends are infinite in
+    log-SNR, so t is clipped into [t_min, t_max]: sampling starts at sigma = t_max / (1 - t_max)."""
+
+    t_min: float = 1e-5
+    t_max: float = 0.999
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.t_min < self.t_max < 1.0:
+            raise ValueError(f"need 0 < t_min < t_max < 1, got {self.t_min} and {self.t_max}")
+
+    def _logsnr(self, t: Tensor) -> Tensor:
+        t = t.clamp(self.t_min, self.t_max)
+        return 2.0 * (torch.log1p(-t) - torch.log(t))
+
+    def _time(self, logsnr: Tensor) -> Tensor:
+        return torch.sigmoid(-0.5 * logsnr)
 
 
 def _check_steps(n: int) -> None:

@@ -11,11 +11,11 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from diffcore.nn import UNet, UNetConfig, load_unet_preset
-from diffcore.processes import GaussianProcess
-from diffcore.schedules import CosineSchedule, LinearSchedule, NoiseSchedule
+from diffcore.processes import GaussianProcess, named_schedule, process_fields
+from diffcore.schedules import NoiseSchedule
 
 PRESETS_FILE = "image.json"  # in the workspace's shared/presets/
-SCHEDULES = ("cosine", "linear")
+SCHEDULES = ("cosine", "linear", "flow")
 
 
 @dataclass(frozen=True)
@@ -24,14 +24,16 @@ class ImageModelConfig:
 
     unet: UNetConfig  # the network (a dict is accepted: config.json stores one)
     image_size: tuple[int, int] = (28, 28)  # (H, W) of generated images
-    schedule: Literal["cosine", "linear"] = "cosine"  # cosine (Nichol & Dhariwal) or DDPM's linear
+    schedule: Literal["cosine", "linear", "flow"] = "cosine"  # Nichol & Dhariwal's, DDPM's, or
+    # flow matching's straight path (diffcore.processes.PROCESSES["flow"] sets the four fields)
     logsnr_min: float = -10.0  # cosine schedule: log-SNR at t = 1
     logsnr_max: float = 10.0  # cosine schedule: log-SNR at t = 0
     schedule_shift: float = (
         0.0  # cosine schedule: log-SNR shift (2 log(64 / resolution) for big images)
     )
-    prediction: Literal["eps", "x0", "v", "edm"] = "v"  # network target (v: Salimans & Ho 2022)
+    prediction: Literal["eps", "x0", "v", "edm", "flow"] = "v"  # network target (v: Salimans & Ho)
     weighting: Literal["uniform", "min_snr", "snr_plus_one"] = "min_snr"  # loss weight over SNR
+    time_sampling: Literal["uniform", "logit_normal"] = "uniform"  # training times
     min_snr_gamma: float = 5.0  # min-SNR weighting's clip (Hang et al. 2023)
     class_names: tuple[str, ...] = ()  # names of labels 0..num_classes-1 (for file names, reports)
     text_encoder: str | None = None  # folder of the transformers caption encoder, when captioned
@@ -54,9 +56,8 @@ class ImageModelConfig:
             )
 
     def noise_schedule(self) -> NoiseSchedule:
-        if self.schedule == "linear":
-            return LinearSchedule()
-        return CosineSchedule(self.logsnr_min, self.logsnr_max, self.schedule_shift)
+        ends = {"logsnr_min": self.logsnr_min, "logsnr_max": self.logsnr_max}
+        return named_schedule(self.schedule, shift=self.schedule_shift, **ends)
 
     def process(self) -> GaussianProcess:
         return GaussianProcess(
@@ -64,6 +65,7 @@ class ImageModelConfig:
             prediction=self.prediction,
             weighting=self.weighting,
             min_snr_gamma=self.min_snr_gamma,
+            time_sampling=self.time_sampling,
         )
 
 
@@ -148,11 +150,17 @@ def build_model(
 
 
 def model_for_data(
-    preset: str, data: Any, *, conditional: bool = True, encoder: Any = None
+    preset: str,
+    data: Any,
+    *,
+    conditional: bool = True,
+    encoder: Any = None,
+    process: str = "diffusion",
 ) -> ImageDiffusion:
     """A fresh ``preset`` model shaped for ``data`` (an ``ImageData``): its channels and image
     size, its classes when ``conditional`` and the data has labels, and captions encoded by
-    ``encoder`` (a ``TextEncoder``; it is saved beside the model)."""
+    ``encoder`` (a ``TextEncoder``; it is saved beside the model). ``process``: "diffusion"
+    (the config's defaults) or "flow" (flow matching; ``diffcore.processes.PROCESSES``)."""
     classes = conditional and data.labels is not None
     return build_model(
         preset,
@@ -162,4 +170,5 @@ def model_for_data(
         class_names=data.class_names if classes else (),
         context_dim=encoder.dim if encoder is not None else None,
         text_encoder="text_encoder" if encoder is not None else None,
+        **process_fields(process),
     )

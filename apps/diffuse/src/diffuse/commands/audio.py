@@ -30,9 +30,9 @@ def register(verbs: dict[str, Any]) -> None:
     for name, (steps, batch, lr) in TRAINERS.items():
         train = add(f"train {name}", _train)
         data_options(train)
-        g[name] = kit.training_options(
-            train, steps=steps, batch_size=batch, lr=lr, minutes=name == "audio"
-        )
+        audio = name == "audio"
+        options = {"steps": steps, "batch_size": batch, "lr": lr}
+        g[name] = kit.training_options(train, minutes=audio, process=audio, **options)
     g["audio"].add_argument("--preset", default="small", help="preset in shared/presets/audio.json")
     g["audio"].add_argument("--label-dropout", type=float, default=0.1, help="share without label")
     sample = add("sample audio", _sample)
@@ -114,6 +114,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.domain == "audio":
         dropout = {"label_dropout": args.label_dropout, "speaker_dropout": args.label_dropout}
         options = {"spectrogram": spectrogram, "preset": args.preset} | dropout
+        options["process"] = args.process
         result = train_audio_diffusion(clips, args.out, config, device=device, **options)
     else:
         result = train_judge(clips, args.out, config, spectrogram=spectrogram, device=device)

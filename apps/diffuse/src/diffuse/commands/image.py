@@ -24,7 +24,7 @@ def register(verbs: dict[str, Any]) -> None:
     add = kit.commands(verbs, HELP)
     train = add("train image", _train)
     _data_options(train)
-    g = kit.training_options(train, steps=3000, batch_size=128, lr=2e-3)
+    g = kit.training_options(train, steps=3000, batch_size=128, lr=2e-3, process=True)
     g.add_argument("--preset", default="fmnist", help="U-Net preset in shared/presets/image.json")
     g.add_argument("--label-dropout", type=float, default=0.1, help="share without label")
     g.add_argument("--unconditional", action="store_true", help="ignore the labels")
@@ -62,9 +62,8 @@ def _data_options(parser: argparse.ArgumentParser, split: str = "train") -> Any:
 
 
 def _model_options(parser: argparse.ArgumentParser, n: int | None = None) -> None:
-    kit.model_options(parser).add_argument(
-        "--compile", action="store_true", help="torch.compile it"
-    )
+    g = kit.model_options(parser)
+    g.add_argument("--compile", action="store_true", help="torch.compile it")
     g = kit.sampling_options(parser, "continuous", "dpmpp_2m", steps=20, guidance=2.0)
     g.add_argument("--labels", help="'all', 'none', or class ids or names, comma-separated")
     g.add_argument("--captions", help="captions separated by '|', cycled over the images")
@@ -110,7 +109,8 @@ def _train(args: argparse.Namespace) -> None:
         raise kit.UsageError("no --text-encoder, --caption-column, expected an encoder folder")
     if args.caption_column:
         encoder = caption_encoder(data, args.text_encoder, device=device)
-    model = model_for_data(args.preset, data, conditional=not args.unconditional, encoder=encoder)
+    shape = {"conditional": not args.unconditional, "encoder": encoder, "process": args.process}
+    model = model_for_data(args.preset, data, **shape)
     steps, stop_at, row = _plan(model, data, args, device, budget)
     config = kit.train_config(args, device=device, steps=steps, deadline=stop_at)
     out, params = Path(args.out), sum(p.numel() for p in model.parameters())

@@ -84,7 +84,7 @@ def train_config(
 ) -> Any:
     """The ``TrainConfig`` of the training options (``kit.training_options``) for ``device``:
     ``steps`` (default ``--steps``), the EMA decay (``--ema``, else diffcore's default for the
-    run's length; 0 = none), the precision --precision resolves to, ``deadline`` and any other
+    run's length; 0 = none; ``--ema-warmup``), the precision --precision resolves to, ``deadline`` and any other
     TrainConfig ``fields``."""
     from diffcore.training import TrainConfig, default_ema_decay, resolve_precision
 
@@ -96,6 +96,7 @@ def train_config(
         batch_size=args.batch_size,
         lr=args.lr,
         ema_decay=default_ema_decay(steps) if ema is None else (ema or None),
+        ema_warmup=getattr(args, "ema_warmup", False),
         precision=resolve_precision(getattr(args, "precision", "auto"), device),
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,

@@ -17,7 +17,16 @@ from diffuse.kit.errors import ArgumentParser
 # The sampler names of diffcore's registries (a test keeps them equal); listed here so that
 # `diffuse --help` need not import torch.
 SAMPLERS = {
-    "continuous": ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m"),
+    "continuous": (
+        "ddpm",
+        "ddim",
+        "euler",
+        "euler_ancestral",
+        "heun",
+        "dpmpp_2m",
+        "dpmpp_3m",
+        "unipc",
+    ),
     "token": ("masked_ancestral", "confidence"),
 }
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -300,9 +309,19 @@ def training_options(
     minutes: bool = True,
     precision: bool = True,
     checkpoint_every: int = 500,
+    process: bool = False,
 ) -> Any:
-    """--steps, --minutes, --batch-size, --lr, --ema, --precision, --checkpoint-every."""
+    """--steps, --minutes, --batch-size, --lr, --ema, --ema-warmup, --precision,
+    --checkpoint-every; with ``process``, --process (diffcore.processes.PROCESSES)."""
     g = group(parser, "training")
+    if process:
+        g.add_argument(
+            "--process",
+            choices=("diffusion", "flow"),
+            default="diffusion",
+            help="what the model learns to undo: Gaussian diffusion as the preset has it, or "
+            "flow matching (straight path, velocity target, logit-normal times)",
+        )
     g.add_argument("--steps", type=positive_int, default=steps, help="optimizer steps")
     if minutes:
         g.add_argument(
@@ -318,6 +337,11 @@ def training_options(
             "--ema",
             type=fraction,
             help="EMA decay of the weights; 0 = no EMA (default: a window of a tenth of the run)",
+        )
+        g.add_argument(
+            "--ema-warmup",
+            action="store_true",
+            help="let the EMA decay rise as min(decay, (1 + n) / (10 + n)) over the first steps",
         )
     if precision:
         g.add_argument(

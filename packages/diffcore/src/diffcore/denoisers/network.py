@@ -1,13 +1,14 @@
 """Turn a raw network into a :class:`~diffcore.denoisers.protocols.Denoiser`.
 
-Every parameterization (epsilon, x0, v, EDM) is one preconditioning of the same form
-(Karras et al. 2022, https://arxiv.org/abs/2206.00364, table 1):
+Every parameterization (epsilon, x0, v, EDM, flow matching's velocity) is one preconditioning of
+the same form (Karras et al. 2022, https://arxiv.org/abs/2206.00364, table 1):
 
     D(x, sigma) = c_skip(sigma) * x + c_out(sigma) * F(c_in(sigma) * x, t(sigma))
 
 with x in variance-exploding coordinates (``x = x0 + sigma * eps``). For eps, x0 and v the input
 ``c_in * x`` is exactly the variance-preserving sample ``alpha * x0 + sigma_vp * eps`` the network
-was trained on, and ``t(sigma)`` is the schedule's time, so the network never sees VE coordinates.
+was trained on (for flow, the interpolant ``(1 - t) x0 + t eps`` of ``FlowSchedule``), and
+``t(sigma)`` is the schedule's time, so the network never sees VE coordinates.
 Training (``GaussianProcess``) uses the same coefficients, so the two can never disagree.
 """
 
@@ -22,8 +23,8 @@ from torch import Tensor, nn
 from diffcore._utils import per_sample
 from diffcore.schedules import NoiseSchedule
 
-Prediction = Literal["eps", "x0", "v", "edm"]
-PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v", "edm")
+Prediction = Literal["eps", "x0", "v", "edm", "flow"]
+PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v", "edm", "flow")
 
 
 def preconditioning(
@@ -41,6 +42,9 @@ def preconditioning(
         return alpha, torch.zeros_like(sigma), torch.ones_like(sigma)
     if prediction == "v":  # v = alpha * eps - sigma_vp * x0  =>  x0 = alpha * x_vp - sigma_vp * v
         return alpha, alpha**2, -sigma_vp
+    if prediction == "flow":  # x_t = (1 - t) x0 + t eps, velocity eps - x0  =>  x0 = x_t - t v
+        t = sigma / (1.0 + sigma)  # FlowSchedule's time; the input is x_t = x / (1 + sigma)
+        return 1.0 - t, 1.0 - t, -t
     raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
 
 

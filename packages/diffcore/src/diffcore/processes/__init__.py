@@ -8,7 +8,13 @@ from diffcore.processes.degradation import (
     downsample,
     pixelate,
 )
-from diffcore.processes.gaussian import GaussianProcess
+from diffcore.processes.gaussian import (
+    PROCESSES,
+    GaussianProcess,
+    flow_matching,
+    named_schedule,
+    process_fields,
+)
 from diffcore.processes.mask import (
     MaskProcess,
     block_attention_mask,
@@ -18,6 +24,7 @@ from diffcore.processes.mask import (
 )
 
 __all__ = [
+    "PROCESSES",
     "Degradation",
     "DegradationProcess",
     "GaussianProcess",
@@ -28,6 +35,9 @@ __all__ = [
     "clean_log_probs",
     "cosine_mask_grid",
     "downsample",
+    "flow_matching",
     "linear_mask_grid",
+    "named_schedule",
     "pixelate",
+    "process_fields",
 ]

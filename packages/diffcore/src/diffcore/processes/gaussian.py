@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -10,10 +11,18 @@ from torch import Tensor
 
 from diffcore._utils import per_sample, stratified_time
 from diffcore.denoisers.network import PREDICTIONS, NetworkDenoiser, Prediction, preconditioning
-from diffcore.schedules import LinearSchedule, NoiseSchedule, alpha_sigma
+from diffcore.schedules import (
+    CosineSchedule,
+    FlowSchedule,
+    LinearSchedule,
+    NoiseSchedule,
+    alpha_sigma,
+)
 
 Weighting = Literal["uniform", "min_snr", "snr_plus_one"]
 WEIGHTINGS: tuple[str, ...] = ("uniform", "min_snr", "snr_plus_one")
+TimeSampling = Literal["uniform", "logit_normal"]
+TIME_SAMPLINGS: tuple[str, ...] = ("uniform", "logit_normal")
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,13 @@ class GaussianProcess:
     "uniform" = plain MSE on the network's own target (x0 weight 1/c_out^2: SNR for eps,
     1 for x0, SNR+1 for v); "min_snr" = min(SNR, gamma) (Hang et al. 2023,
     https://arxiv.org/abs/2303.09556); "snr_plus_one" = SNR + 1.
+
+    time_sampling: training times, "uniform" on [t_min, 1] or "logit_normal" (``logit(t) ~
+    N(logit_mean, logit_std^2)``, Esser et al. 2024, https://arxiv.org/abs/2403.03206), which
+    spends the steps on the middle times. Both are stratified over the batch.
+
+    Flow matching is this process with ``FlowSchedule`` and ``prediction="flow"``
+    (:func:`flow_matching`), so every sampler and editing method runs it unchanged.
     """
 
     schedule: NoiseSchedule = LinearSchedule()
@@ -37,8 +53,17 @@ class GaussianProcess:
     min_snr_gamma: float = 5.0
     sigma_data: float = 1.0
     t_min: float = 1e-3
+    time_sampling: TimeSampling = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.time_sampling not in TIME_SAMPLINGS:
+            raise ValueError(
+                f"unknown time_sampling {self.time_sampling!r}; expected one of {TIME_SAMPLINGS}"
+            )
+        if not self.logit_std > 0:
+            raise ValueError(f"logit_std must be positive, got {self.logit_std}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(
                 f"unknown prediction {self.prediction!r}; expected one of {PREDICTIONS}"
@@ -59,8 +84,13 @@ class GaussianProcess:
     def sample_time(
         self, batch: int, generator: torch.Generator | None = None, device: Any = "cpu"
     ) -> Tensor:
-        """Training times (B,) in [t_min, 1], stratified uniform, float64."""
-        return stratified_time(batch, generator, device, self.t_min, 1.0)
+        """Training times (B,) in [t_min, 1], float64: stratified uniform, or stratified in the
+        logit-normal's quantiles (``time_sampling``)."""
+        if self.time_sampling == "uniform":
+            return stratified_time(batch, generator, device, self.t_min, 1.0)
+        u = stratified_time(batch, generator, device, 0.0, 1.0).clamp(1e-12, 1 - 1e-12)
+        z = math.sqrt(2.0) * torch.special.erfinv(2.0 * u - 1.0)  # standard normal quantile
+        return torch.sigmoid(self.logit_mean + self.logit_std * z).clamp(self.t_min, 1.0)
 
     def loss(
         self, net: Any, x0: Tensor, generator: torch.Generator | None = None, **cond: Any
@@ -94,3 +124,55 @@ class GaussianProcess:
     def sigma_max(self) -> float:
         """Noise level where sampling starts (t = 1)."""
         return self.schedule.sigma_max
+
+
+def flow_matching(
+    time_sampling: TimeSampling = "logit_normal",
+    schedule: FlowSchedule | None = None,
+    **fields: Any,
+) -> GaussianProcess:
+    """Flow matching (rectified flow): the straight path ``x_t = (1 - t) x0 + t eps`` of
+    :class:`~diffcore.schedules.FlowSchedule`, a network that predicts the velocity
+    ``eps - x0`` with a plain MSE, and logit-normal training times by default. It is a
+    ``GaussianProcess`` whose denoiser (``sigma = t / (1 - t)``) every sampler takes as it is."""
+    return GaussianProcess(
+        schedule=schedule or FlowSchedule(),
+        prediction="flow",
+        time_sampling=time_sampling,
+        **fields,
+    )
+
+
+PROCESSES: dict[str, dict[str, str]] = {
+    "diffusion": {},
+    "flow": {
+        "schedule": "flow",
+        "prediction": "flow",
+        "weighting": "uniform",
+        "time_sampling": "logit_normal",
+    },
+}
+"""What a domain model's config sets for each process choice (``--process``): nothing for the
+config's own diffusion defaults; flow matching's schedule, prediction, loss weighting and time
+sampling. The configs of image and audio models name these fields alike."""
+
+
+def process_fields(name: str) -> dict[str, str]:
+    """``PROCESSES[name]``, with the choices in the error for an unknown name."""
+    if name not in PROCESSES:
+        raise ValueError(f"unknown process {name!r}; expected one of {tuple(PROCESSES)}")
+    return dict(PROCESSES[name])
+
+
+def named_schedule(
+    name: str, *, logsnr_min: float = -10.0, logsnr_max: float = 10.0, shift: float = 0.0
+) -> NoiseSchedule:
+    """The schedule a model config names: "cosine" (with its log-SNR range and shift),
+    "linear" (DDPM's betas) or "flow" (flow matching's straight path)."""
+    if name == "cosine":
+        return CosineSchedule(logsnr_min, logsnr_max, shift)
+    if name == "linear":
+        return LinearSchedule()
+    if name == "flow":
+        return FlowSchedule()
+    raise ValueError(f"unknown schedule {name!r}; expected cosine, linear or flow")

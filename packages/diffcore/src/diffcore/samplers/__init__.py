@@ -1,7 +1,7 @@
 """Samplers: pure functions ``sample_<algo>(model, x, schedule, /, *, generator, callback, ...)``.
 
-- continuous (Gaussian): DDPM, DDIM, Euler, Euler-ancestral, Heun, DPM-Solver++(2M), and SMC
-  inpainting — over a grid of noise levels (``diffcore.schedules``);
+- continuous (Gaussian): DDPM, DDIM, Euler, Euler-ancestral, Heun, DPM-Solver++(2M) and (3M),
+  UniPC, and SMC inpainting — over a grid of noise levels (``diffcore.schedules``);
 - discrete (masking): ancestral and confidence-ordered unmasking — over a grid of mask ratios
   (``diffcore.processes.mask``);
 - refinement for deterministic degradations (cold diffusion) — over a grid of severities.
@@ -12,9 +12,11 @@ from diffcore.samplers.continuous import (
     sample_ddim,
     sample_ddpm,
     sample_dpmpp_2m,
+    sample_dpmpp_3m,
     sample_euler,
     sample_euler_ancestral,
     sample_heun,
+    sample_unipc,
 )
 from diffcore.samplers.discrete import (
     CONFIDENCES,
@@ -36,6 +38,8 @@ __all__ = [
     "sample_ddim",
     "sample_ddpm",
     "sample_dpmpp_2m",
+    "sample_dpmpp_3m",
+    "sample_unipc",
     "sample_euler",
     "sample_euler_ancestral",
     "sample_heun",

@@ -27,6 +27,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
     grad_accum: int = 1  # micro-batches accumulated per optimizer step
     ema_decay: float | None = 0.999  # EMA of the weights, kept in fp32; None = no EMA
+    ema_warmup: bool = False  # the EMA's decay rises as min(ema_decay, (1 + n) / (10 + n))
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: fp32 CPU, bf16 CUDA
     checkpoint_every: int = 1000  # steps between checkpoints (a final one is always written)
     keep_checkpoints: int = 2  # newest checkpoints kept on disk; older ones are pruned

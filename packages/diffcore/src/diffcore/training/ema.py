@@ -32,26 +32,40 @@ class EMA:
 
         ema <- decay * ema + (1 - decay) * param
 
+    With ``warmup`` the decay starts low and rises towards ``decay`` (:meth:`decay_at`), the
+    rule of TensorFlow's ``ExponentialMovingAverage(num_updates=...)``: a fixed decay of 0.999
+    would keep 0.999^400 = 67 % of the random initialisation after 400 steps.
     Buffers (e.g. normalisation statistics) are not averaged: they are copied as they are.
     The shadow stays in fp32 even when the model is half precision, so small updates of size
     ``(1 - decay) * delta`` are not rounded away.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, *, warmup: bool = False) -> None:
         if not 0 <= decay < 1:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        self.decay = decay
+        self.decay, self.warmup = decay, warmup
         # named_parameters() lists a tied tensor once, so ties stay ties in averaged_model().
         self.params = {
             name: p.detach().to(torch.float32, copy=True) for name, p in model.named_parameters()
         }
         self.buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
 
+    def decay_at(self, updates: int) -> float:
+        """The decay of update number ``updates`` (0 for the first): ``decay``, or with warm-up
+        ``min(decay, (1 + updates) / (10 + updates))``, so that early updates, which move
+        away from the random initialisation, are averaged over a window that grows with them."""
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + updates) / (10 + updates))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, updates: int = 0) -> None:
+        """Average in ``model``'s parameters; ``updates``: how many updates came before (the
+        training step), which sets the decay under warm-up."""
+        weight = 1.0 - self.decay_at(updates)
         for name, p in model.named_parameters():
             # lerp: ema + (1 - decay) * (p - ema), the same average in one rounding.
-            self.params[name].lerp_(p.detach().to(torch.float32), 1.0 - self.decay)
+            self.params[name].lerp_(p.detach().to(torch.float32), weight)
         for name, b in model.named_buffers():
             self.buffers[name].copy_(b)
 

@@ -283,7 +283,9 @@ def _run(
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
+    ema = None
+    if config.ema_decay is not None:
+        ema = EMA(model, config.ema_decay, warmup=config.ema_warmup)
     generator = torch.Generator(device=device)
 
     step, position = 0, Position()
@@ -410,7 +412,7 @@ def _run(
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 if ema is not None:
-                    ema.update(model)
+                    ema.update(model, updates=step)
                 step += 1
                 snap = _Snapshot(step, stream.position, _rng_state(generator, device))
             last_loss = step_loss / config.grad_accum
