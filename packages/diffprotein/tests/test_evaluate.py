@@ -169,3 +169,18 @@ def test_family_judge_separates_real_families_from_shuffled_ones(shared_data, tm
     ]
     # right composition, no order: most shuffled sequences are credited to no family
     assert classify(clf, shuffled).count(OTHER) / len(shuffled) >= 0.6
+
+
+def test_budget_step_times_cover_the_denoiser_the_peer_and_the_judge():
+    from diffprotein.model import model_for_training, training_shape
+    from diffprotein.training import seconds_per_step
+
+    records = [ProteinRecord(f"k{i}", "RPDFCLEPPYTGPCKARIIRYFYNAK"[i:], "kunitz") for i in range(8)]
+    records += [ProteinRecord(f"s{i}", "ALYDYEARTEDDLSFHKGEKFQ"[i:], "sh3") for i in range(8)]
+    shape = training_shape("tiny", max_length=32)
+    config = TrainConfig(steps=1, batch_size=4, precision="fp32")
+    for objective in ("diffusion", "autoregressive", "classifier"):
+        model = model_for_training(objective, records, shape, families=("kunitz", "sh3"))
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        assert 0 < seconds_per_step(model, records, config) < 30, objective
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), objective

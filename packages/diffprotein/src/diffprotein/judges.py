@@ -249,7 +249,8 @@ class _LabelledDataset(Dataset):
         return self.tokens[i], self.labels[i]
 
 
-def _classifier_loss(model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+def classifier_loss(model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+    """Cross-entropy of the family judge's logits against each item's label."""
     return F.cross_entropy(model(batch["tokens"]), batch["family"])
 
 
@@ -306,7 +307,7 @@ def train_classifier(
         seed=config.seed,
     )
     return train(
-        model, _classifier_loss, data, config, out_dir=out_dir, collate_fn=collate, **train_kwargs
+        model, classifier_loss, data, config, out_dir=out_dir, collate_fn=collate, **train_kwargs
     )
 
 

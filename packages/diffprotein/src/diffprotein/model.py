@@ -439,29 +439,6 @@ def model_for_training(
     )
 
 
-def seconds_per_step(
-    model: nn.Module,
-    records: Any,
-    batch_size: int,
-    *,
-    precision: str = "auto",
-    device: str | torch.device = "cpu",
-) -> float:
-    """Seconds of one training step of ``model`` (a denoiser or its autoregressive peer) on the
-    first ``batch_size`` of ``records``, as diffcore's loop takes it at ``precision``: what a
-    run on a wall-clock budget plans with (timed on a copy; the model is left as it is)."""
-    from diffcore.training import TrainConfig, step_timing
-    from diffprotein import judges
-    from diffprotein.training import DenoiserLoss, SequenceDataset, collate
-
-    families = getattr(model.config, "families", ())
-    data = SequenceDataset(list(records)[:batch_size], families, model.config.max_length)
-    batch = collate([data[i] for i in range(len(data))])
-    loss = DenoiserLoss.for_model(model) if isinstance(model, ProteinDenoiser) else judges.lm_loss
-    config = TrainConfig(steps=1, batch_size=batch_size, precision=precision)
-    return step_timing(model, loss, batch, config, device=device, trials=1).step
-
-
 def train_for_objective(
     model: nn.Module,
     records: Any,

@@ -11,10 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from diffcore.training import LogRow, TrainConfig, TrainResult, drop_condition, train
+from diffcore.training import (
+    LogRow,
+    TrainConfig,
+    TrainResult,
+    drop_condition,
+    step_timing,
+    train,
+)
 from diffprotein.alphabet import PAD_ID, encode
 from diffprotein.conditioning import LengthPrior, family_ids
 from diffprotein.data import ProteinRecord
@@ -203,3 +210,26 @@ def likelihood(model: ProteinDenoiser, records: Sequence[ProteinRecord], **optio
     nll = sequence_likelihoods(model, records, **options)
     sizes = [len(r.sequence) for r in records]
     return sum(v * n for v, n in zip(nll, sizes, strict=True)) / sum(sizes)
+
+
+def seconds_per_step(
+    model: nn.Module, records: Sequence[ProteinRecord], config: TrainConfig, device: Any = "cpu"
+) -> float:
+    """Seconds of one training step of ``model`` (a denoiser, its autoregressive peer or the
+    family judge) on the first ``config.batch_size`` of ``records`` at ``config.precision``, as
+    diffcore's loop takes it: what a run on a wall-clock budget plans with (timed on a copy;
+    the model is left as it is)."""
+    from diffprotein import judges
+
+    part, length = list(records)[: config.batch_size], model.config.max_length
+    if isinstance(model, judges.FamilyClassifier):
+        labels = model.config.labels
+        data = judges.classifier_dataset(part, labels, max_length=length, seed=config.seed)
+        loss = judges.classifier_loss
+    else:
+        data = SequenceDataset(part, getattr(model.config, "families", ()), length)
+        loss = (
+            DenoiserLoss.for_model(model) if isinstance(model, ProteinDenoiser) else judges.lm_loss
+        )
+    batch = collate([data[i] for i in range(min(len(data), config.batch_size))])
+    return step_timing(model, loss, batch, config, device=device, trials=1).step

@@ -195,9 +195,11 @@ def fit(
     final_samples: int = 16,
     estimator: str = "count",
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> FitResult:
     """Train with diffcore's loop in ``out_dir`` (checkpoints, exact resume, ``final/``), then
-    write the model directory ``out_dir/model`` and ``out_dir/metrics.jsonl``.
+    write the model directory ``out_dir/model`` and ``out_dir/metrics.jsonl``. ``device``:
+    where to train (default: where the model is).
 
     Every ``eval_every`` steps (0: never) the NLL of the first ``eval_blocks`` validation blocks
     is logged (``eval_samples`` mask draws each: a noisier, cheaper bound); at the end all
@@ -231,6 +233,7 @@ def fit(
         out_dir=out,
         progress=progress,
         on_log=on_log,
+        device=device or next(model.parameters()).device,
     )
     # the EMA average, when EMA is on
     load_weights(loop_module, result.final_model / WEIGHTS_NAME)

@@ -99,12 +99,12 @@ def _read(paths: list[str], args: argparse.Namespace, max_length: int | None = N
 def _train(args: argparse.Namespace) -> None:
     if args.diffusion_block is not None and args.objective != "diffusion":
         raise kit.UsageError("--diffusion-block is for diffusion, --objective, expected diffusion")
-    if args.minutes and args.objective == "classifier":
-        raise kit.UsageError("--minutes for a classifier, --minutes, expected --steps")
     budget = kit.Budget(args.minutes)
     kit.check_input(args.data, "data", DATA)
+    from diffcore.training import TrainConfig
     from diffprotein import model as protein
     from diffprotein.data import balance_families, split_holdout
+    from diffprotein.training import seconds_per_step
 
     shape = protein.training_shape(
         args.preset, from_esm=bool(args.from_esm), max_length=args.max_length
@@ -117,8 +117,8 @@ def _train(args: argparse.Namespace) -> None:
     model = protein.model_for_training(args.objective, records, shape, families=families, **extra)
     device, steps, stop_at = kit.resolve_device(args.device), args.steps, None
     if budget:  # (saving the model is all that follows training)
-        timing = {"precision": args.precision, "device": device}
-        step = protein.seconds_per_step(model, training, args.batch_size, **timing)
+        timing = TrainConfig(steps=1, batch_size=args.batch_size, precision=args.precision)
+        step = seconds_per_step(model, training, timing, device)
         steps, stop_at = budget.plan(step, after=kit.SAVE_SECONDS)
     config = kit.train_config(
         args, device=device, steps=steps, deadline=stop_at, length_window=args.length_window

@@ -98,6 +98,7 @@ def _train(args: argparse.Namespace) -> None:
     print(f"{counts}; {len(tokenizer)} token types; {config.steps} steps", file=sys.stderr)
     kit.write_run(out, args, train_config=config)
     evals = {"eval_every": args.eval_every, "eval_blocks": args.eval_blocks}
+    evals["device"] = options["device"]
     result = fit(text_model, blocks[0], config, out, val_blocks=val, final_samples=draws, **evals)
     f = result.final
     nll = f"{f.bits_per_token:.4f} bits/token, {f.bits_per_char:.4f} bits/char"
