@@ -342,12 +342,23 @@ def exponential_weights(h: float, nodes: list[float]) -> list[float]:
 
 
 def _exponential_step(
-    x: Tensor, sigma: float, sigma_next: float, points: list[tuple[Tensor, float]]
+    x: Tensor,
+    sigma: float,
+    sigma_next: float,
+    points: list[tuple[Tensor, float]],
+    damped: bool = False,
 ) -> Tensor:
     """``x`` at ``sigma`` carried to ``sigma_next`` through the polynomial in log-sigma time
-    through ``points`` (denoised estimate, its -log sigma), newest first."""
+    through ``points`` (denoised estimate, its -log sigma), newest first. ``damped``: with two
+    points, DPM-Solver++(2M)'s slope ``c0 (D0 - D1) h / (2 h1)`` instead of the exact integral
+    ``(h - c0) (D0 - D1) / h1``; both are second order, and the damped one extrapolates less
+    over long steps (UniPC's predictor of order 2 takes it too)."""
     h, here = math.log(sigma / sigma_next), -math.log(sigma)
-    weights = exponential_weights(h, [u - here for _, u in points])
+    if damped and len(points) == 2:
+        c0, h1 = -math.expm1(-h), here - points[1][1]
+        weights = [c0 * (1 + h / (2 * h1)), -c0 * h / (2 * h1)]
+    else:
+        weights = exponential_weights(h, [u - here for _, u in points])
     estimates = [d for d, _ in points]
     if len(estimates) == 1:
         return sampler_update(x, estimates[0], sigma_next / sigma, weights[0])
@@ -361,14 +372,21 @@ def _exponential_step(
     return sampler_update(x, estimates[0], sigma_next / sigma, weights[0], prev=prev, d=d)
 
 
+SHORT_GRID = 15  # fewer steps than this: the last steps use lower orders (as diffusers does)
+
+
 def _multistep(run: _Run, order: int, corrector: bool) -> Tensor:
     """The multistep exponential integrator through the last ``order`` estimates. With
     ``corrector``, each step is redone once the estimate at the level it reached is known,
     with that estimate as one more point (UniPC's corrector, Zhao et al. 2023): the next step
-    starts from the corrected state but reuses the estimate, so a step still costs one call."""
+    starts from the corrected state but reuses the estimate, so a step still costs one call.
+
+    On grids shorter than ``SHORT_GRID`` steps the order falls to the number of steps left
+    ("lower order final", diffusers' default): the last steps of a short grid span several
+    units of log-sigma, where extrapolating from earlier estimates overshoots."""
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    x = run.x
+    x, total = run.x, len(run.levels) - 1
     past: list[tuple[Tensor, float]] = []  # (denoised, -log sigma), newest first
     start: tuple[Tensor, float] | None = None  # where the last step started, for the corrector
     for i in run.steps():
@@ -382,7 +400,8 @@ def _multistep(run: _Run, order: int, corrector: bool) -> Tensor:
             x = sampler_update(x, denoised, 0.0, 1.0)
         else:
             start = (x, sigma)
-            x = _exponential_step(x, sigma, sigma_next, past)
+            usable = total - 1 - i if total < SHORT_GRID else order  # steps before the last
+            x = _exponential_step(x, sigma, sigma_next, past[: max(1, usable)], corrector)
         run.report(i, x, denoised)
     return run.finish(x)
 
@@ -423,10 +442,10 @@ def sample_unipc(
     order: int = 2,
 ) -> Tensor:
     """UniPC (Zhao et al. 2023, https://arxiv.org/abs/2302.04867): a multistep predictor of
-    ``order`` (1 to 3) and a corrector that uses the estimate at the predicted point, which the
-    next step needs anyway, raising the order by one at no extra network call. UniPC's B(h)
-    variants approximate the exponential integrals; here the interpolating polynomials are
-    integrated exactly (:func:`exponential_weights`)."""
+    ``order`` (1 to 3; of order 2 it is DPM-Solver++(2M), as in UniPC) and a corrector that
+    uses the estimate at the predicted point, which the next step needs anyway, raising the
+    order by one at no extra network call. The corrector integrates its interpolating
+    polynomial exactly (:func:`exponential_weights`) where UniPC's B(h) variants approximate."""
     run = _Run(denoiser, x, sigmas, generator, callback, x_init, t_start, known, mask)
     return _multistep(run, order, corrector=True)
 
