@@ -47,11 +47,16 @@ def main() -> None:
     figures = {
         "noise_floor": floor,
         "rows": [
-            {"sampler": r.sampler, "network_calls": r.network_calls, "steps": r.steps,
-             "sliced_w2": r.distance, "ms_per_call": r.ms_per_call}
+            {
+                "sampler": r.sampler,
+                "network_calls": r.network_calls,
+                "steps": r.steps,
+                "sliced_w2": r.distance,
+                "ms_per_call": r.ms_per_call,
+            }
             for r in rows
         ],
-    }  # fmt: skip
+    }
     settings = {"calls": calls, "n": args.n, "seed": args.seed, "grid": "karras 0.002..20"}
     path = write_results(
         folder, figures=figures, precision="fp64", samples=["samples.npz"], settings=settings
