@@ -204,3 +204,33 @@ def test_process_flow_trains_a_flow_matching_model_that_samples_and_edits(image_
     assert main([*argv, "--sampler", "dpmpp_3m", "--out", str(samples)]) == 0
     assert len(list((samples / "images").glob("*.png"))) == 2
     assert main(["train", "image", "--data", str(image_folder), "--process", "gauss"]) == 2
+
+
+def test_distill_writes_rounds_that_sample_and_evaluate_in_their_own_calls(
+    trained_run, image_folder, tmp_path, capsys
+):
+    out = tmp_path / "distilled"
+    common = ["--data", str(image_folder), "--device", "cpu"]
+    args = ["distill", "image", "--model", str(trained_run), "--steps", "2", "--batch-size", "8"]
+    assert main([*args, "--calls", "1", "--teacher-calls", "4", "--out", str(out), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "2 rounds of 2 steps: 4 -> [2, 1] calls" in printed
+    assert "samples with DDIM in 1 calls" in printed
+    student = out / "steps_1" / "final"
+    assert json.loads((student / "sampling.json").read_text())["steps"] == 1
+    # sampling and eval follow the folder's sampler and steps unless told otherwise
+    code = main(["sample", "image", "--model", str(student), "--n", "2", "--out", str(tmp_path)])
+    assert code == 0
+    run = json.loads((tmp_path / "run.json").read_text())["arguments"]
+    assert run["sampler"] is None and run["steps"] is None
+    judge = tmp_path / "judge"
+    judge_args = ["train", "image-judge", "--steps", "2", "--batch-size", "8", "--out", str(judge)]
+    assert main([*judge_args, "--test-split", "train", *common]) == 0
+    evaluate = ["eval", "image", "--model", str(student), "--judge", str(judge / "final")]
+    assert main([*evaluate, "--n", "4", "--split", "train", *common]) == 0
+    assert "4 samples, ddim x1" in capsys.readouterr().out
+    bad = main(
+        [*args, "--calls", "3", "--teacher-calls", "8", "--out", str(tmp_path / "x"), *common]
+    )
+    assert bad == 2
+    assert "--teacher-calls, expected e.g. 24" in capsys.readouterr().err

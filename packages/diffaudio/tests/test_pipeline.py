@@ -129,3 +129,23 @@ def test_a_flow_matching_model_saves_its_process_and_samples(tmp_path):
     assert pipe.model.config == config
     samples = pipe.sample(2, labels=torch.tensor([0, 1]), steps=3, seed=0)
     assert samples.shape == (2, 1, SPEC.n_mels, SPEC.frames) and samples.abs().max() <= 1
+
+
+def test_distillation_trains_rounds_whose_folders_sample_in_their_own_steps(tmp_path):
+    from diffaudio import distill_audio_diffusion
+    from diffaudio.data import AudioClips
+
+    g = torch.Generator().manual_seed(0)
+    waves = 0.1 * torch.randn(6, SPEC.num_samples, generator=g)
+    clips = AudioClips(waves, SPEC.sample_rate, torch.tensor([0, 1, 2] * 2), label_names=LABELS)
+    config = TrainConfig(steps=3, batch_size=4, lr=1e-3, ema_decay=None, log_every=3)
+    teacher = AudioUNet(audio_unet_config("tiny", SPEC, label_names=LABELS))
+    folders = distill_audio_diffusion(
+        teacher, clips, tmp_path, config, teacher_steps=4, steps=2, progress=False
+    )
+    assert [f.parent.name for f in folders] == ["steps_2"]
+    pipe = AudioPipeline.from_pretrained(folders[0])
+    steps = []
+    spec = pipe.sample(2, labels=torch.tensor([0, 1]), callback=lambda s, x, d: steps.append(s))
+    assert spec.shape == (2, 1, SPEC.n_mels, SPEC.frames)
+    assert [s.total for s in steps] == [2, 2]

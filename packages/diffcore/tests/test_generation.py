@@ -294,3 +294,29 @@ def test_grids_decrease_to_zero_and_call_budgets_fit(toy):
     assert float(karras[-2]) == pytest.approx(0.01)
     assert network_calls("heun", steps_for_calls("heun", 10)) <= 10
     assert network_calls("dpmpp_2m", steps_for_calls("dpmpp_2m", 20)) == 20
+
+
+def test_a_model_folder_can_carry_its_default_sampler_and_steps(tmp_path):
+    """A distilled model samples well only at its own step count: its folder's sampling.json
+    says so, and calls that name no sampler or steps follow it; explicit keywords win."""
+    torch.manual_seed(0)
+    defaults = {"sampler": "ddim", "steps": 3, "options": {"grid": "karras"}}
+    pipe = ToyPipeline(ToyNet(ToyConfig()), sampling=defaults)
+    steps = []
+    default = pipe.sample(2, seed=1, callback=lambda step, x, d: steps.append(step.total))
+    assert set(steps) == {3}
+    explicit = pipe.sample(2, seed=1, sampler="ddim", steps=3, options={"grid": "karras"})
+    torch.testing.assert_close(default, explicit)
+    plan, _ = pipe.plan({"steps": 5})
+    assert (plan.sampler, plan.steps, plan.grid) == ("ddim", 5, "karras")
+    plan, _ = pipe.plan({"sampler": "euler"})  # another sampler keeps the grid and steps
+    assert (plan.sampler, plan.steps, plan.grid) == ("euler", 3, "karras")
+
+    folder = pipe.save_pretrained(tmp_path / "model")
+    loaded = ToyPipeline.from_pretrained(folder)
+    assert loaded.sampling_defaults == defaults
+    torch.testing.assert_close(loaded.sample(2, seed=1), default)
+    (folder / "sampling.json").write_text('{"sampler": "ddim", "stpes": 3}')
+    with pytest.raises(ValueError, match="stpes"):
+        ToyPipeline.from_pretrained(folder)
+    assert ToyPipeline(ToyNet(ToyConfig())).plan({})[0].sampler == "dpmpp_2m"

@@ -124,3 +124,38 @@ def test_a_model_refuses_data_that_does_not_fit(shared_data, tmp_path):
     few = build_model("tiny", channels=1, image_size=(28, 28), num_classes=5)
     with pytest.raises(ValueError, match="5 classes"):
         train_model(few, data, TrainConfig(steps=1, batch_size=8), out_dir=tmp_path)
+
+
+def test_a_distilled_model_samples_in_its_own_few_steps_by_default(trained, tmp_path):
+    """Progressive distillation runs on the same loop and data; each round's folder loads as an
+    ImagePipeline that samples with DDIM at its step count, guidance included, and a second
+    call resumes to the same folders without training."""
+    from diffimage import distill_model
+
+    _, pipe, data = trained
+    config = TrainConfig(steps=6, batch_size=16, lr=1e-3, log_every=3, ema_decay=None)
+    folders = distill_model(
+        pipe.model, data, config, out_dir=tmp_path, teacher_steps=4, steps=1, progress=False
+    )
+    assert [f.parent.name for f in folders] == ["steps_2", "steps_1"]
+    student = ImagePipeline.from_pretrained(folders[-1])
+    assert student.sampling_defaults["steps"] == 1
+    steps = []
+    images = student.sample(
+        4, labels=[0, 1, 2, 3], guidance=2.0, seed=0, callback=lambda s, x, d: steps.append(s)
+    )
+    assert images.shape == (4, 1, 28, 28) and torch.isfinite(images).all()
+    assert [s.total for s in steps] == [1]
+    teacher_weights = dict(pipe.model.named_parameters())
+    changed = [
+        name
+        for name, p in student.model.named_parameters()
+        if not torch.equal(p, teacher_weights[name])
+    ]
+    assert changed, "distillation left the weights as they were"
+    assert (
+        distill_model(
+            pipe.model, data, config, out_dir=tmp_path, teacher_steps=4, steps=1, progress=False
+        )
+        == folders
+    )

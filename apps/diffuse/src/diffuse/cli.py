@@ -23,8 +23,9 @@ VERBS = {
     "sample": "sample from a trained model",
     "edit": "edit existing data with a trained model (img2img, inpainting, infilling)",
     "eval": "evaluate samples or a trained model",
+    "distill": "distil a trained model into students that sample in few network calls",
 }
-DOMAINS = ("image", "text", "audio", "vocoder", "protein")  # command modules
+DOMAINS = ("image", "text", "audio", "vocoder", "protein", "distill")  # command modules
 
 
 def _demo(args: argparse.Namespace) -> int:

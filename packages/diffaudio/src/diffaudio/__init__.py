@@ -17,6 +17,7 @@ from diffaudio.model import AudioUNet, audio_unet_config
 from diffaudio.pipeline import (
     AudioPipeline,
     clip_spectrograms,
+    distill_audio_diffusion,
     keep_mask,
     train_audio_diffusion,
     train_vocoder,
@@ -33,6 +34,7 @@ __all__ = [
     "VocoderConfig",
     "audio_unet_config",
     "clip_spectrograms",
+    "distill_audio_diffusion",
     "keep_mask",
     "load_audio",
     "spectrogram_config",

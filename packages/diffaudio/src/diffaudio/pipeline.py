@@ -13,6 +13,7 @@ filled = pipe.inpaint(spec, gap.reshape(1, 1, 1, -1), labels=torch.arange(10))
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,18 @@ from diffaudio.model import AudioUNet, audio_unet_config
 from diffaudio.outputs import save_outputs
 from diffaudio.spectrogram import LogMel, SpectrogramConfig, griffin_lim
 from diffaudio.vocoder import Vocoder, VocoderConfig, vocoder_loss
+from diffcore.denoisers import Clamped
 from diffcore.generation import ContinuousPipeline
-from diffcore.io import from_pretrained, save_pretrained
+from diffcore.io import from_pretrained, read_sampling, save_pretrained
 from diffcore.processes import process_fields
-from diffcore.training import TrainConfig, TrainResult, drop_condition, train
+from diffcore.training import (
+    TrainConfig,
+    TrainResult,
+    distill_rounds,
+    drop_condition,
+    resolve_device,
+    train,
+)
 
 
 def _check_rate(clips: AudioClips, spectrogram: SpectrogramConfig) -> None:
@@ -71,7 +80,7 @@ def train_audio_diffusion(
     ``process``: "diffusion" or "flow" (flow matching; ``diffcore.processes.PROCESSES``).
     The model lands in ``out_dir/final``; ``overrides`` go to
     :func:`diffaudio.model.audio_unet_config`."""
-    x = clip_spectrograms(clips, spectrogram)
+    _check_rate(clips, spectrogram)
     config = audio_unet_config(
         preset,
         spectrogram,
@@ -80,7 +89,84 @@ def train_audio_diffusion(
         **(process_fields(process) | overrides),
     )
     model = AudioUNet(config)
-    process = model.process
+    return _train_unet(
+        model,
+        clips,
+        train_config,
+        out_dir,
+        model.process,
+        label_dropout,
+        speaker_dropout,
+        progress=progress,
+        device=device,
+    )
+
+
+def distill_audio_diffusion(
+    teacher: AudioUNet,
+    clips: AudioClips,
+    out_dir: str | Path,
+    train_config: TrainConfig,
+    *,
+    steps: int = 4,
+    teacher_steps: int = 32,
+    label_dropout: float = 0.1,
+    speaker_dropout: float = 0.1,
+    progress: bool = True,
+    device: str | None = None,
+) -> list[Path]:
+    """Progressive distillation (:mod:`diffcore.training.distill`) of a trained spectrogram
+    U-Net on the clips it learned from: rounds of ``train_config.steps`` optimiser steps each
+    halve the DDIM steps, from ``teacher_steps`` down to ``steps``. Returns one model folder per
+    round (``out_dir/steps_<n>/final``); each samples through :class:`AudioPipeline` with DDIM
+    at its own step count by default."""
+    device = resolve_device(device)
+    teacher = teacher.to(device).eval()
+
+    def teacher_of(net: AudioUNet) -> Clamped:  # as the pipeline samples it
+        return Clamped(net.process.denoiser(net), *AudioPipeline.data_range)
+
+    def train_round(net: Any, objective: Any, folder: Path) -> TrainResult:
+        return _train_unet(
+            net,
+            clips,
+            train_config,
+            folder,
+            objective,
+            label_dropout,
+            speaker_dropout,
+            progress=progress,
+            device=device,
+        )
+
+    return distill_rounds(
+        copy.deepcopy(teacher).train().requires_grad_(True),
+        teacher_of(teacher),
+        process=teacher.process,
+        teacher_steps=teacher_steps,
+        steps=steps,
+        out_dir=out_dir,
+        train_round=train_round,
+        teacher_of=teacher_of,
+    )
+
+
+def _train_unet(
+    model: AudioUNet,
+    clips: AudioClips,
+    train_config: TrainConfig,
+    out_dir: str | Path,
+    objective: Any,
+    label_dropout: float,
+    speaker_dropout: float,
+    *,
+    progress: bool,
+    device: Any,
+) -> TrainResult:
+    """Train ``model`` on the clips' spectrograms with ``objective.loss`` (the model's process,
+    or a distillation objective), conditions dropped to null for guidance."""
+    config = model.config
+    x = clip_spectrograms(clips, config.spectrogram)
     rows: list[dict[str, Tensor]] = []
     for i in range(len(clips)):
         row = {"x": x[i]}
@@ -100,7 +186,7 @@ def train_audio_diffusion(
             cond["speakers"] = drop_condition(
                 batch["speakers"], speaker_dropout, config.null_speaker, generator
             )
-        return process.loss(net, batch["x"], generator, **cond)
+        return objective.loss(net, batch["x"], generator, **cond)
 
     return train(
         model, loss_fn, rows, train_config, out_dir=out_dir, progress=progress, device=device
@@ -181,12 +267,14 @@ class AudioPipeline(ContinuousPipeline):
         if vocoder is None and (inside / "config.json").is_file():
             vocoder = inside
         voice = from_pretrained(Vocoder, vocoder, device=device) if vocoder else None
+        options.setdefault("sampling", read_sampling(directory))
         return cls(model, vocoder=voice, device=device, **options)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         directory = save_pretrained(self.model, directory)
         if self.vocoder is not None:
             save_pretrained(self.vocoder, directory / VOCODER_DIR)
+        self.save_sampling(directory)
         return directory
 
     def save(

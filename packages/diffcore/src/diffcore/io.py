@@ -310,6 +310,45 @@ def from_pretrained(
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
 
 
+SAMPLING_NAME = "sampling.json"
+_SAMPLING_KEYS = ("sampler", "steps", "guidance", "options")
+
+
+def write_sampling(
+    directory: str | os.PathLike, defaults: dict[str, Any], *, origin: dict[str, Any] | None = None
+) -> Path:
+    """Write a model folder's default sampling settings (``sampling.json``): the keywords
+    ``sampler``, ``steps``, ``guidance`` and ``options`` of a pipeline call, used when a call
+    leaves them out, plus ``origin`` (how the model came to need them, for information).
+    A distilled model needs this: it samples well only with the steps it was distilled for."""
+    unknown = set(defaults) - set(_SAMPLING_KEYS)
+    if unknown:
+        raise ValueError(f"unknown sampling keys {sorted(unknown)}; expected {_SAMPLING_KEYS}")
+    path = Path(directory) / SAMPLING_NAME
+    payload = {**defaults, **({"origin": origin} if origin else {})}
+    tmp = path.with_name(f".{SAMPLING_NAME}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_sampling(directory: str | os.PathLike) -> dict[str, Any]:
+    """A model folder's default sampling settings ({} when it has no ``sampling.json``)."""
+    path = Path(directory) / SAMPLING_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    unknown = set(data) - {*_SAMPLING_KEYS, "origin"}
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; expected {_SAMPLING_KEYS}")
+    return {k: v for k, v in data.items() if k in _SAMPLING_KEYS}
+
+
 # Nested training state
 
 

@@ -33,7 +33,7 @@ from diffimage.evaluate import (
 )
 from diffimage.images import load_image_files, load_mask, make_grid, save_grid, save_images
 from diffimage.model import ImageDiffusion, ImageModelConfig, build_model
-from diffimage.pipeline import ImagePipeline, train_model
+from diffimage.pipeline import ImagePipeline, distill_model, train_model
 
 __all__ = [
     "ImageData",
@@ -63,5 +63,6 @@ __all__ = [
     "save_images",
     "score_samples",
     "train_judge",
+    "distill_model",
     "train_model",
 ]

@@ -7,6 +7,7 @@ into PNG files and grids.
 
 from __future__ import annotations
 
+import copy
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,9 +16,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from diffcore.denoisers import Clamped
 from diffcore.generation import ContinuousPipeline
-from diffcore.io import from_pretrained, save_pretrained
-from diffcore.training import LogRow, TrainConfig, TrainResult, drop_condition, train
+from diffcore.io import from_pretrained, read_sampling, save_pretrained
+from diffcore.training import (
+    LogRow,
+    TrainConfig,
+    TrainResult,
+    distill_rounds,
+    drop_condition,
+    resolve_device,
+    train,
+)
 from diffimage.conditioning import TextEncoder, null_labels
 from diffimage.data import ImageData, keep_batch
 from diffimage.images import save_images
@@ -39,6 +49,7 @@ def train_model(
     caption_dropout: float = 0.1,
     hflip: bool = False,
     text_encoder: TextEncoder | None = None,
+    objective: Any | None = None,
     device: str | torch.device | None = None,
     resume: bool = True,
     progress: bool = True,
@@ -49,9 +60,11 @@ def train_model(
 
     label_dropout / caption_dropout: share of samples trained unconditionally (for guidance).
     hflip: mirror half of each batch left-right (for data where that keeps images plausible).
+    objective: what ``loss(net, x0, generator, **cond)`` trains (default: ``model.process``;
+    a ``diffcore.training.ProgressiveDistillation`` distils, see :func:`distill_model`).
     """
     check_data(model, data)
-    process = model.process
+    process = objective if objective is not None else model.process
     null = model.null_label
 
     def loss_fn(net: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
@@ -81,6 +94,45 @@ def train_model(
     if text_encoder is not None:
         text_encoder.save(result.final_model / TEXT_ENCODER_DIR)
     return result
+
+
+def distill_model(
+    teacher: ImageDiffusion,
+    data: ImageData,
+    config: TrainConfig,
+    *,
+    out_dir: str | Path,
+    steps: int = 4,
+    teacher_steps: int = 32,
+    device: str | torch.device | None = None,
+    **train_options: Any,
+) -> list[Path]:
+    """Progressive distillation (:mod:`diffcore.training.distill`) of a trained model: rounds of
+    ``config.steps`` optimiser steps each halve the DDIM steps, from ``teacher_steps`` down to
+    ``steps``. Returns one model folder per round (``out_dir/steps_<n>/final``); each samples
+    through :class:`ImagePipeline` with DDIM at its own step count by default.
+    train_options: as in :func:`train_model` (dropouts, hflip, text_encoder, progress...)."""
+    device = resolve_device(device)
+    teacher = teacher.to(device).eval()
+
+    def teacher_of(net: ImageDiffusion) -> Clamped:  # as the pipeline samples it
+        return Clamped(net.process.denoiser(net), *ImagePipeline.data_range)
+
+    def train_round(net: Any, objective: Any, folder: Path) -> TrainResult:
+        return train_model(
+            net, data, config, out_dir=folder, objective=objective, device=device, **train_options
+        )
+
+    return distill_rounds(
+        copy.deepcopy(teacher).train().requires_grad_(True),
+        teacher_of(teacher),
+        process=teacher.process,
+        teacher_steps=teacher_steps,
+        steps=steps,
+        out_dir=out_dir,
+        train_round=train_round,
+        teacher_of=teacher_of,
+    )
 
 
 def check_data(model: ImageDiffusion, data: ImageData) -> None:
@@ -152,6 +204,7 @@ class ImagePipeline(ContinuousPipeline):
         if model.config.text_encoder is not None:
             path = Path(model.config.text_encoder)
             encoder = TextEncoder(path if path.is_absolute() else directory / path, device=device)
+        options.setdefault("sampling", read_sampling(directory))
         return cls(model, text_encoder=encoder, device=device, **options)
 
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -161,6 +214,7 @@ class ImagePipeline(ContinuousPipeline):
             if target.resolve() != self.text_encoder.directory.resolve():
                 shutil.rmtree(target, ignore_errors=True)
                 self.text_encoder.save(target)
+        self.save_sampling(directory)
         return directory
 
     @staticmethod

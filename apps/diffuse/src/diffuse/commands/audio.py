@@ -154,7 +154,7 @@ def _save(args: argparse.Namespace, pipe: Any, specs: Any, names: list, records:
 def _sample(args: argparse.Namespace) -> None:
     pipe = _open(args)
     n, ids, records = _conditions(pipe, args)
-    specs = pipe.sample(n, **ids, **kit.sampling(args))
+    specs = pipe.sample(n, **ids, **kit.sampling(args, pipe))
     names = [f"{i:04d}_{r['label']}_{r['speaker']}" for i, r in enumerate(records)]
     _save(args, pipe, specs, names, records)
 
@@ -168,7 +168,7 @@ def _edit(args: argparse.Namespace) -> None:
     keep = keep_mask(pipe.spectrogram, gap=args.gap, keep_until=args.keep_until)
     n, ids, records = _conditions(pipe, args)
     x, regenerate = x[None, None].expand(n, -1, -1, -1), ~keep.reshape(1, 1, 1, -1)
-    edited = pipe.inpaint(x, regenerate, **ids, **kit.sampling(args))
+    edited = pipe.inpaint(x, regenerate, **ids, **kit.sampling(args, pipe))
     what = {"source": source, "gap": args.gap, "keep_until": args.keep_until}
     names = [f"{Path(source).stem}_edit{i}" for i in range(n)]
     _save(args, pipe, edited, names, [r | what for r in records])
@@ -187,7 +187,7 @@ def _eval(args: argparse.Namespace) -> None:
     judge, names = from_pretrained(Judge, judge_dir), pipe.model.config.label_names
     _, real = load(args, pipe.spectrogram, label_names=judge.config.label_names)
     labels = torch.arange(len(names)).repeat(args.per_class)
-    specs = pipe.sample(len(labels), labels=labels, **kit.sampling(args))
+    specs = pipe.sample(len(labels), labels=labels, **kit.sampling(args, pipe))
     waves = pipe.to_waveform(specs)
     if args.out:
         files = [f"{i:04d}_{names[y]}" for i, y in enumerate(labels.tolist())]

@@ -23,7 +23,7 @@ HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
 def register(verbs: dict[str, Any]) -> None:
     add = kit.commands(verbs, HELP)
     train = add("train image", _train)
-    _data_options(train)
+    data_options(train)
     g = kit.training_options(train, steps=3000, batch_size=128, lr=2e-3, process=True)
     g.add_argument("--preset", default="fmnist", help="U-Net preset in shared/presets/image.json")
     g.add_argument("--label-dropout", type=float, default=0.1, help="share without label")
@@ -31,7 +31,7 @@ def register(verbs: dict[str, Any]) -> None:
     g.add_argument("--hflip", action="store_true", help="mirror half of each batch")
     g.add_argument("--text-encoder", help="local transformers folder for --caption-column")
     judge = add("train image-judge", _train_judge)
-    _data_options(judge).add_argument("--test-split", default="test", help="split to score")
+    data_options(judge).add_argument("--test-split", default="test", help="split to score")
     kit.training_options(judge, steps=2000, batch_size=256, lr=4e-3, ema=False, minutes=False)
     sample = add("sample image", _sample)
     _model_options(sample, n=64)
@@ -44,10 +44,10 @@ def register(verbs: dict[str, Any]) -> None:
     evaluate = add("eval image", _eval, out_required=False)
     _model_options(evaluate, n=1000)
     kit.model_options(evaluate, option="--judge", help="judge folder (train image-judge --out)")
-    _data_options(evaluate, split="test")
+    data_options(evaluate, split="test")
 
 
-def _data_options(parser: argparse.ArgumentParser, split: str = "train") -> Any:
+def data_options(parser: argparse.ArgumentParser, split: str = "train") -> Any:
     g = kit.data_options(parser, help=DATA)
     g.add_argument("--split", default=split, help="split of the data set")
     g.add_argument("--limit", type=kit.positive_int, help="use only the first N rows")
@@ -71,7 +71,7 @@ def _model_options(parser: argparse.ArgumentParser, n: int | None = None) -> Non
         kit.count_option(parser, default=n, help="number of images")
 
 
-def _load_data(args: argparse.Namespace, split: str | None = None) -> Any:
+def load_data(args: argparse.Namespace, split: str | None = None) -> Any:
     kit.check_input(args.data, "--data", DATA, hub=True)
     from diffimage import ImageSpec, load_images
 
@@ -93,12 +93,12 @@ def _sampling(pipe: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
     from diffimage.conditioning import parse_conditions
 
     text = {"labels": args.labels, "captions": args.captions}
-    return kit.sampling(args) | parse_conditions(pipe.model, n, **text)
+    return kit.sampling(args, pipe) | parse_conditions(pipe.model, n, **text)
 
 
 def _train(args: argparse.Namespace) -> None:
     budget = kit.Budget(args.minutes)
-    data = _load_data(args)
+    data = load_data(args)
     from diffimage import ImagePipeline, train_model
     from diffimage.conditioning import caption_encoder
     from diffimage.images import save_preview
@@ -138,7 +138,7 @@ def _plan(model: Any, data: Any, args: argparse.Namespace, device: str, budget: 
 
 
 def _train_judge(args: argparse.Namespace) -> None:
-    data = _load_data(args)
+    data = load_data(args)
     from diffimage import judge_accuracy, load_judge, train_judge
 
     device, out = kit.resolve_device(args.device), Path(args.out)
@@ -146,7 +146,7 @@ def _train_judge(args: argparse.Namespace) -> None:
     kit.write_run(out, args, train_config=config)
     result = train_judge(data, out_dir=out, config=config, device=device)
     judge = load_judge(result.final_model, device=device)
-    accuracy = judge_accuracy(judge, _load_data(args, split=args.test_split))
+    accuracy = judge_accuracy(judge, load_data(args, split=args.test_split))
     (out / "accuracy.json").write_text(json.dumps({args.test_split: accuracy}) + "\n")
     print(f"judge: {result.final_model}\naccuracy on {args.test_split}: {accuracy:.4f}")
 
@@ -188,12 +188,12 @@ def _eval(args: argparse.Namespace) -> None:
     from diffimage import judge_features, load_judge, save_grid, score_samples
 
     judge = load_judge(judge_dir, device=pipe.device)
-    reference = judge_features(judge, _load_data(args).images)
+    reference = judge_features(judge, load_data(args).images)
     options = _sampling(pipe, args, args.n)
     samples = pipe.sample(args.n, **options)
     r = score_samples(judge, samples, reference, labels=options.get("labels"))
     accuracy = "n/a" if r.accuracy is None else f"{r.accuracy:.4f}"
-    print(f"{r.samples} samples, {args.sampler} x{args.steps}, guidance {args.guidance:g}")
+    print(f"{r.samples} samples, {options['sampler']} x{options['steps']}, {args.guidance:g}x CFG")
     print(f"FID {r.fid:.3f}  KID {r.kid:.5f} ± {r.kid_std:.5f}  judge accuracy {accuracy}")
     if args.out:
         kit.write_run(Path(args.out), args, report=r)

@@ -215,10 +215,18 @@ def sampling_options(
     sampler_help: str = "sampler",
     steps_help: str = "sampler steps (network calls)",
 ) -> Any:
-    """--sampler (one of diffcore's names for ``family``), --steps, --guidance, --batch-size."""
+    """--sampler (one of diffcore's names for ``family``), --steps, --guidance, --batch-size.
+    ``sampler`` and ``steps`` are the defaults unless the model folder's sampling.json names
+    its own (a distilled model): see :func:`sampling`."""
     g = group(parser, "sampling")
-    g.add_argument("--sampler", choices=SAMPLERS[family], default=sampler, help=sampler_help)
-    g.add_argument("--steps", type=positive_int, default=steps, help=steps_help)
+    parser.set_defaults(fallback_sampling={"sampler": sampler, "steps": steps})
+
+    def default(value: Any) -> str:
+        folder = ", unless the model folder's sampling.json names its own"
+        return "" if value is None else f" (default: {value}{folder})"
+
+    g.add_argument("--sampler", choices=SAMPLERS[family], help=sampler_help + default(sampler))
+    g.add_argument("--steps", type=positive_int, help=steps_help + default(steps))
     g.add_argument(
         "--guidance", type=float, default=guidance, help="classifier-free guidance scale (1 = off)"
     )
@@ -258,12 +266,19 @@ SAMPLER_OPTIONS = (
 )
 
 
-def sampling(args: argparse.Namespace) -> dict[str, Any]:
+def sampling(args: argparse.Namespace, pipe: Any = None) -> dict[str, Any]:
     """The sampling options a command was given (``sampling_options``, the sampler's own
     options of SAMPLER_OPTIONS, --schedule as the grid, and --seed), as the keyword arguments
-    of a pipeline's ``sample``, with a progress bar."""
-    names = ("sampler", "steps", "guidance", "seed", "batch_size")
+    of a pipeline's ``sample``, with a progress bar. A --sampler or --steps left out is what
+    ``pipe``'s model folder names (sampling.json), else the command's default."""
+    names = ("guidance", "seed", "batch_size")
     out = {k: getattr(args, k) for k in names if hasattr(args, k)} | {"progress": True}
+    folder = getattr(pipe, "sampling_defaults", None) or {}
+    for key, fallback in getattr(args, "fallback_sampling", {}).items():
+        value = getattr(args, key, None)
+        value = folder.get(key, fallback) if value is None else value
+        if value is not None:
+            out[key] = value
     options = {k: getattr(args, k, None) for k in SAMPLER_OPTIONS}
     options = {k: v for k, v in options.items() if v is not None}
     if getattr(args, "schedule", None) is not None:

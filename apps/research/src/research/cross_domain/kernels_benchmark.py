@@ -40,6 +40,7 @@ from diffcore.generation import sampling_grid
 from diffcore.kernels import sample_tokens, sampler_update, use_backend
 from diffcore.samplers import sample_dpmpp_2m
 from diffimage import ImagePipeline, build_model
+from research._results import results_dir, write_results
 from research._utils import study_parser
 
 CALLS = 20  # network calls per image sample (DPM-Solver++(2M): one per step)
@@ -54,6 +55,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats")
     p.add_argument("--skip-images", action="store_true")
     p.add_argument("--skip-tokens", action="store_true")
+    p.add_argument(
+        "--results",
+        help="folder for results.json with the command, machine and figures "
+        "(default: docs/results/cross_domain/kernels)",
+    )
     return p.parse_args()
 
 
@@ -314,6 +320,12 @@ def main() -> None:
     table = format_tables(summary)
     (out / "table.md").write_text(table + "\n")
     print(table)
+    folder = results_dir("cross_domain/kernels", args.results)
+    settings = {"model": args.model, "batches": args.batches, "quick": args.quick}
+    path = write_results(
+        folder, figures=summary, precision="fp32", device=str(device), samples=[], settings=settings
+    )
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from diffcore.generation.options import SamplerOptions
-from diffcore.io import from_pretrained, save_pretrained
+from diffcore.io import from_pretrained, read_sampling, save_pretrained, write_sampling
 from diffcore.samplers import Callback
 from diffcore.seeding import SampleGenerators, sample_seeds
 
@@ -74,13 +74,20 @@ class Pipeline(ABC):
     default_batch_size: ClassVar[int] = 64
 
     def __init__(
-        self, model: nn.Module, *, device: str | torch.device = "cpu", precision: str = "fp32"
+        self,
+        model: nn.Module,
+        *,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        sampling: Mapping[str, Any] | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device)
         self.precision = precision
         self.model = model.to(self.device).eval()
+        # the model folder's sampling.json: what a call that names no sampler/steps uses
+        self.sampling_defaults = dict(sampling or {})
 
     @classmethod
     def from_pretrained(
@@ -88,11 +95,19 @@ class Pipeline(ABC):
     ) -> Self:
         """Load a model folder written by ``save_pretrained`` (or a training run's ``final/``)."""
         model = from_pretrained(cls.model_class, directory, device=device)
+        options.setdefault("sampling", read_sampling(directory))
         return cls(model, device=device, **options)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the model folder ``from_pretrained`` reads; returns it."""
-        return save_pretrained(self.model, directory)
+        directory = save_pretrained(self.model, directory)
+        self.save_sampling(directory)
+        return directory
+
+    def save_sampling(self, directory: str | Path) -> None:
+        """Write the pipeline's default sampling settings into a model folder, if it has any."""
+        if self.sampling_defaults:
+            write_sampling(directory, self.sampling_defaults)
 
     def plan(self, sampling: Mapping[str, Any]) -> tuple[SamplerOptions, Run]:
         """Split a call's ``Sampling`` keywords into the sampler's options (checked) and how
@@ -103,11 +118,16 @@ class Pipeline(ABC):
                 f"unexpected keyword argument(s) {', '.join(sorted(unknown))}; the sampling "
                 f"keywords are {', '.join(Sampling.__annotations__)}"
             )
+        defaults = self.sampling_defaults
+        sampler = sampling.get("sampler") or self.default_sampler
+        options = dict(defaults.get("options", {}))
+        if sampler != self.default_sampler:  # another sampler keeps only the default grid
+            options = {k: v for k, v in options.items() if k == "grid"}
         plan = self.options_class.build(
-            sampling.get("sampler") or self.default_sampler,
-            sampling.get("steps", self.options_class.steps),
-            sampling.get("guidance", 1.0),
-            sampling.get("options"),
+            sampler,
+            sampling.get("steps", defaults.get("steps", self.options_class.steps)),
+            sampling.get("guidance", defaults.get("guidance", 1.0)),
+            {**options, **(sampling.get("options") or {})},
         )
         run = Run(
             seed=sampling.get("seed", 0),
@@ -119,7 +139,7 @@ class Pipeline(ABC):
 
     @property
     def default_sampler(self) -> str:
-        return self.options_class.sampler
+        return self.sampling_defaults.get("sampler") or self.options_class.sampler
 
     def autocast(self) -> contextlib.AbstractContextManager:
         dtype = PRECISIONS[self.precision]

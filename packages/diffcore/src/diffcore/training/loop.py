@@ -53,7 +53,10 @@ def _seed(seed: int, rank: int, stream: int) -> int:
     return (seed * 1_000_003 + rank * 8_191 + stream) % 2**63
 
 
-def _resolve_device(device: str | torch.device | None, info: DistInfo) -> torch.device:
+def resolve_device(device: str | torch.device | None, info: DistInfo | None = None) -> torch.device:
+    """The device training runs on: CUDA when there is one and ``device`` is None; under
+    torchrun, the rank's own GPU."""
+    info = info or dist_info()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
@@ -239,7 +242,7 @@ def train(
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     info = dist_info()
-    device = _resolve_device(device, info)
+    device = resolve_device(device, info)
     owns_group = init_distributed(device)
     try:
         result = _run(
