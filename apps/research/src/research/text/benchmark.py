@@ -11,6 +11,7 @@ tokens together while their entropies add up to little), for spaced reveals (tok
 one step kept apart) and for the peer itself.
 
     uv run python -m research.text.benchmark --minutes 30        # the benchmark
+    uv run python -m research.text.benchmark --train-steps 1812,3878   # at fixed step counts
     uv run python -m research.text.benchmark --minutes 0.1 --preset tiny --samples 4 \\
         --val-blocks 16 --mc-samples 2                                # a smoke run (< 1 min)
 
@@ -57,6 +58,12 @@ def parse_args() -> argparse.Namespace:
     p = study_parser(__spec__.name, __doc__)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Tiny Shakespeare input.txt")
     p.add_argument("--minutes", type=float, default=30.0, help="training budget per model")
+    p.add_argument(
+        "--train-steps",
+        help="DIFFUSION[,PEER] optimiser steps instead of --minutes: the step count, not the "
+        "machine, sets the quality (e.g. 1812,3878: what 30 minutes reached on an AVX-512 Xeon, "
+        "fp32, compiled); a rerun with the same --out resumes",
+    )
     p.add_argument("--preset", default="small", help="shape in shared/presets/text.json")
     p.add_argument("--block-size", type=int, default=256, help="tokens per block and sample")
     p.add_argument(
@@ -214,8 +221,18 @@ def budgets(tokenizer, blocks, args) -> dict[str, dict]:
     before any training, so every model sees the same machine (a rerun with the same --out
     reuses them: resume needs the same one-cycle schedule)."""
     facts_file = args.out / "budget.json"
+    fixed = fixed_steps(args)
     if facts_file.is_file():
-        return json.loads(facts_file.read_text())
+        plans = json.loads(facts_file.read_text())
+        if fixed and plans != fixed:
+            raise SystemExit(
+                f"{facts_file} holds another plan ({plans}) than --train-steps ({fixed}); "
+                "use another --out"
+            )
+        return plans
+    if fixed:
+        facts_file.write_text(json.dumps(fixed) + "\n")
+        return fixed
     ways = {"auto": (False, True), "on": (True,), "off": (False,)}[args.compile]
     plans = {}
     for kind in ("diffusion", "autoregressive"):
@@ -228,6 +245,23 @@ def budgets(tokenizer, blocks, args) -> dict[str, dict]:
         print(f"{kind}: {steps} steps by compile; training with compile={best}", flush=True)
     facts_file.write_text(json.dumps(plans) + "\n")
     return plans
+
+
+def fixed_steps(args) -> dict[str, dict] | None:
+    """The plans --train-steps asks for (compiled only with --compile on), or None."""
+    if not args.train_steps:
+        return None
+    try:
+        counts = [int(c) for c in args.train_steps.split(",")]
+    except ValueError:
+        raise SystemExit(f"--train-steps {args.train_steps!r}: expected N or N,M") from None
+    if not 1 <= len(counts) <= 2 or min(counts) < 1:
+        raise SystemExit(f"--train-steps {args.train_steps!r}: expected N or N,M, positive")
+    compile = args.compile == "on"
+    return {
+        "diffusion": {"steps": counts[0], "compile": compile},
+        "autoregressive": {"steps": counts[-1], "compile": compile},
+    }
 
 
 def train_one(kind, tokenizer, blocks, plan: dict, args) -> tuple[object, dict]:
@@ -413,7 +447,8 @@ def main() -> None:
     lines = [
         f"# text benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, preset {args.preset}, "
-        f"{args.minutes:g} min per model, {args.precision} autocast, dropout {args.diffusion_dropout:g} (diffusion) / {args.dropout:g} (AR), lr {lr_for('diffusion', args):g} / {args.lr:g}, {len(val_blocks)} validation blocks of {args.block_size} tokens, tokenizer {args.tokenizer} ({len(tokenizer)} tokens)",
+        + (f"steps {args.train_steps}" if args.train_steps else f"{args.minutes:g} min per model")
+        + f", {args.precision} autocast, dropout {args.diffusion_dropout:g} (diffusion) / {args.dropout:g} (AR), lr {lr_for('diffusion', args):g} / {args.lr:g}, {len(val_blocks)} validation blocks of {args.block_size} tokens, tokenizer {args.tokenizer} ({len(tokenizer)} tokens)",
         "",
         "| model | parameters | steps | compiled | train s | val bits/char | NLL ratio to AR |",
         "|---|---:|---:|:---:|---:|---:|---:|",
