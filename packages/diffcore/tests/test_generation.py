@@ -320,3 +320,27 @@ def test_a_model_folder_can_carry_its_default_sampler_and_steps(tmp_path):
     with pytest.raises(ValueError, match="stpes"):
         ToyPipeline.from_pretrained(folder)
     assert ToyPipeline(ToyNet(ToyConfig())).plan({})[0].sampler == "dpmpp_2m"
+
+
+def test_a_grid_can_be_given_as_levels_and_fitted_to_the_model(toy, tmp_path):
+    levels = [14.0, 3.0, 0.5, 0.05, 0.0]
+    listed = toy.sample(2, seed=1, sampler="unipc", steps=4, options={"grid": levels})
+    same = toy.sample(2, seed=1, sampler="unipc", steps=4, options={"grid": tuple(levels)})
+    torch.testing.assert_close(listed, same)
+    karras = toy.sample(2, seed=1, sampler="unipc", steps=4)
+    assert not torch.allclose(listed, karras)
+    with pytest.raises(ValueError, match="makes 4 steps, not 5"):
+        toy.sample(2, sampler="unipc", steps=5, options={"grid": levels})
+    with pytest.raises(ValueError, match="decrease"):
+        toy.sample(2, sampler="unipc", steps=4, options={"grid": [1.0, 2.0, 0.5, 0.1, 0.0]})
+
+    grid = toy.fit_grid("unipc", 4, n=8, sweeps=2, labels=[0, 1] * 4)
+    assert grid.shape == (5,) and float(grid[-1]) == 0.0
+    # kept as the folder's default, the fitted levels are used only at their own step count
+    pipe = ToyPipeline(
+        toy.model, sampling={"sampler": "unipc", "steps": 4, "options": {"grid": grid.tolist()}}
+    )
+    folder = pipe.save_pretrained(tmp_path / "fitted")
+    loaded = ToyPipeline.from_pretrained(folder)
+    assert loaded.plan({})[0].grid == tuple(grid.tolist())
+    assert loaded.plan({"steps": 6})[0].grid is None

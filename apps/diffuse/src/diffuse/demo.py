@@ -15,7 +15,7 @@ import torch
 
 from diffcore.generation import network_calls, steps_for_calls
 from diffcore.metrics import sliced_wasserstein
-from diffcore.samplers import SAMPLERS
+from diffcore.samplers import SAMPLERS, fit_grid
 from diffcore.schedules import karras_grid
 from diffcore.toys import GaussianMixture, uneven_mixture
 
@@ -27,6 +27,7 @@ class StudyRow:
     steps: int
     distance: float
     ms_per_call: float
+    grid: str = "karras"
 
 
 class _Counter:
@@ -47,8 +48,12 @@ def sampler_study(
     seed: int = 0,
     sigma_min: float = 0.002,
     sigma_max: float = 20.0,
+    fitted: Sequence[str] = (),
+    fit_below: int = 20,
 ) -> tuple[list[StudyRow], dict[tuple[str, int], torch.Tensor], float]:
-    """Sample the mixture with each sampler at each budget of network calls (Karras grid).
+    """Sample the mixture with each sampler at each budget of network calls (Karras grid), and
+    with each of ``fitted`` at budgets under ``fit_below`` on a grid fitted to other noise
+    draws (``diffcore.samplers.fit_grid``; samples keyed "<sampler>_fitted").
 
     Returns the rows, the samples by (sampler, calls), and the noise floor: the distance between
     two independent sets of exact samples (what a perfect sampler would score).
@@ -79,6 +84,24 @@ def sampler_study(
             rows.append(
                 StudyRow(name, counter.calls, steps, distance(out), 1e3 * elapsed / counter.calls)
             )
+    fit_noise = torch.randn(
+        2000, mixture.dim, generator=torch.Generator().manual_seed(seed + 5), dtype=torch.float64
+    )
+    for name in fitted:
+        for budget in (c for c in calls if c < fit_below):
+            steps = steps_for_calls(name, budget)
+            grid = fit_grid(
+                mixture, fit_noise, name, steps, sigma_min=sigma_min, sigma_max=sigma_max
+            )
+            counter = _Counter(mixture)
+            start = time.perf_counter()
+            out = SAMPLERS[name](
+                counter, noise, grid, generator=torch.Generator().manual_seed(seed + 4)
+            )
+            elapsed = time.perf_counter() - start
+            samples[(f"{name}_fitted", budget)] = out
+            ms = 1e3 * elapsed / counter.calls
+            rows.append(StudyRow(name, counter.calls, steps, distance(out), ms, "fitted"))
     return rows, samples, floor
 
 
@@ -89,7 +112,8 @@ def format_table(rows: Sequence[StudyRow], floor: float) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r.sampler} | {r.network_calls} | {r.steps} | {r.distance:.4f} | {r.ms_per_call:.2f} |"
+        f"| {r.sampler}{'' if r.grid == 'karras' else f', {r.grid} grid'} | {r.network_calls} | "
+        f"{r.steps} | {r.distance:.4f} | {r.ms_per_call:.2f} |"
         for r in rows
     ]
     lines.append(f"| exact samples (noise floor) | - | - | {floor:.4f} | - |")

@@ -6,7 +6,9 @@ The teacher is a trained model folder (the image benchmark's, by default); each 
 the DDIM steps, from --teacher-calls down to --calls. Every row samples the same --samples
 class-conditional images (labels 0..9 in turn, no guidance, so calls = steps) and is scored by
 the image benchmark's judge: FID and KID against the test split, and the judge's accuracy.
-The teacher's rows include its best few-call solver (UniPC) at the students' call counts.
+The teacher's rows include its best few-call solver (UniPC) at the students' call counts, on
+the Karras grid and on a grid fitted to the teacher (``ImagePipeline.fit_grid``, 64 other
+draws), and UniPC at 5 calls (issue #38: FID at 5 calls within 1.5x of FID at 20).
 
     uv run python -m research.image.distill --teacher outputs/image_benchmark/ours/final \\
         --judge outputs/image_benchmark/judge/final
@@ -38,7 +40,10 @@ from diffimage.pixels import to_uint8
 from research._results import results_dir, write_results
 from research._utils import SHARED_DATA, study_parser
 
-TEACHER_ROWS = [("dpmpp_2m", 20), ("dpmpp_2m", 10)]  # plus ddim and unipc at the students' calls
+# (sampler, calls, grid): the teacher's rows beside those at the students' calls (ddim as
+# distilled, unipc on the Karras grid and on a grid fitted to the model)
+TEACHER_ROWS = [("dpmpp_2m", 20, None), ("dpmpp_2m", 10, None), ("unipc", 5, None)]
+TEACHER_ROWS += [("unipc", 5, "fitted")]
 
 
 def parse_args() -> argparse.Namespace:
@@ -96,23 +101,36 @@ def main() -> None:
 
     rows, scored = [], {}
 
-    def score(who: str, pipe: ImagePipeline, sampler: str, calls: int) -> None:
+    def score(who: str, pipe: ImagePipeline, sampler: str, calls: int, grid=None) -> None:
+        options = {}
+        if grid == "fitted":  # fitted on other draws (seed + 1) than the scored ones
+            fit_labels = torch.arange(64) % pipe.model.num_classes
+            fit = pipe.fit_grid(sampler, calls, n=64, seed=args.seed + 1, labels=fit_labels)
+            options["grid"] = fit.tolist()
         samples = pipe.sample(
-            args.samples, labels=labels, sampler=sampler, steps=calls, seed=args.seed
+            args.samples,
+            labels=labels,
+            sampler=sampler,
+            steps=calls,
+            seed=args.seed,
+            options=options,
         )
         report = score_samples(judge, samples, reference, labels=labels)
-        row = {"model": who, "sampler": sampler, "calls": calls, "fid": report.fid}
-        row |= {"kid": report.kid, "accuracy": report.accuracy}
+        row = {"model": who, "sampler": sampler, "grid": grid or "default", "calls": calls}
+        row |= {"fid": report.fid, "kid": report.kid, "accuracy": report.accuracy}
+        row |= {"levels": options["grid"]} if grid else {}
         rows.append(row)
-        scored[f"{who}_{sampler}_{calls}"] = to_uint8(samples).numpy()
-        save_grid(samples[:100], out / f"{who}_{sampler}_{calls}.png", columns=10, scale=2)
+        name = f"{who}_{sampler}{'_' + grid if grid else ''}_{calls}"
+        scored[name] = to_uint8(samples).numpy()
+        save_grid(samples[:100], out / f"{name}.png", columns=10, scale=2)
         print(json.dumps(row), flush=True)
 
-    for sampler, calls in TEACHER_ROWS:
-        score("teacher", teacher, sampler, calls)
+    for sampler, calls, grid in TEACHER_ROWS:
+        score("teacher", teacher, sampler, calls, grid)
     for calls in rounds:
         score("teacher", teacher, "ddim", calls)
         score("teacher", teacher, "unipc", calls)
+        score("teacher", teacher, "unipc", calls, "fitted")
     for calls, folder in zip(rounds, folders, strict=True):
         score("student", ImagePipeline.from_pretrained(folder, device=args.device), "ddim", calls)
 
@@ -140,12 +158,13 @@ def main() -> None:
 
 def format_table(rows: list[dict], reference_fid: float) -> str:
     lines = [
-        "| model | sampler | network calls | FID | FID / teacher at 20 | KID | judge accuracy |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | sampler | grid | network calls | FID | FID / teacher at 20 | KID | "
+        "judge accuracy |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['sampler']} | {r['calls']} | {r['fid']:.3f} | "
+            f"| {r['model']} | {r['sampler']} | {r['grid']} | {r['calls']} | {r['fid']:.3f} | "
             f"{r['fid'] / reference_fid:.2f} | {r['kid']:.4f} | {r['accuracy']:.3f} |"
         )
     return "\n".join(lines)

@@ -123,9 +123,13 @@ class Pipeline(ABC):
         options = dict(defaults.get("options", {}))
         if sampler != self.default_sampler:  # another sampler keeps only the default grid
             options = {k: v for k, v in options.items() if k == "grid"}
+        steps = sampling.get("steps", defaults.get("steps", self.options_class.steps))
+        levels = options.get("grid")
+        if levels is not None and not isinstance(levels, str) and len(levels) != (steps or 0) + 1:
+            options.pop("grid")  # the folder's fitted levels are for another number of steps
         plan = self.options_class.build(
             sampler,
-            sampling.get("steps", defaults.get("steps", self.options_class.steps)),
+            steps,
             sampling.get("guidance", defaults.get("guidance", 1.0)),
             {**options, **(sampling.get("options") or {})},
         )

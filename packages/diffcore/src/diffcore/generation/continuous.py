@@ -10,7 +10,7 @@ keyword arguments of its network, for guidance).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -34,12 +34,15 @@ def sampling_grid(
     sampler: str,
     steps: int,
     *,
-    grid: str | None = None,
+    grid: str | Sequence[float] | None = None,
     sigma_min: float | None = None,
 ) -> Tensor:
     """The noise levels (steps + 1,) a sampler walks for a ``GaussianProcess``: "trailing" time
-    spacing (the default of ddpm, ddim, euler_ancestral) or "karras" spacing (rho = 7) from
-    ``sigma_min`` (default: the schedule's at its smallest training time) to the largest."""
+    spacing (the default of ddpm, ddim, euler_ancestral), "karras" spacing (rho = 7) from
+    ``sigma_min`` (default: the schedule's at its smallest training time) to the largest, or
+    ``grid`` itself when it lists the levels (a fitted grid)."""
+    if grid is not None and not isinstance(grid, str):
+        return torch.tensor([float(v) for v in grid], dtype=torch.float64)
     grid = grid or ("trailing" if sampler in _TIME_GRID else "karras")
     if grid == "trailing":
         return trailing_grid(process.schedule, steps)
@@ -139,6 +142,45 @@ class ContinuousPipeline(Pipeline):
                 f"mask {tuple(mask.shape)} does not broadcast to x {tuple(x.shape)}"
             ) from None
         return self._run(len(x), kwargs, {"known": x, "mask": keep})
+
+    @torch.no_grad()
+    def fit_grid(
+        self,
+        sampler: str,
+        steps: int,
+        *,
+        n: int = 64,
+        seed: int = 1,
+        guidance: float = 1.0,
+        sweeps: int = 4,
+        **conditions: Any,
+    ) -> Tensor:
+        """Noise levels fitted to this model for ``sampler`` at ``steps`` steps
+        (:func:`diffcore.samplers.grids.fit_grid`: the solver's distance to a fine solve from
+        the same ``n`` noise draws, minimised level by level). Sample with it through
+        ``options={"grid": grid.tolist()}``, or make it the folder's default:
+        ``pipe.sampling_defaults = {"sampler": s, "steps": k, "options": {"grid": ...}}``
+        then ``pipe.save_pretrained(folder)``. Fit with another seed than you evaluate with."""
+        from diffcore.samplers.grids import fit_grid
+
+        self.check_count(n)
+        cond, uncond = self.conditions(n, **conditions)
+        gens = SampleGenerators(generators=self.generators(seed, n))
+        noise = randn((n, *self.sample_shape()), gens, device=self.device)
+        denoiser = self.denoiser(cond, uncond, guidance)
+        karras = sampling_grid(
+            self.model.process, sampler, steps, grid="karras", sigma_min=self.sigma_min
+        )
+        with self.autocast():
+            return fit_grid(
+                denoiser,
+                noise,
+                sampler,
+                steps,
+                sigma_min=float(karras[-2]),
+                sigma_max=float(karras[0]),
+                sweeps=sweeps,
+            )
 
     # the loop
 

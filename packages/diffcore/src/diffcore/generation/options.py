@@ -10,12 +10,14 @@ add the keyword to the sampler (and its test) and every pipeline and command pas
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
+from diffcore._utils import grid_levels
 from diffcore.samplers import DISCRETE_SAMPLERS, SAMPLERS
 
 __all__ = ["ContinuousOptions", "SamplerOptions", "TokenOptions", "sampler_names"]
@@ -50,11 +52,12 @@ class SamplerOptions:
     sampler: str
     steps: int | None
     guidance: float = 1.0  # classifier-free guidance scale; 1 = the plain conditional model
-    grid: str | None = None  # the spacing of levels; None: the sampler's usual one
+    grid: str | Sequence[float] | None = None  # a spacing's name, or the levels; None: usual
     options: Mapping[str, Any] = field(default_factory=dict)
 
     REGISTRY: ClassVar[Mapping[str, Callable[..., Tensor]]] = {}
     GRIDS: ClassVar[tuple[str, ...]] = ()
+    LEVELS: ClassVar[bool] = False  # whether an explicit list of levels may be the grid
     FAMILY: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
@@ -69,8 +72,14 @@ class SamplerOptions:
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
         if not self.guidance >= 0.0:
             raise ValueError(f"guidance must be >= 0 (1 = off), got {self.guidance}")
-        if self.grid is not None and self.grid not in self.GRIDS:
-            raise ValueError(f"grid must be one of {', '.join(self.GRIDS)}, got {self.grid!r}")
+        if isinstance(self.grid, str) or self.grid is None:
+            if self.grid is not None and self.grid not in self.GRIDS:
+                raise ValueError(
+                    f"grid must be one of {', '.join(self.GRIDS)} or a list of levels, got "
+                    f"{self.grid!r}"
+                )
+        else:
+            self._check_levels()
         accepted = self.accepted_options()
         for key in self.options:
             if key in _RESERVED or key not in accepted:
@@ -79,6 +88,23 @@ class SamplerOptions:
                     f"{', '.join(sorted(accepted)) or 'none'}"
                 )
         object.__setattr__(self, "options", dict(self.options))
+
+    def _check_levels(self) -> None:
+        """An explicit grid: steps + 1 strictly decreasing levels ending at 0."""
+        if not self.LEVELS:
+            raise ValueError(f"{self.FAMILY} samplers take a grid by name, not levels")
+        try:
+            levels = [float(v) for v in self.grid]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"grid must be a name or a list of numbers, got {self.grid!r}"
+            ) from None
+        grid_levels(torch.tensor(levels, dtype=torch.float64), var="sigma")
+        if self.steps is not None and len(levels) != self.steps + 1:
+            raise ValueError(
+                f"a grid of {len(levels)} levels makes {len(levels) - 1} steps, not {self.steps}"
+            )
+        object.__setattr__(self, "grid", tuple(levels))
 
     @classmethod
     def build(
@@ -107,21 +133,23 @@ class SamplerOptions:
         """The settings as plain values, for run records and file headers."""
         out = {"sampler": self.sampler, "steps": self.steps, "guidance": self.guidance}
         if self.grid is not None:
-            out["grid"] = self.grid
+            out["grid"] = self.grid if isinstance(self.grid, str) else list(self.grid)
         return {**out, **self.options}
 
 
 @dataclass(frozen=True)
 class ContinuousOptions(SamplerOptions):
     """Options of the Gaussian samplers (``diffcore.samplers.SAMPLERS``). grid: "karras"
-    (Karras et al.'s sigma spacing, the ODE solvers' default) or "trailing" (even steps in
-    training time, the default of the ancestral samplers ddpm, ddim and euler_ancestral)."""
+    (Karras et al.'s sigma spacing, the ODE solvers' default), "trailing" (even steps in
+    training time, the default of the ancestral samplers ddpm, ddim and euler_ancestral), or
+    the steps + 1 noise levels themselves (e.g. fitted: ``ContinuousPipeline.fit_grid``)."""
 
     sampler: str = "dpmpp_2m"
     steps: int | None = 20
 
     REGISTRY: ClassVar[Mapping[str, Callable[..., Tensor]]] = SAMPLERS
     GRIDS: ClassVar[tuple[str, ...]] = ("karras", "trailing")
+    LEVELS: ClassVar[bool] = True
     FAMILY: ClassVar[str] = "continuous"
 
     def __post_init__(self) -> None:

@@ -4,7 +4,8 @@
   UniPC, and SMC inpainting — over a grid of noise levels (``diffcore.schedules``);
 - discrete (masking): ancestral and confidence-ordered unmasking — over a grid of mask ratios
   (``diffcore.processes.mask``);
-- refinement for deterministic degradations (cold diffusion) — over a grid of severities.
+- refinement for deterministic degradations (cold diffusion) — over a grid of severities;
+- ``fit_grid``: the noise levels a few-step solver should walk for a given model.
 """
 
 from diffcore.samplers.continuous import (
@@ -24,6 +25,7 @@ from diffcore.samplers.discrete import (
     sample_confidence,
     sample_masked_ancestral,
 )
+from diffcore.samplers.grids import fit_grid
 from diffcore.samplers.refine import sample_refine
 from diffcore.samplers.smc import sample_smc
 from diffcore.samplers.step import Callback, Step
@@ -34,6 +36,7 @@ __all__ = [
     "SAMPLERS",
     "Callback",
     "Step",
+    "fit_grid",
     "sample_confidence",
     "sample_ddim",
     "sample_ddpm",
