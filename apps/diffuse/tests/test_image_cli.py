@@ -234,3 +234,25 @@ def test_distill_writes_rounds_that_sample_and_evaluate_in_their_own_calls(
     )
     assert bad == 2
     assert "--teacher-calls, expected e.g. 24" in capsys.readouterr().err
+
+
+def test_experts_per_noise_range_train_apart_and_sample_together(image_folder, tmp_path, capsys):
+    common = ["--data", str(image_folder), "--preset", "tiny", "--steps", "3", "--batch-size", "8"]
+    common += ["--device", "cpu"]
+    for name, span in (("low", "0,0.4"), ("high", "0.4,1")):
+        out = tmp_path / name
+        assert main(["train", "image", *common, "--noise-range", span, "--out", str(out)]) == 0
+        config = json.loads((out / "final" / "config.json").read_text())
+        assert config["time_range"] == [float(v) for v in span.split(",")]
+    low, high = str(tmp_path / "low"), str(tmp_path / "high")
+    sample = ["sample", "image", "--n", "2", "--steps", "3", "--device", "cpu"]
+    assert main([*sample, "--model", low, "--experts", high, "--out", str(tmp_path / "s")]) == 0
+    assert len(list((tmp_path / "s" / "images").iterdir())) == 2
+    capsys.readouterr()
+    assert main([*sample, "--model", low, "--out", str(tmp_path / "alone")]) == 1
+    assert "split the times" in capsys.readouterr().err
+    bad = main(
+        ["train", "image", *common, "--noise-range", "0.5,0.2", "--out", str(tmp_path / "x")]
+    )
+    assert bad == 2
+    assert "0 <= LO < HI <= 1" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from diffaudio.spectrogram import SpectrogramConfig
 from diffcore.nn import UNet, UNetConfig, load_unet_preset
-from diffcore.processes import GaussianProcess, named_schedule
+from diffcore.processes import GaussianProcess, named_schedule, time_limits
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class AudioUNetConfig:
     schedule: str = "cosine"  # or "flow" (diffcore.processes.PROCESSES["flow"] sets the four)
     weighting: str = "uniform"  # the loss weight over noise levels
     time_sampling: str = "uniform"  # training times: uniform or logit_normal
+    time_range: tuple[float, float] = (0.0, 1.0)  # times trained on: all, or an expert's range
 
     def __post_init__(self) -> None:
         # from_pretrained hands nested configs over as dicts (config.json).
@@ -44,6 +45,8 @@ class AudioUNetConfig:
             object.__setattr__(self, "spectrogram", SpectrogramConfig(**self.spectrogram))
         for name in ("label_names", "speaker_names"):
             object.__setattr__(self, name, tuple(str(n) for n in getattr(self, name)))
+        object.__setattr__(self, "time_range", tuple(float(v) for v in self.time_range))
+        time_limits(self.time_range)  # checks the range
         u = self.unet
         if u.in_channels != 1 or (u.out_channels or 1) != 1:
             raise ValueError("AudioUNetConfig.unet must have one input and output channel")
@@ -134,7 +137,9 @@ class AudioUNet(nn.Module):
         c = self.config
         schedule = named_schedule(c.schedule, logsnr_min=c.logsnr_min, logsnr_max=c.logsnr_max)
         options = {"weighting": c.weighting, "time_sampling": c.time_sampling}
-        return GaussianProcess(schedule, prediction=c.prediction, **options)
+        return GaussianProcess(
+            schedule, prediction=c.prediction, **options, **time_limits(c.time_range)
+        )
 
 
 def seconds_per_step(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from diffcore.nn import UNet, UNetConfig, load_unet_preset
-from diffcore.processes import GaussianProcess, named_schedule, process_fields
+from diffcore.processes import GaussianProcess, named_schedule, process_fields, time_limits
 from diffcore.schedules import NoiseSchedule
 
 PRESETS_FILE = "image.json"  # in the workspace's shared/presets/
@@ -35,6 +35,7 @@ class ImageModelConfig:
     weighting: Literal["uniform", "min_snr", "snr_plus_one"] = "min_snr"  # loss weight over SNR
     time_sampling: Literal["uniform", "logit_normal"] = "uniform"  # training times
     min_snr_gamma: float = 5.0  # min-SNR weighting's clip (Hang et al. 2023)
+    time_range: tuple[float, float] = (0.0, 1.0)  # times trained on: all, or an expert's range
     class_names: tuple[str, ...] = ()  # names of labels 0..num_classes-1 (for file names, reports)
     text_encoder: str | None = None  # folder of the transformers caption encoder, when captioned
 
@@ -45,6 +46,8 @@ class ImageModelConfig:
             raise TypeError(f"ImageModelConfig.unet must be a UNetConfig, got {self.unet!r}")
         object.__setattr__(self, "image_size", tuple(self.image_size))
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "time_range", tuple(float(v) for v in self.time_range))
+        time_limits(self.time_range)  # checks the range
         if len(self.image_size) != 2 or min(self.image_size) < 1:
             raise ValueError(f"ImageModelConfig.image_size must be (H, W), got {self.image_size}")
         if self.schedule not in SCHEDULES:
@@ -66,6 +69,7 @@ class ImageModelConfig:
             weighting=self.weighting,
             min_snr_gamma=self.min_snr_gamma,
             time_sampling=self.time_sampling,
+            **time_limits(self.time_range),
         )
 
 
@@ -156,11 +160,13 @@ def model_for_data(
     conditional: bool = True,
     encoder: Any = None,
     process: str = "diffusion",
+    time_range: tuple[float, float] = (0.0, 1.0),
 ) -> ImageDiffusion:
     """A fresh ``preset`` model shaped for ``data`` (an ``ImageData``): its channels and image
     size, its classes when ``conditional`` and the data has labels, and captions encoded by
     ``encoder`` (a ``TextEncoder``; it is saved beside the model). ``process``: "diffusion"
-    (the config's defaults) or "flow" (flow matching; ``diffcore.processes.PROCESSES``)."""
+    (the config's defaults) or "flow" (flow matching; ``diffcore.processes.PROCESSES``).
+    time_range: the times (lo, hi) it trains on, for an expert per noise level."""
     classes = conditional and data.labels is not None
     return build_model(
         preset,
@@ -170,5 +176,6 @@ def model_for_data(
         class_names=data.class_names if classes else (),
         context_dim=encoder.dim if encoder is not None else None,
         text_encoder="text_encoder" if encoder is not None else None,
+        time_range=tuple(time_range),
         **process_fields(process),
     )

@@ -69,7 +69,9 @@ def data_options(parser: argparse.ArgumentParser, use: str = "train") -> None:
 
 
 def _model_options(parser: Any, batch_size: int | None = None, conditions: bool = True) -> None:
-    g = kit.model_options(parser, help="model folder (train audio --out, or its final/)")
+    g = kit.model_options(
+        parser, help="model folder (train audio --out, or its final/)", experts=True
+    )
     g.add_argument("--vocoder", help="vocoder folder (train vocoder --out); default: Griffin-Lim")
     g.add_argument("--griffin-lim-iters", type=kit.positive_int, default=32, help="iterations")
     g = kit.sampling_options(
@@ -114,7 +116,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.domain == "audio":
         dropout = {"label_dropout": args.label_dropout, "speaker_dropout": args.label_dropout}
         options = {"spectrogram": spectrogram, "preset": args.preset} | dropout
-        options["process"] = args.process
+        options |= kit.process_options(args)
         result = train_audio_diffusion(clips, args.out, config, device=device, **options)
     else:
         result = train_judge(clips, args.out, config, spectrogram=spectrogram, device=device)
@@ -127,7 +129,7 @@ def _open(args: argparse.Namespace) -> Any:
     voc = voc and kit.check_model_dir(voc, "audio", option="--vocoder")
     from diffaudio.pipeline import AudioPipeline
 
-    options = {"device": kit.resolve_device(args.device), "vocoder": voc}
+    options = {"vocoder": voc} | kit.loading(args, "audio")
     return AudioPipeline.from_pretrained(
         folder, griffin_lim_iters=args.griffin_lim_iters, **options
     )

@@ -62,7 +62,7 @@ def data_options(parser: argparse.ArgumentParser, split: str = "train") -> Any:
 
 
 def _model_options(parser: argparse.ArgumentParser, n: int | None = None) -> None:
-    g = kit.model_options(parser)
+    g = kit.model_options(parser, experts=True)
     g.add_argument("--compile", action="store_true", help="torch.compile it")
     g = kit.sampling_options(parser, "continuous", "dpmpp_2m", steps=20, guidance=2.0)
     g.add_argument("--labels", help="'all', 'none', or class ids or names, comma-separated")
@@ -84,8 +84,7 @@ def _open(args: argparse.Namespace) -> Any:
     folder = kit.check_model_dir(args.model, "image")  # before importing torch: fast errors
     from diffimage import ImagePipeline
 
-    device = kit.resolve_device(args.device)
-    return ImagePipeline.from_pretrained(folder, device=device, compile=args.compile)
+    return ImagePipeline.from_pretrained(folder, compile=args.compile, **kit.loading(args, "image"))
 
 
 def _sampling(pipe: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
@@ -109,7 +108,7 @@ def _train(args: argparse.Namespace) -> None:
         raise kit.UsageError("no --text-encoder, --caption-column, expected an encoder folder")
     if args.caption_column:
         encoder = caption_encoder(data, args.text_encoder, device=device)
-    shape = {"conditional": not args.unconditional, "encoder": encoder, "process": args.process}
+    shape = {"conditional": not args.unconditional, "encoder": encoder} | kit.process_options(args)
     model = model_for_data(args.preset, data, **shape)
     steps, stop_at, row = _plan(model, data, args, device, budget)
     config = kit.train_config(args, device=device, steps=steps, deadline=stop_at)
@@ -119,10 +118,10 @@ def _train(args: argparse.Namespace) -> None:
     extra = {"label_dropout": args.label_dropout, "hflip": args.hflip, "text_encoder": encoder}
     result = train_model(model, data, config, out_dir=out, device=device, **extra)
     kit.print_result(result)
-    rows = budget.fit(PREVIEW_ROWS, row, after=kit.SAVE_SECONDS)  # those the time left allows
-    pipe = ImagePipeline.from_pretrained(result.final_model, device=device)
+    rows = kit.preview_rows(args, budget, PREVIEW_ROWS, row)  # those the time left allows
+    pipe = rows and ImagePipeline.from_pretrained(result.final_model, device=device)
     grid = rows and save_preview(pipe, out / "samples.png", rows, seed=args.seed, **PREVIEW)
-    print(f"preview: {grid or 'none, --minutes is spent'}")
+    print(f"preview: {grid or kit.no_preview(args)}")
 
 
 def _plan(model: Any, data: Any, args: argparse.Namespace, device: str, budget: Any) -> tuple:

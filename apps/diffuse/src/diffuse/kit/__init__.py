@@ -2,7 +2,15 @@
 (``options``), one error report (``errors``), path checks (``paths``), the run record
 (``record``) and the wall-clock budget of ``--minutes`` (``budget``)."""
 
-from diffuse.kit.budget import SAVE_SECONDS, Budget, print_result, process_start, train_config
+from diffuse.kit.budget import (
+    SAVE_SECONDS,
+    Budget,
+    no_preview,
+    preview_rows,
+    print_result,
+    process_start,
+    train_config,
+)
 from diffuse.kit.errors import ArgumentParser, DataError, UsageError, report
 from diffuse.kit.options import (
     SAMPLERS,
@@ -17,12 +25,13 @@ from diffuse.kit.options import (
     output_options,
     positive_float,
     positive_int,
+    process_options,
     sampling,
     sampling_options,
     token_sampler_options,
     training_options,
 )
-from diffuse.kit.paths import check_input, check_model_dir
+from diffuse.kit.paths import check_input, check_model_dir, loading
 from diffuse.kit.record import resolve_device, write_run
 
 __all__ = [
@@ -40,12 +49,16 @@ __all__ = [
     "data_options",
     "dimensions",
     "interval",
+    "loading",
     "group",
     "model_options",
+    "no_preview",
     "output_options",
     "positive_float",
     "positive_int",
+    "preview_rows",
     "print_result",
+    "process_options",
     "process_start",
     "report",
     "resolve_device",

@@ -192,10 +192,31 @@ def model_options(
     option: str = "--model",
     required: bool = True,
     help: str = "model folder: a training run's --out folder or its final/",
+    experts: bool = False,
 ) -> Any:
     g = group(parser, "model")
     g.add_argument(option, required=required, help=help)
+    if experts:
+        g.add_argument(
+            "--experts",
+            metavar="FOLDER[,FOLDER]",
+            help="models trained on the other noise ranges (train --noise-range); with --model "
+            "they must cover all noise levels, each serving its own",
+        )
     return g
+
+
+def unit_range(text: str) -> tuple[float, float]:
+    """LO,HI with 0 <= LO < HI <= 1 (a range of the schedule's times)."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        lo = hi = -1.0
+    if not 0.0 <= lo < hi <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not allowed; expected LO,HI with 0 <= LO < HI <= 1"
+        )
+    return lo, hi
 
 
 def count_option(parser: argparse.ArgumentParser, *, default: int | None, help: str) -> None:
@@ -327,7 +348,8 @@ def training_options(
     process: bool = False,
 ) -> Any:
     """--steps, --minutes, --batch-size, --lr, --ema, --ema-warmup, --precision,
-    --checkpoint-every; with ``process``, --process (diffcore.processes.PROCESSES)."""
+    --checkpoint-every; with ``process``, --process (diffcore.processes.PROCESSES) and
+    --noise-range (see :func:`process_options`)."""
     g = group(parser, "training")
     if process:
         g.add_argument(
@@ -336,6 +358,14 @@ def training_options(
             default="diffusion",
             help="what the model learns to undo: Gaussian diffusion as the preset has it, or "
             "flow matching (straight path, velocity target, logit-normal times)",
+        )
+        g.add_argument(
+            "--noise-range",
+            type=unit_range,
+            default=(0.0, 1.0),
+            metavar="LO,HI",
+            help="train only on these times of the schedule (0 = clean, 1 = pure noise): an "
+            "expert for that range, sampled with the others through --experts",
         )
     g.add_argument("--steps", type=positive_int, default=steps, help="optimizer steps")
     if minutes:
@@ -372,6 +402,12 @@ def training_options(
         help="steps between checkpoints (re-running the command resumes)",
     )
     return g
+
+
+def process_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What --process and --noise-range ask of a domain's model: ``process`` and
+    ``time_range``."""
+    return {"process": args.process, "time_range": args.noise_range}
 
 
 def output_options(

@@ -29,6 +29,8 @@ KINDS = {
 MODELS = {
     ("image", "--model"): "diffimage.model.ImageDiffusion",
     ("image", "--judge"): "diffimage.evaluate.Judge",
+    ("image", "--experts"): "diffimage.model.ImageDiffusion",
+    ("audio", "--experts"): "diffaudio.model.AudioUNet",
     ("audio", "--model"): "diffaudio.model.AudioUNet",
     ("audio", "--judge"): "diffaudio.judge.Judge",
     ("audio", "--vocoder"): "diffaudio.vocoder.Vocoder",
@@ -128,3 +130,13 @@ def check_input(path: Any, option: str, expected: str, *, hub: bool = False) -> 
     if not Path(text).exists() and not (hub and hub_name):
         raise DataError(f"{text} does not exist, {option}, expected {expected}")
     return text
+
+
+def loading(args: Any, domain: str) -> dict[str, Any]:
+    """The keyword arguments of a continuous pipeline's ``from_pretrained`` that a command's
+    model options give: the device, and the --experts folders (checked), if any."""
+    from diffuse.kit.record import resolve_device
+
+    experts = [e for e in (getattr(args, "experts", None) or "").split(",") if e]
+    folders = [check_model_dir(e, domain, option="--experts") for e in experts]
+    return {"device": resolve_device(args.device)} | ({"experts": folders} if folders else {})

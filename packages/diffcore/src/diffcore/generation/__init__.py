@@ -13,6 +13,8 @@ done once).
 from diffcore.generation.base import PRECISIONS, Pipeline, Run, Sampling
 from diffcore.generation.continuous import (
     ContinuousPipeline,
+    check_experts,
+    expert_denoiser,
     network_calls,
     sampling_grid,
     steps_for_calls,
@@ -35,6 +37,8 @@ __all__ = [
     "Sampling",
     "TokenOptions",
     "TokenPipeline",
+    "check_experts",
+    "expert_denoiser",
     "network_calls",
     "remask",
     "sampler_names",

@@ -9,20 +9,30 @@ keyword arguments of its network, for guidance).
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from diffcore.denoisers import Clamped, compiled, condition, guidance
+from diffcore.denoisers import Clamped, NoiseLevelExperts, compiled, condition, guidance
 from diffcore.generation.base import Pipeline, Sampling, batches
 from diffcore.generation.options import ContinuousOptions
+from diffcore.io import from_pretrained
 from diffcore.schedules import karras_grid, trailing_grid
 from diffcore.seeding import SampleGenerators, randn
 
-__all__ = ["ContinuousPipeline", "network_calls", "sampling_grid", "steps_for_calls"]
+__all__ = [
+    "ContinuousPipeline",
+    "check_experts",
+    "expert_denoiser",
+    "network_calls",
+    "sampling_grid",
+    "steps_for_calls",
+]
 
 # Samplers whose steps are posterior draws along the schedule: they walk the training times
 # evenly (trailing spacing); the ODE solvers take Karras et al.'s sigma spacing.
@@ -61,6 +71,33 @@ def steps_for_calls(sampler: str, calls: int) -> int:
     return max(1, (calls + 1) // 2) if sampler == "heun" else calls
 
 
+def check_experts(models: Sequence[Any]) -> None:
+    """Raise ValueError unless the models' training time ranges ([t_min, t_max] of their
+    processes) tile the whole schedule, one after another, on one schedule."""
+    ordered = sorted(models, key=lambda m: m.process.t_min)
+    ranges = [(m.process.t_min, m.process.t_max) for m in ordered]
+    if any(m.process.schedule != ordered[0].process.schedule for m in ordered):
+        raise ValueError("experts must share one noise schedule")
+    gaps = [(a, b) for (_, a), (b, _) in zip(ranges, ranges[1:], strict=False) if abs(a - b) > 1e-9]
+    if ranges[0][0] > 1e-3 or ranges[-1][1] != 1.0 or gaps:
+        raise ValueError(
+            f"experts must split the times [0, 1] between them, one range after another; "
+            f"their ranges are {ranges} (give the other experts with the model)"
+        )
+
+
+def expert_denoiser(models: Sequence[Any]) -> Any:
+    """One ``Denoiser`` from models each trained on its own range of times (or one model on
+    all of them): each noise level goes to the model that learned it."""
+    if len(models) == 1:
+        return models[0].process.denoiser(models[0])
+    ordered = sorted(models, key=lambda m: m.process.t_min)
+    return NoiseLevelExperts(
+        [m.process.denoiser(m) for m in ordered],
+        [m.process.noise_range[1] for m in ordered[:-1]],
+    )
+
+
 class ContinuousPipeline(Pipeline):
     """Sample, edit and inpaint with a model whose ``process`` is a ``GaussianProcess``.
 
@@ -68,15 +105,41 @@ class ContinuousPipeline(Pipeline):
     (class attribute) overrides the lowest level of Karras grids; ``data_range`` is where data
     lives (estimates and results are clamped into it; None: no clamping).
     compile: run the denoiser through ``torch.compile`` (one compile per batch shape).
+    experts: models (or their folders) trained on the other ranges of times (the process's
+    ``t_min``/``t_max``); with the pipeline's model they must cover [0, 1], and each noise
+    level goes to the model that learned it (experts per noise level, eDiff-I).
     """
 
     options_class = ContinuousOptions
     sigma_min: float | None = None
     data_range: tuple[float, float] | None = (-1.0, 1.0)
 
-    def __init__(self, model: Any, *, compile: bool = False, **options: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        compile: bool = False,
+        experts: Sequence[Any] = (),
+        **options: Any,
+    ) -> None:
         super().__init__(model, **options)
         self.compile = compile
+        self.experts = [self._load_expert(e) for e in experts]
+        check_experts([self.model, *self.experts])  # a lone expert cannot sample
+
+    def _load_expert(self, expert: Any) -> Any:
+        if isinstance(expert, (str, Path)):
+            return from_pretrained(self.model_class, expert, device=self.device).eval()
+        return expert.to(self.device).eval()
+
+    @property
+    def process(self) -> Any:
+        """The process sampling walks: the model's, or with experts the whole range they
+        cover together."""
+        if not self.experts:
+            return self.model.process
+        low = min(m.process.t_min for m in [self.model, *self.experts])
+        return dataclasses.replace(self.model.process, t_min=low, t_max=1.0)
 
     # what a domain adds
 
@@ -98,7 +161,7 @@ class ContinuousPipeline(Pipeline):
         self, cond: Mapping[str, Tensor], uncond: Mapping[str, Tensor], scale: float
     ) -> Any:
         """``D(x, sigma)`` for one batch: conditioned, guided with ``scale``, clamped."""
-        base = self.model.process.denoiser(self.model)
+        base = expert_denoiser([self.model, *self.experts])
         if cond and scale != 1.0:
             base = guidance(base, scale, cond, uncond)
         else:
@@ -169,7 +232,7 @@ class ContinuousPipeline(Pipeline):
         noise = randn((n, *self.sample_shape()), gens, device=self.device)
         denoiser = self.denoiser(cond, uncond, guidance)
         karras = sampling_grid(
-            self.model.process, sampler, steps, grid="karras", sigma_min=self.sigma_min
+            self.process, sampler, steps, grid="karras", sigma_min=self.sigma_min
         )
         with self.autocast():
             return fit_grid(
@@ -206,7 +269,7 @@ class ContinuousPipeline(Pipeline):
             if len(value) != n:
                 raise ValueError(f"condition {key!r} has {len(value)} rows for {n} samples")
         grid = sampling_grid(
-            self.model.process, plan.sampler, plan.steps, grid=plan.grid, sigma_min=self.sigma_min
+            self.process, plan.sampler, plan.steps, grid=plan.grid, sigma_min=self.sigma_min
         )
         generators = self.generators(seed, n)
         shape = self.sample_shape()

@@ -14,6 +14,7 @@ from diffcore.processes.gaussian import (
     flow_matching,
     named_schedule,
     process_fields,
+    time_limits,
 )
 from diffcore.processes.mask import (
     MaskProcess,
@@ -40,4 +41,5 @@ __all__ = [
     "named_schedule",
     "pixelate",
     "process_fields",
+    "time_limits",
 ]

@@ -43,6 +43,10 @@ class GaussianProcess:
     N(logit_mean, logit_std^2)``, Esser et al. 2024, https://arxiv.org/abs/2403.03206), which
     spends the steps on the middle times. Both are stratified over the batch.
 
+    t_max (with t_min): train on the times [t_min, t_max] only, an expert for that range of
+    noise levels (eDiff-I, Balaji et al. 2022); :func:`noise_range` gives its sigmas, and
+    ``diffcore.denoisers.NoiseLevelExperts`` composes experts for sampling.
+
     Flow matching is this process with ``FlowSchedule`` and ``prediction="flow"``
     (:func:`flow_matching`), so every sampler and editing method runs it unchanged.
     """
@@ -53,6 +57,7 @@ class GaussianProcess:
     min_snr_gamma: float = 5.0
     sigma_data: float = 1.0
     t_min: float = 1e-3
+    t_max: float = 1.0
     time_sampling: TimeSampling = "uniform"
     logit_mean: float = 0.0
     logit_std: float = 1.0
@@ -70,8 +75,10 @@ class GaussianProcess:
             )
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; expected one of {WEIGHTINGS}")
-        if not 0.0 <= self.t_min < 1.0:
-            raise ValueError(f"t_min must lie in [0, 1), got {self.t_min}")
+        if not 0.0 <= self.t_min < self.t_max <= 1.0:
+            raise ValueError(
+                f"need 0 <= t_min < t_max <= 1, got t_min={self.t_min}, t_max={self.t_max}"
+            )
 
     def corrupt(
         self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None
@@ -84,13 +91,26 @@ class GaussianProcess:
     def sample_time(
         self, batch: int, generator: torch.Generator | None = None, device: Any = "cpu"
     ) -> Tensor:
-        """Training times (B,) in [t_min, 1], float64: stratified uniform, or stratified in the
-        logit-normal's quantiles (``time_sampling``)."""
+        """Training times (B,) in [t_min, t_max], float64: stratified uniform, or stratified in
+        the logit-normal's quantiles (``time_sampling``), restricted to the range."""
         if self.time_sampling == "uniform":
-            return stratified_time(batch, generator, device, self.t_min, 1.0)
-        u = stratified_time(batch, generator, device, 0.0, 1.0).clamp(1e-12, 1 - 1e-12)
+            return stratified_time(batch, generator, device, self.t_min, self.t_max)
+        lo, hi = (self._logit_normal_cdf(t) for t in (self.t_min, self.t_max))
+        u = stratified_time(batch, generator, device, lo, hi).clamp(1e-12, 1 - 1e-12)
         z = math.sqrt(2.0) * torch.special.erfinv(2.0 * u - 1.0)  # standard normal quantile
-        return torch.sigmoid(self.logit_mean + self.logit_std * z).clamp(self.t_min, 1.0)
+        t = torch.sigmoid(self.logit_mean + self.logit_std * z)
+        return t.clamp(self.t_min, self.t_max)
+
+    def _logit_normal_cdf(self, t: float) -> float:
+        if t <= 0.0 or t >= 1.0:
+            return float(t >= 1.0)
+        z = (math.log(t / (1.0 - t)) - self.logit_mean) / self.logit_std
+        return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+    @property
+    def noise_range(self) -> tuple[float, float]:
+        """The VE noise levels (sigma at t_min, sigma at t_max) this process trains on."""
+        return float(self.schedule.sigma(self.t_min)), float(self.schedule.sigma(self.t_max))
 
     def loss(
         self, net: Any, x0: Tensor, generator: torch.Generator | None = None, **cond: Any
@@ -162,6 +182,16 @@ def process_fields(name: str) -> dict[str, str]:
     if name not in PROCESSES:
         raise ValueError(f"unknown process {name!r}; expected one of {tuple(PROCESSES)}")
     return dict(PROCESSES[name])
+
+
+def time_limits(time_range: tuple[float, float] | list[float]) -> dict[str, float]:
+    """``GaussianProcess``'s ``t_min`` / ``t_max`` for a model trained on the times
+    ``time_range`` = (lo, hi) within [0, 1] (an expert when it is not all of them); the
+    process's default ``t_min`` stays at the bottom."""
+    lo, hi = (float(v) for v in time_range)
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"a time range must satisfy 0 <= lo < hi <= 1, got {lo}, {hi}")
+    return {"t_min": max(lo, GaussianProcess.t_min), "t_max": hi}
 
 
 def named_schedule(
