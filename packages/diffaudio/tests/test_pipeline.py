@@ -149,3 +149,20 @@ def test_distillation_trains_rounds_whose_folders_sample_in_their_own_steps(tmp_
     spec = pipe.sample(2, labels=torch.tensor([0, 1]), callback=lambda s, x, d: steps.append(s))
     assert spec.shape == (2, 1, SPEC.n_mels, SPEC.frames)
     assert [s.total for s in steps] == [2, 2]
+
+
+def test_experts_per_noise_range_sample_together_and_not_alone(tmp_path):
+    def expert(lo: float, hi: float) -> AudioUNet:
+        config = audio_unet_config("tiny", SPEC, label_names=LABELS, time_range=(lo, hi))
+        return AudioUNet(config).eval()
+
+    low, high = expert(0.0, 0.3), expert(0.3, 1.0)
+    assert (low.process.t_max, high.process.t_min) == (0.3, 0.3)
+    save_pretrained(high, tmp_path / "high")
+    pipe = AudioPipeline(low, experts=[tmp_path / "high"])
+    spec = pipe.sample(2, labels=torch.tensor([0, 1]), steps=4, seed=0)
+    assert spec.shape == (2, 1, SPEC.n_mels, SPEC.frames) and torch.isfinite(spec).all()
+    with pytest.raises(ValueError, match="split the times"):
+        AudioPipeline(low)
+    with pytest.raises(ValueError, match="time range"):
+        audio_unet_config("tiny", SPEC, time_range=(0.5, 0.5))
