@@ -256,3 +256,18 @@ def test_experts_per_noise_range_train_apart_and_sample_together(image_folder, t
     )
     assert bad == 2
     assert "0 <= LO < HI <= 1" in capsys.readouterr().err
+
+
+def test_init_starts_an_expert_from_a_full_model(trained_run, image_folder, tmp_path, capsys):
+    common = ["--data", str(image_folder), "--preset", "tiny", "--batch-size", "8", "--lr", "1e-9"]
+    out = tmp_path / "expert"
+    args = ["train", "image", *common, "--steps", "1", "--noise-range", "0.5,1"]
+    assert main([*args, "--init", str(trained_run), "--out", str(out), "--device", "cpu"]) == 0
+    from safetensors.torch import load_file
+
+    start = load_file(trained_run / "final" / "model.safetensors")
+    after = load_file(out / "final" / "model.safetensors")
+    # a near-zero learning rate: the expert is still (almost exactly) the model it started from
+    assert max(float((start[k] - after[k]).abs().max()) for k in start) < 1e-4
+    assert main([*args, "--init", str(tmp_path), "--out", str(tmp_path / "y")]) == 1
+    assert "--init, expected" in capsys.readouterr().err

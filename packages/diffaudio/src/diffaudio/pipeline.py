@@ -28,7 +28,7 @@ from diffaudio.spectrogram import LogMel, SpectrogramConfig, griffin_lim
 from diffaudio.vocoder import Vocoder, VocoderConfig, vocoder_loss
 from diffcore.denoisers import Clamped
 from diffcore.generation import ContinuousPipeline
-from diffcore.io import from_pretrained, read_sampling, save_pretrained
+from diffcore.io import WEIGHTS_NAME, from_pretrained, load_weights, read_sampling, save_pretrained
 from diffcore.processes import process_fields
 from diffcore.training import (
     TrainConfig,
@@ -73,11 +73,13 @@ def train_audio_diffusion(
     progress: bool = True,
     device: str | None = None,
     process: str = "diffusion",
+    init: str | Path | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train a spectrogram U-Net on ``clips`` (their labels and speakers, when present, become
     its conditions, each dropped to null with the given probability for guidance) with
-    ``process``: "diffusion" or "flow" (flow matching; ``diffcore.processes.PROCESSES``).
+    ``process``: "diffusion" or "flow" (flow matching; ``diffcore.processes.PROCESSES``);
+    ``init``: a model folder of the same shape to start from.
     The model lands in ``out_dir/final``; ``overrides`` go to
     :func:`diffaudio.model.audio_unet_config`."""
     _check_rate(clips, spectrogram)
@@ -89,6 +91,8 @@ def train_audio_diffusion(
         **(process_fields(process) | overrides),
     )
     model = AudioUNet(config)
+    if init is not None:  # e.g. an expert for part of the noise levels from a full model
+        load_weights(model, Path(init) / WEIGHTS_NAME)
     return _train_unet(
         model,
         clips,

@@ -116,7 +116,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.domain == "audio":
         dropout = {"label_dropout": args.label_dropout, "speaker_dropout": args.label_dropout}
         options = {"spectrogram": spectrogram, "preset": args.preset} | dropout
-        options |= kit.process_options(args)
+        options |= kit.process_options(args) | kit.init_option(args, "audio")
         result = train_audio_diffusion(clips, args.out, config, device=device, **options)
     else:
         result = train_judge(clips, args.out, config, spectrogram=spectrogram, device=device)

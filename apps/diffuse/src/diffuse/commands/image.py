@@ -110,6 +110,7 @@ def _train(args: argparse.Namespace) -> None:
         encoder = caption_encoder(data, args.text_encoder, device=device)
     shape = {"conditional": not args.unconditional, "encoder": encoder} | kit.process_options(args)
     model = model_for_data(args.preset, data, **shape)
+    kit.initialise(model, args, "image")
     steps, stop_at, row = _plan(model, data, args, device, budget)
     config = kit.train_config(args, device=device, steps=steps, deadline=stop_at)
     out, params = Path(args.out), sum(p.numel() for p in model.parameters())

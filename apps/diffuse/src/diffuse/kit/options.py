@@ -367,6 +367,11 @@ def training_options(
             help="train only on these times of the schedule (0 = clean, 1 = pure noise): an "
             "expert for that range, sampled with the others through --experts",
         )
+        g.add_argument(
+            "--init",
+            metavar="FOLDER",
+            help="start from this model's weights (same shape), e.g. an expert from a full model",
+        )
     g.add_argument("--steps", type=positive_int, default=steps, help="optimizer steps")
     if minutes:
         g.add_argument(
@@ -408,6 +413,23 @@ def process_options(args: argparse.Namespace) -> dict[str, Any]:
     """What --process and --noise-range ask of a domain's model: ``process`` and
     ``time_range``."""
     return {"process": args.process, "time_range": args.noise_range}
+
+
+def init_option(args: argparse.Namespace, domain: str) -> dict[str, Any]:
+    """``{"init": model folder}`` for --init (checked: a run folder gives its final/), or {}."""
+    if not getattr(args, "init", None):
+        return {}
+    from diffuse.kit.paths import check_model_dir
+
+    return {"init": check_model_dir(args.init, domain, option="--init")}
+
+
+def initialise(model: Any, args: argparse.Namespace, domain: str) -> None:
+    """Load --init's weights into ``model`` (a fresh model of the same shape), if given."""
+    if init := init_option(args, domain).get("init"):
+        from diffcore.io import WEIGHTS_NAME, load_weights
+
+        load_weights(model, init / WEIGHTS_NAME)
 
 
 def output_options(
