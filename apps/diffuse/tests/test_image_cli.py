@@ -271,3 +271,13 @@ def test_init_starts_an_expert_from_a_full_model(trained_run, image_folder, tmp_
     assert max(float((start[k] - after[k]).abs().max()) for k in start) < 1e-4
     assert main([*args, "--init", str(tmp_path), "--out", str(tmp_path / "y")]) == 1
     assert "--init, expected" in capsys.readouterr().err
+
+
+def test_a_diverging_run_stops_with_one_line_and_no_model(image_folder, tmp_path, capsys):
+    out = tmp_path / "nan"
+    args = ["train", "image", "--data", str(image_folder), "--preset", "tiny", "--steps", "6"]
+    args += ["--batch-size", "8", "--lr", "1e6", "--out", str(out), "--device", "cpu"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("diffuse: error: the loss was nan at step") and "learning rate" in err
+    assert not (out / "final").exists()

@@ -4,6 +4,7 @@ EMA, mixed precision, interrupts) on a tiny MLP that runs in milliseconds per st
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import signal
@@ -509,3 +510,37 @@ def test_condition_dropout_replaces_whole_rows_of_embeddings():
     row_sums = out.sum((1, 2))
     assert set(row_sums.unique().tolist()) == {0.0, 32.0}
     assert 0.4 < (row_sums == 0).float().mean() < 0.6
+
+
+def test_a_non_finite_loss_stops_before_its_update_and_keeps_the_last_checkpoint(tmp_path):
+    from diffcore.training import NonFiniteLossError
+
+    calls = []
+
+    def diverging(model, batch, generator):
+        calls.append(1)
+        loss = denoising_loss(model, batch, generator)
+        return loss * math.nan if len(calls) >= 4 * BASE.grad_accum + 1 else loss
+
+    model = make_model()
+    config = dataclasses.replace(BASE, checkpoint_every=2, ema_decay=None)
+    with pytest.raises(NonFiniteLossError, match="was nan at step 5") as err:
+        train(model, diverging, make_data(), config, out_dir=tmp_path, progress=False)
+    assert "step_000004" in str(err.value)  # the last good checkpoint, named
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # no NaN update was made
+    assert [p.name for p in sorted((tmp_path / "checkpoints").iterdir())] == [
+        "step_000002",
+        "step_000004",
+    ]
+    assert not (tmp_path / "final").exists()
+
+
+def test_weights_that_are_not_finite_are_refused_on_loading(tmp_path):
+    from diffcore.io import load_weights, save_weights
+
+    model = make_model()
+    with torch.no_grad():
+        model.net[0].weight[0, 0] = math.inf
+    path = save_weights(model, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="NaN or infinite weights .*net.0.weight"):
+        load_weights(make_model(), path)

@@ -127,7 +127,8 @@ def _names(keys: list[str], limit: int = 10) -> str:
 def load_weights(model: M, path: str | os.PathLike) -> M:
     """Load a safetensors file written by ``save_weights`` into ``model``, strictly.
 
-    Raises ValueError naming missing or unexpected weights and mismatched shapes.
+    Raises ValueError naming missing or unexpected weights, mismatched shapes, and weights
+    that are not finite.
     """
     path = Path(path)
     _refuse_pickle(path)
@@ -157,6 +158,12 @@ def load_weights(model: M, path: str | os.PathLike) -> M:
     if problems:
         raise ValueError(
             f"{path} does not match {type(model).__name__}: " + "; ".join(problems) + "."
+        )
+    broken = [k for k, v in loaded.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:
+        raise ValueError(
+            f"{path} holds NaN or infinite weights ({_names(broken)}): the training run that "
+            "wrote it diverged; use an earlier checkpoint or train again with a lower lr"
         )
     model.load_state_dict(loaded, strict=False)  # strictness checked above, ties included
     return model

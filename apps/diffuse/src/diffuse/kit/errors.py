@@ -38,6 +38,7 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (
     IsADirectoryError,
     PermissionError,
     ConnectionError,  # a data set name that no hub could be asked about
+    FloatingPointError,  # a training run that diverged (diffcore's NonFiniteLossError)
 )
 
 

@@ -3,7 +3,7 @@ distributed helpers, and few-call distillation run on the same loop."""
 
 from diffcore.training.budget import StepTiming, seconds_per_step, step_timing, steps_for_budget
 from diffcore.training.checkpoint import latest_checkpoint, list_checkpoints
-from diffcore.training.config import LogRow, TrainConfig, TrainResult
+from diffcore.training.config import LogRow, NonFiniteLossError, TrainConfig, TrainResult
 from diffcore.training.data import BatchStream, Position, epoch_permutation
 from diffcore.training.distill import ProgressiveDistillation, distill_rounds, halvings
 from diffcore.training.distributed import DistInfo, dist_info
@@ -16,6 +16,7 @@ __all__ = [
     "BatchStream",
     "DistInfo",
     "LogRow",
+    "NonFiniteLossError",
     "Position",
     "ProgressiveDistillation",
     "StepTiming",

@@ -87,6 +87,11 @@ class TrainConfig:
             )
 
 
+class NonFiniteLossError(FloatingPointError):
+    """Training met a NaN or infinite loss (or gradient norm): it stopped before that update,
+    keeping the last good checkpoint."""
+
+
 class LogRow(NamedTuple):
     """One log entry: loss is the mean over the steps since the previous row (and over ranks);
     lr is the rate the step used."""

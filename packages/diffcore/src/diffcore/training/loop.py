@@ -33,7 +33,13 @@ from diffcore.training.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from diffcore.training.config import PRECISIONS, LogRow, TrainConfig, TrainResult
+from diffcore.training.config import (
+    PRECISIONS,
+    LogRow,
+    NonFiniteLossError,
+    TrainConfig,
+    TrainResult,
+)
 from diffcore.training.data import BatchStream, Position, to_device
 from diffcore.training.distributed import (
     DistInfo,
@@ -203,6 +209,28 @@ class _Snapshot:
     step: int
     position: Position
     rng: dict[str, Tensor]
+
+
+def _check_finite(
+    value: Tensor,
+    step: int,
+    ckpt_step: int,
+    out_dir: Path,
+    what: str = "loss",
+    stopped: str = "before that update",
+) -> None:
+    """Raise NonFiniteLossError when ``value`` (the step's loss or gradient norm) is NaN/inf."""
+    if bool(torch.isfinite(value)):
+        return
+    kept = (
+        f"the last good checkpoint is {checkpoint_path(out_dir, ckpt_step)}"
+        if ckpt_step >= 0
+        else "no checkpoint was written"
+    )
+    raise NonFiniteLossError(
+        f"the {what} was {float(value)} at step {step}; training stopped {stopped} ({kept}). "
+        "Lower the learning rate, or check the data for NaN/inf values"
+    )
 
 
 def _save_final(model: nn.Module, directory: Path) -> Path:
@@ -381,6 +409,8 @@ def _run(
     last_loss = torch.full((), math.nan, device=device)
     interval_sum, interval_n = torch.zeros((), device=device), 0
     stopped_early = False
+    sync_checks = device.type != "cuda"
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
     show = progress and info.is_main
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not show)
     try:
@@ -405,10 +435,17 @@ def _run(
                         raise TypeError(f"loss_fn must return a scalar tensor, got {loss!r:.80}")
                     scaler.scale(loss.float() / config.grad_accum).backward()
                 step_loss += loss.detach().float()
+            if sync_checks:  # a CPU has nothing to wait for: check before the update
+                _check_finite(step_loss, step + 1, ckpt_step, out_dir)
+            else:  # no GPU sync per step: remember the first bad step, check at boundaries
+                bad = ~torch.isfinite(step_loss) & (first_bad < 0)
+                first_bad = torch.where(bad, step + 1, first_bad)
             with _deferred_interrupt():
                 if config.grad_clip is not None:
                     scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    if sync_checks and not scaler.is_enabled():  # fp16 skips inf steps itself
+                        _check_finite(norm, step + 1, ckpt_step, out_dir, what="gradient norm")
                 lr = optimizer.param_groups[0]["lr"]
                 scaler.step(optimizer)
                 scaler.update()
@@ -429,7 +466,13 @@ def _run(
                 bar.set_postfix(loss=f"{row.loss:.4g}", lr=f"{row.lr:.3g}")
                 if on_log is not None and info.is_main:
                     on_log(row)
-            if step % config.checkpoint_every == 0 or step == config.steps or stop:
+            boundary = step % config.checkpoint_every == 0 or step == config.steps or stop
+            if boundary and not sync_checks and int(first_bad) >= 0:
+                stopped = f"at step {step}, saving nothing after step {ckpt_step}"
+                _check_finite(
+                    torch.tensor(math.nan), int(first_bad), ckpt_step, out_dir, stopped=stopped
+                )
+            if boundary:
                 checkpoint(snap, gather=True)
                 ckpt_step = step
             if stop:
