@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from diffuse.cli import main
@@ -281,3 +282,17 @@ def test_a_diverging_run_stops_with_one_line_and_no_model(image_folder, tmp_path
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("diffuse: error: the loss was nan at step") and "learning rate" in err
     assert not (out / "final").exists()
+
+
+def test_the_same_command_twice_trains_bit_identical_weights(image_folder, tmp_path):
+    from safetensors.torch import load_file
+
+    args = ["train", "image", "--data", str(image_folder), "--preset", "tiny", "--steps", "3"]
+    args += ["--batch-size", "8", "--device", "cpu", "--seed", "7"]
+    weights = []
+    for name in ("a", "b", "c"):
+        seed = ["--seed", "8"] if name == "c" else []
+        assert main([*args, *seed, "--out", str(tmp_path / name)]) == 0
+        weights.append(load_file(tmp_path / name / "final" / "model.safetensors"))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])

@@ -30,6 +30,7 @@ from diffcore.denoisers import Clamped
 from diffcore.generation import ContinuousPipeline
 from diffcore.io import WEIGHTS_NAME, from_pretrained, load_weights, read_sampling, save_pretrained
 from diffcore.processes import process_fields
+from diffcore.seeding import seeded
 from diffcore.training import (
     TrainConfig,
     TrainResult,
@@ -74,12 +75,13 @@ def train_audio_diffusion(
     device: str | None = None,
     process: str = "diffusion",
     init: str | Path | None = None,
+    seed: int | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train a spectrogram U-Net on ``clips`` (their labels and speakers, when present, become
     its conditions, each dropped to null with the given probability for guidance) with
     ``process``: "diffusion" or "flow" (flow matching; ``diffcore.processes.PROCESSES``);
-    ``init``: a model folder of the same shape to start from.
+    ``init``: a model folder of the same shape to start from; ``seed``: the initial weights'.
     The model lands in ``out_dir/final``; ``overrides`` go to
     :func:`diffaudio.model.audio_unet_config`."""
     _check_rate(clips, spectrogram)
@@ -90,7 +92,8 @@ def train_audio_diffusion(
         speaker_names=clips.speaker_names,
         **(process_fields(process) | overrides),
     )
-    model = AudioUNet(config)
+    with seeded(seed):  # the initial weights
+        model = AudioUNet(config)
     if init is not None:  # e.g. an expert for part of the noise levels from a full model
         load_weights(model, Path(init) / WEIGHTS_NAME)
     return _train_unet(

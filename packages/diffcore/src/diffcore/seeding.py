@@ -9,13 +9,22 @@ alone, in a batch of 8 or of 256.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["Generator", "SampleGenerators", "rand", "rand_rows", "randn", "sample_seeds"]
+__all__ = [
+    "Generator",
+    "SampleGenerators",
+    "rand",
+    "rand_rows",
+    "randn",
+    "sample_seeds",
+    "seeded",
+]
 
 _MASK64 = (1 << 64) - 1
 
@@ -143,3 +152,15 @@ def rand_rows(
         for g, k in zip(generator.generators, per_row, strict=True)
     ]
     return torch.cat(parts).to(selected.device)
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run the block with torch's CPU generator seeded ``seed`` (e.g. a model's initial weights,
+    so that one ``--seed`` fixes them), leaving the global generator as it was; None: no change."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

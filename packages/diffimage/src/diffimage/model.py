@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from diffcore.nn import UNet, UNetConfig, load_unet_preset
 from diffcore.processes import GaussianProcess, named_schedule, process_fields, time_limits
 from diffcore.schedules import NoiseSchedule
+from diffcore.seeding import seeded
 
 PRESETS_FILE = "image.json"  # in the workspace's shared/presets/
 SCHEDULES = ("cosine", "linear", "flow")
@@ -161,21 +162,24 @@ def model_for_data(
     encoder: Any = None,
     process: str = "diffusion",
     time_range: tuple[float, float] = (0.0, 1.0),
+    seed: int | None = None,
 ) -> ImageDiffusion:
     """A fresh ``preset`` model shaped for ``data`` (an ``ImageData``): its channels and image
     size, its classes when ``conditional`` and the data has labels, and captions encoded by
     ``encoder`` (a ``TextEncoder``; it is saved beside the model). ``process``: "diffusion"
     (the config's defaults) or "flow" (flow matching; ``diffcore.processes.PROCESSES``).
-    time_range: the times (lo, hi) it trains on, for an expert per noise level."""
+    time_range: the times (lo, hi) it trains on, for an expert per noise level.
+    seed: the initial weights' seed (None: torch's global generator)."""
     classes = conditional and data.labels is not None
-    return build_model(
-        preset,
-        channels=data.channels,
-        image_size=data.size,
-        num_classes=data.num_classes if classes else None,
-        class_names=data.class_names if classes else (),
-        context_dim=encoder.dim if encoder is not None else None,
-        text_encoder="text_encoder" if encoder is not None else None,
-        time_range=tuple(time_range),
-        **process_fields(process),
-    )
+    with seeded(seed):
+        return build_model(
+            preset,
+            channels=data.channels,
+            image_size=data.size,
+            num_classes=data.num_classes if classes else None,
+            class_names=data.class_names if classes else (),
+            context_dim=encoder.dim if encoder is not None else None,
+            text_encoder="text_encoder" if encoder is not None else None,
+            time_range=tuple(time_range),
+            **process_fields(process),
+        )

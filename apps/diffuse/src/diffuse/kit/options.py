@@ -410,9 +410,9 @@ def training_options(
 
 
 def process_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What --process and --noise-range ask of a domain's model: ``process`` and
-    ``time_range``."""
-    return {"process": args.process, "time_range": args.noise_range}
+    """What --process, --noise-range and --seed ask of a domain's new model: ``process``,
+    ``time_range`` and ``seed`` (its initial weights, so one command gives one model)."""
+    return {"process": args.process, "time_range": args.noise_range, "seed": args.seed}
 
 
 def init_option(args: argparse.Namespace, domain: str) -> dict[str, Any]:
