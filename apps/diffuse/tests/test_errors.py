@@ -71,6 +71,9 @@ CASES = {
     "no config.json": (1, lambda d, f, o: sample(d, f"{f}/weights-only", o), "no config.json"),
     "--steps 0": (2, lambda d, f, o: sample(d, f"{f}/{d}/model", o, "--steps", "0"), "--steps"),
     "--n 0": (2, lambda d, f, o: sample(d, f"{f}/{d}/model", o, "--n", "0"), "--n, expected"),
+    "--guidance nan": (
+        2, lambda d, f, o: sample(d, f"{f}/{d}/model", o, "--guidance", "nan"), "finite number"
+    ),
     "unknown sampler": (
         2, lambda d, f, o: sample(d, f"{f}/{d}/model", o, "--sampler", "nope"), "one of:"
     ),
@@ -95,6 +98,26 @@ def test_each_user_error_is_one_line_naming_what_where_and_what_was_expected(
     assert "Traceback" not in done.stderr and named in lines[0]
     assert done.returncode == status
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--strength", "1.5", "a number in (0, 1]"),
+        ("--label-dropout", "1", "a number in [0, 1)"),
+        ("--lr", "inf", "a finite number > 0"),
+        ("--temperature", "-1", "a finite number >= 0"),
+    ],
+)
+def test_numeric_options_are_checked_at_the_command_line(option, value, expected, capsys):
+    command = {
+        "--strength": ["edit", "image", "--model", "m", "--input", "x"],
+        "--label-dropout": ["train", "image", "--data", "d"],
+        "--lr": ["train", "image", "--data", "d"],
+        "--temperature": ["sample", "text", "--model", "m"],
+    }[option]
+    assert main([*command, "--out", "o", option, value]) == 2
+    assert f"'{value}' is not allowed, {option}, expected {expected}" in capsys.readouterr().err
 
 
 def test_the_model_of_another_domain_is_named_with_what_was_expected(folders, tmp_path):

@@ -34,7 +34,9 @@ def register(verbs: dict[str, Any]) -> None:
         options = {"steps": steps, "batch_size": batch, "lr": lr}
         g[name] = kit.training_options(train, minutes=audio, process=audio, **options)
     g["audio"].add_argument("--preset", default="small", help="preset in shared/presets/audio.json")
-    g["audio"].add_argument("--label-dropout", type=float, default=0.1, help="share without label")
+    g["audio"].add_argument(
+        "--label-dropout", type=kit.fraction, default=0.1, help="share without label"
+    )
     sample = add("sample audio", _sample)
     _model_options(sample, batch_size=50)
     kit.count_option(sample, default=None, help="samples (default: one per label or speaker)")

@@ -33,7 +33,9 @@ def register(verbs: dict[str, Any]) -> None:
             help="DDIM steps of the first teacher: --calls times a power of two (each round "
             "trains --steps optimizer steps)",
         )
-        g.add_argument("--label-dropout", type=float, default=0.1, help="share without label")
+        g.add_argument(
+            "--label-dropout", type=kit.fraction, default=0.1, help="share without label"
+        )
 
 
 def _distill(args: argparse.Namespace) -> None:

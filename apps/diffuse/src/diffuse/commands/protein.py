@@ -40,12 +40,12 @@ def register(verbs: dict[str, Any]) -> None:
     a("--from-esm", help="diffusion: continue from ESM-2 weights in this folder")
     a("--max-length", type=kit.positive_int, help="longest sequence (default: the preset's)")
     a("--length-window", type=int, default=0, help="sort windows of this many batches by length")
-    a("--family-dropout", type=float, default=0.1, help="share trained without family")
+    a("--family-dropout", type=kit.fraction, default=0.1, help="share trained without family")
     a("--family-balance", type=float, metavar="ALPHA", help="a family of n weighs n**ALPHA")
     a("--unconditional", action="store_true", help="ignore families")
     a("--diffusion-block", type=kit.positive_int, help="diffusion: residues per block (BD3-LM)")
     a("--background", nargs="*", default=(), help="classifier: 'other' proteins")
-    a("--holdout", type=float, default=0.1, help="share of each family held out")
+    a("--holdout", type=kit.fraction, default=0.1, help="share of each family held out")
     sample = add("sample protein", _sample)
     _model_options(sample, n=10)
     a = kit.group(sample, "sampling").add_argument
@@ -57,12 +57,14 @@ def register(verbs: dict[str, Any]) -> None:
     _model_options(edit)
     where = kit.group(edit, "sampling").add_mutually_exclusive_group(required=True)
     where.add_argument("--regions", help="1-based ranges to regenerate, e.g. 10-20,40-45")
-    where.add_argument("--fraction", type=float, help="regenerate this random share of residues")
+    where.add_argument(
+        "--fraction", type=kit.share, help="regenerate this random share of residues"
+    )
     evaluate = add("eval protein", _eval, out_required=False)
     a = kit.group(evaluate, "data").add_argument
     a("samples", help="FASTA written by `diffuse sample protein`")
     a("--reference", nargs="+", required=True, help="the training data")
-    a("--holdout", type=float, default=0.1, help="the held-out share of training")
+    a("--holdout", type=kit.fraction, default=0.1, help="the held-out share of training")
     _data_options(kit.group(evaluate, "data"))
     a = kit.model_options(evaluate, option="--classifier", required=False, help=CLASSIFIER)
     a = a.add_argument

@@ -26,7 +26,7 @@ def register(verbs: dict[str, Any]) -> None:
     train = add("train text", _train)
     a = kit.data_options(train, help=DATA, positional=True).add_argument
     a("--val-data", nargs="*", default=(), help="validation sources (default: the tail of data)")
-    a("--val-fraction", type=float, default=0.1, help="share of characters held out")
+    a("--val-fraction", type=kit.fraction, default=0.1, help="share of characters held out")
     a("--text-column", default="text", help="column of tables holding the text")
     a("--sample-by", choices=("document", "paragraph", "line"), default="document", help="unit")
     a("--tokenizer", default="char", help="char, bpe, or a tokenizer folder")
@@ -36,10 +36,14 @@ def register(verbs: dict[str, Any]) -> None:
     a = kit.training_options(train, steps=2000, batch_size=32, lr=1e-3).add_argument
     a("--objective", choices=("diffusion", "autoregressive"), default="diffusion", help="what")
     a("--preset", default="small", help="shape in shared/presets/text.json")
-    a("--dropout", type=float, help="residual dropout of a fresh model (default: the preset's)")
+    a(
+        "--dropout",
+        type=kit.fraction,
+        help="residual dropout of a fresh model (default: the preset's)",
+    )
     a("--diffusion-block", type=kit.positive_int, help="block diffusion (BD3-LM): tokens a block")
     a("--init-from", help="a model folder to continue training (its tokenizer is used)")
-    a("--warmup", type=float, default=0.05, help="share of steps warming up")
+    a("--warmup", type=kit.fraction, default=0.05, help="share of steps warming up")
     a("--compile", action="store_true", help="torch.compile the network (compiles once)")
     a("--log-every", type=kit.positive_int, default=50, help="steps between log rows")
     a("--eval-every", type=int, default=500, help="steps between validation bounds (0: end only)")
@@ -59,7 +63,7 @@ def register(verbs: dict[str, Any]) -> None:
     a("--judge", help="autoregressive model judging generative perplexity")
     a = kit.group(evaluate, "data").add_argument
     a("--data", nargs="*", default=(), help="text to score the model on")
-    a("--tail", type=float, help="score only this last share of --data's characters")
+    a("--tail", type=kit.share, help="score only this last share of --data's characters")
     a("--mc-samples", type=kit.positive_int, default=16, help="mask draws per block (the bound)")
     a("--max-blocks", type=kit.positive_int, help="score at most this many blocks")
     a("--samples", help="JSONL written by `diffuse sample text`")

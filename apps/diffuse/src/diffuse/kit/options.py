@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from diffuse.kit.errors import ArgumentParser
@@ -67,13 +68,36 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
+def _number(text: str) -> float:
+    """``text`` as a finite float, NaN when it is not one (so every range check fails)."""
     try:
         value = float(text)
     except ValueError:
-        value = float("nan")
+        return float("nan")
+    return value if math.isfinite(value) else float("nan")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (--lr, --minutes, --top-p...)."""
+    value = _number(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not allowed; expected a number > 0")
+        raise argparse.ArgumentTypeError(f"'{text}' is not allowed; expected a finite number > 0")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """A finite number >= 0 (--guidance, --temperature...)."""
+    value = _number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not allowed; expected a finite number >= 0")
+    return value
+
+
+def share(text: str) -> float:
+    """A number in (0, 1] (--strength, --top-p, --fraction: a share of something that is run)."""
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not allowed; expected a number in (0, 1]")
     return value
 
 
@@ -102,11 +126,8 @@ def interval(text: str) -> tuple[float, float]:
 
 
 def fraction(text: str) -> float:
-    """A number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    """A number in [0, 1) (dropout rates, held-out shares)."""
+    value = _number(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not allowed; expected a number in [0, 1)")
     return value
@@ -249,7 +270,7 @@ def sampling_options(
     g.add_argument("--sampler", choices=SAMPLERS[family], help=sampler_help + default(sampler))
     g.add_argument("--steps", type=positive_int, help=steps_help + default(steps))
     g.add_argument(
-        "--guidance", type=float, default=guidance, help="classifier-free guidance scale (1 = off)"
+        "--guidance", type=non_negative, default=guidance, help="classifier-free guidance (1 = off)"
     )
     if batch_size is not None:
         g.add_argument(
@@ -313,15 +334,15 @@ def token_sampler_options(g: Any) -> None:
     nucleus, and the confidence sampler's ranking; each left out is the sampler's default."""
     a = g.add_argument
     a("--schedule", choices=("linear", "cosine"), help="masked share per step (default: linear)")
-    a("--temperature", type=float, help="sampling temperature; 0 = argmax (default: 1)")
-    a("--top-p", type=positive_float, help="nucleus sampling: keep this much probability mass")
+    a("--temperature", type=non_negative, help="sampling temperature; 0 = argmax (default: 1)")
+    a("--top-p", type=share, help="nucleus sampling: keep this much probability mass")
     a(
         "--confidence",
         choices=("probability", "margin", "entropy"),
         help="confidence sampler: rank positions by the drawn token's probability (MaskGIT, the "
         "default), or by the margin or entropy of the position's distribution (exact draws)",
     )
-    a("--confidence-noise", type=float, help="confidence: randomize the order (MaskGIT: 4.5)")
+    a("--confidence-noise", type=non_negative, help="confidence: randomize the order (MaskGIT 4.5)")
     a(
         "--entropy-bound",
         type=positive_float,
