@@ -225,3 +225,14 @@ def test_bad_input_is_reported_with_the_file(tmp_path, capsys):
     (bad / "x_y_0.wav").write_bytes(b"nonsense")
     assert main(["train", "audio", "--data", str(bad), *DATA, "--out", str(tmp_path / "o")]) == 1
     assert "x_y_0.wav: not a readable audio file" in capsys.readouterr().err
+
+
+def test_the_same_command_twice_trains_bit_identical_weights(tone_folder, tmp_path):
+    from safetensors.torch import load_file
+
+    argv = ["train", "audio", "--data", str(tone_folder), *DATA, "--preset", "tiny"]
+    argv += ["--steps", "2", "--batch-size", "4"]
+    for name in ("a", "b"):
+        assert main([*argv, "--out", str(tmp_path / name)]) == 0
+    a, b = (load_file(tmp_path / n / "final" / "model.safetensors") for n in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

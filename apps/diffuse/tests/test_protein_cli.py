@@ -149,3 +149,14 @@ def test_a_block_diffusion_model_trains_samples_block_by_block_and_refuses_ances
     argv += ["--objective", "autoregressive", "--preset", "tiny", "--diffusion-block", "4"]
     assert main(argv) == 2
     assert "--diffusion-block is for diffusion, --objective" in capsys.readouterr().err
+
+
+def test_the_same_command_twice_trains_bit_identical_weights(run, tmp_path):
+    from safetensors.torch import load_file
+
+    argv = ["train", "protein", str(run / "data"), "--preset", "tiny", "--steps", "2"]
+    argv += ["--batch-size", "8", "--device", "cpu"]
+    for name in ("a", "b"):
+        assert main([*argv, "--out", str(tmp_path / name)]) == 0
+    a, b = (load_file(tmp_path / n / "final" / "model.safetensors") for n in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

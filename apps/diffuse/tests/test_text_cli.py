@@ -201,3 +201,14 @@ def test_text_commands_report_bad_input_as_errors(tmp_path, capsys):
     assert "nothing does not exist, --model" in capsys.readouterr().err
     assert main(["edit", "text", "--model", str(tmp_path)]) == 2
     assert "no templates, --text, expected --text or --input" in capsys.readouterr().err
+
+
+def test_the_same_command_twice_trains_bit_identical_weights(tmp_path, corpus):
+    from safetensors.torch import load_file
+
+    argv = ["train", "text", str(corpus), "--preset", "tiny", "--block-size", "32", "--steps", "2"]
+    argv += ["--batch-size", "8", "--eval-every", "0"]
+    for name in ("a", "b"):
+        assert main([*argv, "--out", str(tmp_path / name)]) == 0
+    a, b = (load_file(tmp_path / n / "model" / "model.safetensors") for n in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from diffcore.nn.attention import attention_mask_for
 from diffcore.processes import MaskProcess, block_attention_mask
 from diffcore.processes.mask import generated_blocks_end
+from diffcore.seeding import seeded
 from diffprotein.alphabet import (
     BASE_VOCAB_SIZE,
     CLS_ID,
@@ -406,11 +407,25 @@ def model_for_training(
     families: tuple[str, ...] = (),
     from_esm: str | Path | None = None,
     diffusion_block: int | None = None,
+    seed: int | None = None,
 ) -> nn.Module:
     """A fresh model to train on ``records`` (``ProteinRecord``s): the denoiser (``objective``
     "diffusion"; from ESM-2 weights in the folder ``from_esm`` when given; conditioned on
     ``families``, () for none), its autoregressive peer ("autoregressive") or the family
-    classifier ("classifier", whose labels are ``families`` and "other")."""
+    classifier ("classifier", whose labels are ``families`` and "other"). seed: the initial
+    weights' (None: torch's global generator)."""
+    with seeded(seed):
+        return _fresh_model(objective, records, shape, families, from_esm, diffusion_block)
+
+
+def _fresh_model(
+    objective: str,
+    records: Any,
+    shape: dict[str, Any],
+    families: tuple[str, ...],
+    from_esm: str | Path | None,
+    diffusion_block: int | None,
+) -> nn.Module:
     from diffprotein import judges
     from diffprotein.conditioning import LengthPrior
     from diffprotein.training import build_denoiser

@@ -115,7 +115,7 @@ def _train(args: argparse.Namespace) -> None:
     records, heldout = split_holdout(data.records, args.holdout)
     alpha, families = args.family_balance, () if args.unconditional else data.families
     training = records if alpha is None else balance_families(records, alpha)
-    extra = {"from_esm": args.from_esm, "diffusion_block": args.diffusion_block}
+    extra = {"from_esm": args.from_esm, "diffusion_block": args.diffusion_block, "seed": args.seed}
     model = protein.model_for_training(args.objective, records, shape, families=families, **extra)
     device, steps, stop_at = kit.resolve_device(args.device), args.steps, None
     if budget:  # (saving the model is all that follows training)
