@@ -13,7 +13,6 @@ filled = pipe.inpaint(spec, gap.reshape(1, 1, 1, -1), labels=torch.arange(10))
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from diffaudio.model import AudioUNet, audio_unet_config
 from diffaudio.outputs import save_outputs
 from diffaudio.spectrogram import LogMel, SpectrogramConfig, griffin_lim
 from diffaudio.vocoder import Vocoder, VocoderConfig, vocoder_loss
-from diffcore.denoisers import Clamped
 from diffcore.generation import ContinuousPipeline
 from diffcore.io import WEIGHTS_NAME, from_pretrained, load_weights, read_sampling, save_pretrained
 from diffcore.processes import process_fields
@@ -34,7 +32,7 @@ from diffcore.seeding import seeded
 from diffcore.training import (
     TrainConfig,
     TrainResult,
-    distill_rounds,
+    distill,
     drop_condition,
     resolve_device,
     train,
@@ -128,10 +126,6 @@ def distill_audio_diffusion(
     round (``out_dir/steps_<n>/final``); each samples through :class:`AudioPipeline` with DDIM
     at its own step count by default."""
     device = resolve_device(device)
-    teacher = teacher.to(device).eval()
-
-    def teacher_of(net: AudioUNet) -> Clamped:  # as the pipeline samples it
-        return Clamped(net.process.denoiser(net), *AudioPipeline.data_range)
 
     def train_round(net: Any, objective: Any, folder: Path) -> TrainResult:
         return _train_unet(
@@ -146,15 +140,13 @@ def distill_audio_diffusion(
             device=device,
         )
 
-    return distill_rounds(
-        copy.deepcopy(teacher).train().requires_grad_(True),
-        teacher_of(teacher),
-        process=teacher.process,
+    return distill(
+        teacher.to(device),
+        train_round,
         teacher_steps=teacher_steps,
         steps=steps,
         out_dir=out_dir,
-        train_round=train_round,
-        teacher_of=teacher_of,
+        clamp=AudioPipeline.data_range,
     )
 
 

@@ -7,7 +7,6 @@ into PNG files and grids.
 
 from __future__ import annotations
 
-import copy
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,14 +15,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffcore.denoisers import Clamped
 from diffcore.generation import ContinuousPipeline
 from diffcore.io import from_pretrained, read_sampling, save_pretrained
 from diffcore.training import (
     LogRow,
     TrainConfig,
     TrainResult,
-    distill_rounds,
+    distill,
     drop_condition,
     resolve_device,
     train,
@@ -113,25 +111,19 @@ def distill_model(
     through :class:`ImagePipeline` with DDIM at its own step count by default.
     train_options: as in :func:`train_model` (dropouts, hflip, text_encoder, progress...)."""
     device = resolve_device(device)
-    teacher = teacher.to(device).eval()
-
-    def teacher_of(net: ImageDiffusion) -> Clamped:  # as the pipeline samples it
-        return Clamped(net.process.denoiser(net), *ImagePipeline.data_range)
 
     def train_round(net: Any, objective: Any, folder: Path) -> TrainResult:
         return train_model(
             net, data, config, out_dir=folder, objective=objective, device=device, **train_options
         )
 
-    return distill_rounds(
-        copy.deepcopy(teacher).train().requires_grad_(True),
-        teacher_of(teacher),
-        process=teacher.process,
+    return distill(
+        teacher.to(device),
+        train_round,
         teacher_steps=teacher_steps,
         steps=steps,
         out_dir=out_dir,
-        train_round=train_round,
-        teacher_of=teacher_of,
+        clamp=ImagePipeline.data_range,
     )
 
 

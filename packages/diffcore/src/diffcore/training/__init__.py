@@ -5,7 +5,7 @@ from diffcore.training.budget import StepTiming, seconds_per_step, step_timing, 
 from diffcore.training.checkpoint import latest_checkpoint, list_checkpoints
 from diffcore.training.config import LogRow, NonFiniteLossError, TrainConfig, TrainResult
 from diffcore.training.data import BatchStream, Position, epoch_permutation
-from diffcore.training.distill import ProgressiveDistillation, distill_rounds, halvings
+from diffcore.training.distill import ProgressiveDistillation, distill, distill_rounds, halvings
 from diffcore.training.distributed import DistInfo, dist_info
 from diffcore.training.dropout import drop_condition
 from diffcore.training.ema import EMA, default_ema_decay
@@ -25,6 +25,7 @@ __all__ = [
     "autocast_dtype",
     "default_ema_decay",
     "dist_info",
+    "distill",
     "distill_rounds",
     "drop_condition",
     "epoch_permutation",

@@ -27,11 +27,12 @@ from torch import Tensor, nn
 
 from diffcore._utils import per_sample, stratified_time
 from diffcore.denoisers.protocols import Denoiser
+from diffcore.denoisers.transforms import Clamped
 from diffcore.io import WEIGHTS_NAME, load_weights, write_sampling
 from diffcore.schedules import trailing_grid
 from diffcore.training.config import TrainResult
 
-__all__ = ["ProgressiveDistillation", "distill_rounds", "halvings"]
+__all__ = ["ProgressiveDistillation", "distill", "distill_rounds", "halvings"]
 
 
 def _ddim(x: Tensor, denoised: Tensor, sigma: Tensor, sigma_next: Tensor) -> Tensor:
@@ -140,3 +141,33 @@ def distill_rounds(
         folders.append(final)
         teacher = teacher_of(copy.deepcopy(student).eval().requires_grad_(False))
     return folders
+
+
+def distill(
+    teacher: nn.Module,
+    train_round: Callable[[nn.Module, ProgressiveDistillation, Path], TrainResult],
+    *,
+    teacher_steps: int,
+    steps: int,
+    out_dir: str | Path,
+    clamp: tuple[float, float] | None = None,
+) -> list[Path]:
+    """:func:`distill_rounds` for a trained model with a ``process`` (an image or spectrogram
+    model): the student starts as its copy, and every teacher is the model's denoiser clamped
+    into ``clamp`` (the pipeline's data range), as the pipeline samples it. ``teacher`` must be
+    on the device ``train_round`` trains on."""
+
+    def teacher_of(net: nn.Module) -> Denoiser:
+        denoiser = net.process.denoiser(net)
+        return denoiser if clamp is None else Clamped(denoiser, *clamp)
+
+    return distill_rounds(
+        copy.deepcopy(teacher).train().requires_grad_(True),
+        teacher_of(teacher.eval()),
+        process=teacher.process,
+        teacher_steps=teacher_steps,
+        steps=steps,
+        out_dir=out_dir,
+        train_round=train_round,
+        teacher_of=teacher_of,
+    )
