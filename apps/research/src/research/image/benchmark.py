@@ -349,8 +349,9 @@ def main() -> None:
             start = time.perf_counter()
             theirs = sample_peer(peer, sampler, calls, args.samples, args.seed, args.device)
             row["peer_seconds"] = time.perf_counter() - start
-            scored = score_samples(judge, theirs, reference)
-            row["peer_fid"], row["peer_kid"] = scored.fid, scored.kid
+            report = score_samples(judge, theirs, reference)
+            row["peer_fid"], row["peer_kid"] = report.fid, report.kid
+            scored[f"peer_{sampler}_{used}"] = to_uint8(theirs).numpy()
             save_grid(theirs[:100], out / f"peer_{sampler}_{used}.png", columns=10, scale=2)
         results.append(row)
         print(json.dumps(row), flush=True)
