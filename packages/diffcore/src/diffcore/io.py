@@ -306,15 +306,21 @@ def from_pretrained(
         raise FileNotFoundError(f"{directory} has no {WEIGHTS_NAME}")
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}")
-    try:
-        data = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{config_path} must hold a JSON object, got {type(data).__name__}")
+    data = _json_object(config_path)
     model = cls(_build_config(config_class, data, config_path))
     load_weights(model, weights)
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ValueError naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 SAMPLING_NAME = "sampling.json"
@@ -344,12 +350,7 @@ def read_sampling(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / SAMPLING_NAME
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    data = _json_object(path)
     unknown = set(data) - {*_SAMPLING_KEYS, "origin"}
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}; expected {_SAMPLING_KEYS}")

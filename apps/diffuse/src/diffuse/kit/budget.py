@@ -74,17 +74,22 @@ class Budget:
         return None if self.deadline is None else self.deadline - after
 
 
+def _expert(args: Any) -> bool:
+    """Whether the run trains an expert: a model for part of the noise levels, which samples
+    only with the others."""
+    return tuple(getattr(args, "noise_range", (0.0, 1.0))) != (0.0, 1.0)
+
+
 def preview_rows(args: Any, budget: Budget, count: int, seconds_each: float) -> int:
-    """Rows of a training run's preview: those the time left allows, none for an expert (a
-    model trained on part of the noise levels samples only with the others)."""
-    if tuple(getattr(args, "noise_range", (0.0, 1.0))) != (0.0, 1.0):
+    """Rows of a training run's preview: those the time left allows, none for an expert."""
+    if _expert(args):
         return 0
     return budget.fit(count, seconds_each, after=SAVE_SECONDS)
 
 
 def no_preview(args: Any) -> str:
     """Why a training run made no preview."""
-    if tuple(getattr(args, "noise_range", (0.0, 1.0))) != (0.0, 1.0):
+    if _expert(args):
         return "none, an expert samples only with the others (--experts)"
     return "none, --minutes is spent"
 
