@@ -309,7 +309,6 @@ def main() -> None:
         lr=args.lr,
         seed=args.seed,
         precision=args.precision,
-        device=str(args.device or "cpu"),
         length_window=args.length_window,
     )
     per_step = seconds_per_step(
