@@ -296,3 +296,27 @@ def test_the_same_command_twice_trains_bit_identical_weights(image_folder, tmp_p
         weights.append(load_file(tmp_path / name / "final" / "model.safetensors"))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+def test_a_mistyped_data_path_fails_at_once_without_the_hub(tmp_path):
+    """The bug: `--data data/fmnist` read as a Hub id spent ~45 s retrying the network."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}  # never the network
+    argv = ["train", "image", "--data", "data/fmnist", "--out", str(tmp_path / "out")]
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "diffuse.cli", *argv],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert time.monotonic() - start < 30
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "diffuse: error: data/fmnist does not exist (for a Hugging Face Hub data set write "
+        "hub:data/fmnist), --data, expected a folder (Hub parquet layout, or one subfolder per "
+        "class), a .parquet file or hub:NAME (a Hugging Face Hub data set)"
+    ]
+    assert not (tmp_path / "out").exists()

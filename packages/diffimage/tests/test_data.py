@@ -114,3 +114,35 @@ def test_image_data_checks_its_fields():
         ImageData(torch.zeros(2, 1, 4, 4))
     with pytest.raises(ValueError, match="3 captions"):
         ImageData(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), captions=["a", "b", "c"])
+
+
+def test_a_mistyped_path_fails_at_once_without_asking_the_hub(tmp_path, monkeypatch):
+    import datasets
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"load_dataset called with {args}")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_network)
+    for source in ("data/fmnist", "fashion_mnist", tmp_path / "absent.parquet"):
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            load_images(source)
+    with pytest.raises(FileNotFoundError, match="hub:data/fmnist"):
+        load_images("data/fmnist")
+
+
+def test_only_the_hub_prefix_names_a_hub_data_set(shared_data, monkeypatch):
+    import datasets
+
+    local = datasets.load_dataset(
+        "parquet", data_files=str(shared_data / "fashion_mnist" / "test.parquet"), split="train"
+    )
+    asked = []
+
+    def fake_hub(name, split):  # stands in for the network: records what would be asked
+        asked.append((name, split))
+        return local
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    data = load_images("hub:zalando/fashion_mnist", split="test", limit=3)
+    assert asked == [("zalando/fashion_mnist", "test")]
+    assert data.images.shape[0] == 3

@@ -205,3 +205,25 @@ def test_real_family_files_read_cleanly(shared_data):
     assert len(data) == 8871 and not data.skipped
     assert data.families == ("kunitz",)
     assert all(41 <= len(r.sequence) <= 53 for r in data.records)
+
+
+def test_a_mistyped_table_path_fails_at_once_and_only_hub_names_reach_the_hub(
+    tmp_path, monkeypatch
+):
+    import datasets
+
+    asked = []
+
+    def fake_hub(name, split):  # stands in for the network: records what would be asked
+        asked.append((name, split))
+        return datasets.Dataset.from_dict({"sequence": ["MKV"]})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    for source in ("data/uniref.csv", "uniref50", str(tmp_path / "absent")):
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            read_dataset(source)
+    with pytest.raises(FileNotFoundError, match="write hub:uniref50"):
+        read_dataset("uniref50")
+    assert asked == []
+    assert len(read_dataset("hub:owner/proteins", split="test")) == 1
+    assert asked == [("owner/proteins", "test")]

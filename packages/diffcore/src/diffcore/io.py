@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 import types
@@ -466,3 +467,33 @@ def find_files(
         else:
             raise FileNotFoundError(f"{what} source {source} does not exist")
     return files
+
+
+# Data sources: a local path, or a Hub data set only when named as one
+
+HUB_PREFIX = "hub:"
+# What a Hugging Face data set id looks like: "name" or "owner/name".
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def hub_name(source: str | os.PathLike) -> str | None:
+    """The data set id of a ``hub:NAME`` source (``"hub:fashion_mnist"`` -> ``"fashion_mnist"``),
+    else None. Only this prefix sends a source to the Hub, so a mistyped local path never
+    turns into a network request."""
+    text = str(source)
+    if not text.startswith(HUB_PREFIX):
+        return None
+    name = text[len(HUB_PREFIX) :]
+    return name if _HUB_ID.fullmatch(name) else None
+
+
+def missing_source(source: str | os.PathLike) -> str | None:
+    """A one-line error when ``source`` is neither an existing path nor ``hub:NAME``, else None.
+    A bare name that could be a Hub id gets the ``hub:`` spelling suggested."""
+    text = str(source)
+    if Path(text).exists() or hub_name(text) is not None:
+        return None
+    if text.startswith(HUB_PREFIX):
+        return f"{text} names no Hub data set (expected hub:NAME or hub:OWNER/NAME)"
+    hint = f" (for a Hugging Face Hub data set write hub:{text})" if _HUB_ID.fullmatch(text) else ""
+    return f"{text} does not exist{hint}"

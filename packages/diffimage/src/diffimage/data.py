@@ -19,6 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from diffcore.io import hub_name, missing_source
 from diffimage.pixels import (
     FITS,
     MODES,
@@ -287,9 +288,10 @@ def load_images(
     caption_column: str | None = None,
     limit: int | None = None,
 ) -> ImageData:
-    """Load images through ``datasets.load_dataset``: a Hub name (``"fashion_mnist"``), a local
-    folder in the Hub's layout (``train.parquet`` / ``test.parquet``), an image folder (one
-    subfolder per class gives labels), or one ``.parquet`` file.
+    """Load images through ``datasets.load_dataset``: a local folder in the Hub's layout
+    (``train.parquet`` / ``test.parquet``), an image folder (one subfolder per class gives
+    labels), one ``.parquet`` file, or a Hub data set named ``"hub:fashion_mnist"`` (only the
+    ``hub:`` prefix reaches the network; any other missing path is an error at once).
 
     image_column: default the first column of type Image. label_column: default "label" or
     "labels" when present. limit: keep the first ``limit`` rows.
@@ -297,13 +299,16 @@ def load_images(
     import datasets
 
     path = Path(source)
+    if (problem := missing_source(source)) is not None:
+        raise FileNotFoundError(problem)
     if path.is_file() and path.suffix == ".parquet":
         ds = datasets.load_dataset("parquet", data_files={split: str(path)}, split=split)
     elif path.is_file():
-        raise ValueError(f"{path}: expected a folder, a .parquet file or a data set name")
+        raise ValueError(f"{path}: expected a folder, a .parquet file or hub:NAME")
     else:
+        name = str(path) if path.exists() else hub_name(source)  # a local folder wins
         try:
-            ds = datasets.load_dataset(str(source), split=split)
+            ds = datasets.load_dataset(name, split=split)
         except (ValueError, KeyError) as err:  # e.g. an unknown split
             raise ValueError(f"{source}: cannot load split {split!r}: {err}") from err
     if limit is not None:

@@ -35,6 +35,7 @@ from Bio import Align, SeqIO
 from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
 
+from diffcore.io import hub_name, missing_source
 from diffprotein.alphabet import normalize_residue
 
 __all__ = [
@@ -329,9 +330,10 @@ def read_dataset(
     """Records from a Hugging Face dataset with a sequence column.
 
     source: a ``datasets.Dataset``; a folder written by ``Dataset.save_to_disk``; a local
-    .csv/.tsv/.json/.jsonl/.parquet file; or a dataset name ``datasets.load_dataset`` knows
-    (a hub name needs the network). Record ids come from ``id_column`` (else ``row<N>``),
-    families from ``family_column`` (else ``options.family``)."""
+    .csv/.tsv/.json/.jsonl/.parquet file; or ``hub:NAME``, a Hugging Face Hub data set (the
+    only source that reaches the network: any other missing path is an error). Record ids
+    come from ``id_column`` (else ``row<N>``), families from ``family_column`` (else
+    ``options.family``)."""
     import datasets
 
     name = str(source)
@@ -364,7 +366,11 @@ def _load_table(datasets: Any, path: Path, name: str, split: str) -> Any:
             raise ValueError(f"{path}: expected a {', '.join(sorted(builders))} file")
         extra = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
         return datasets.load_dataset(builder, data_files=str(path), split="train", **extra)
-    return datasets.load_dataset(name, split=split)
+    if path.is_dir():  # a folder of data files in the Hub's layout
+        return datasets.load_dataset(str(path), split=split)
+    if (problem := missing_source(name)) is not None:
+        raise FileNotFoundError(problem)
+    return datasets.load_dataset(hub_name(name), split=split)
 
 
 def _hash_key(sequence: str) -> int:

@@ -9,7 +9,10 @@ from typing import Any
 
 from diffuse import kit
 
-DATA = "a data set name, a folder (Hub parquet layout, or one subfolder per class) or .parquet"
+DATA = (
+    "a folder (Hub parquet layout, or one subfolder per class), a .parquet file "
+    "or hub:NAME (a Hugging Face Hub data set)"
+)
 PREVIEW_ROWS, PREVIEW = 8, {"steps": 20, "guidance": 2.0}  # the grid a training run ends with
 HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
     "train image": ("train an image model", "run folder: final/, checkpoints/, samples.png"),

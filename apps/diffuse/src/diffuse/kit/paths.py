@@ -5,10 +5,10 @@ one line saying what the path is and what was expected."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
+from diffcore.io import hub_name, missing_source
 from diffuse.kit.errors import DataError
 
 # Saved models by the class recorded in config.json ("_class", written by diffcore.io), with
@@ -122,16 +122,16 @@ def check_model_dir(path: str | Path, domain: str, *, option: str = "--model") -
 
 
 def check_input(path: Any, option: str, expected: str, *, hub: bool = False) -> Any:
-    """``path`` (or each of a list of paths) when it exists (or, with ``hub``, when it reads as
-    a Hugging Face data set name such as ``fashion_mnist`` or ``owner/name``); else DataError
-    naming ``option`` and what was ``expected``."""
+    """``path`` (or each of a list of paths) when it exists (or, with ``hub``, when it is
+    ``hub:NAME``, a Hugging Face data set); else DataError naming ``option`` and what was
+    ``expected``. A bare name is never sent to the Hub: a mistyped path fails here, at once."""
     if isinstance(path, list | tuple):
         return [check_input(p, option, expected, hub=hub) for p in path]
     text = str(path)
-    hub_name = re.fullmatch(r"[A-Za-z0-9][\w-]*(/[\w-]+)?", text) is not None
-    if not Path(text).exists() and not (hub and hub_name):
-        raise DataError(f"{text} does not exist, {option}, expected {expected}")
-    return text
+    if Path(text).exists() or (hub and hub_name(text) is not None):
+        return text
+    problem = missing_source(text) if hub else f"{text} does not exist"
+    raise DataError(f"{problem}, {option}, expected {expected}")
 
 
 def loading(args: Any, domain: str) -> dict[str, Any]:
