@@ -1,9 +1,12 @@
 """Resumable data order: a seeded permutation per epoch and a position inside it.
 
 Every rank draws the same permutation, cuts it into global micro-batches of
-``batch_size * world_size`` samples and takes its own contiguous slice of each. The position
-is counted in samples of the permutation, so a checkpointed position resumes the exact batch
-sequence (also under a different world size, as long as the global batch divides the same).
+``batch_size * world_size`` samples and takes its own contiguous slice of each; ``grad_accum``
+consecutive global micro-batches make one optimizer step's global batch. The order depends on
+the global batch alone, not on how it is split: 2 processes x 1 micro-batch read the same
+samples per step as 1 process x 2 micro-batches. The position is counted in samples of the
+permutation, so a checkpointed position resumes the exact batch sequence (also under another
+split of the same global batch).
 
 With ``length_window`` > 0 each window of that many global batches of the permutation is
 sorted by sample length before it is cut, and the window's batches are then shuffled: batches
@@ -70,9 +73,10 @@ def dataset_length(dataset: Any) -> int:
 class BatchStream:
     """Endless iterator of this rank's micro-batches; ``position`` always names the next one.
 
-    Epochs drop their last incomplete global micro-batch so every step sees full batches
-    (which DDP needs to average gradients over equal shares). ``length_window`` > 0 groups
-    batches by ``dataset.lengths`` (see :func:`group_by_length`).
+    Epochs drop their last incomplete global batch (``batch_size * world_size * grad_accum``)
+    so every optimizer step sees full micro-batches from one epoch (DDP averages gradients
+    over equal shares). ``length_window`` > 0 groups global batches by ``dataset.lengths``
+    (see :func:`group_by_length`).
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class BatchStream:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
+        grad_accum: int = 1,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -92,11 +97,14 @@ class BatchStream:
         self.dataset = dataset
         self.n = dataset_length(dataset)
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
-        self.global_batch = batch_size * world_size
-        if self.n < self.global_batch:
+        self.global_batch = batch_size * world_size  # one micro-batch of every rank
+        self.step_batch = self.global_batch * grad_accum  # one optimizer step of every rank
+        if grad_accum < 1:
+            raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
+        if self.n < self.step_batch:
             raise ValueError(
-                f"dataset has {self.n} samples, fewer than one global batch of {self.global_batch} "
-                f"(batch_size {batch_size} x {world_size} processes)"
+                f"dataset has {self.n} samples, fewer than one global batch of {self.step_batch} "
+                f"(batch_size {batch_size} x {world_size} processes x grad_accum {grad_accum})"
             )
         self.seed = seed
         self.collate_fn = collate_fn
@@ -127,16 +135,16 @@ class BatchStream:
         if not self.length_window:
             return perm
         g = torch.Generator().manual_seed((self.seed * _GOLDEN + self.position.epoch + 1) % 2**63)
-        return group_by_length(perm, self.lengths, self.global_batch, self.length_window, g)
+        return group_by_length(perm, self.lengths, self.step_batch, self.length_window, g)
 
     def _rank_indices(self) -> list[list[int]]:
         """This rank's index lists for the rest of the current epoch."""
         perm = self._epoch_order()
         lo = self.rank * self.batch_size
-        last_start = self.n - self.global_batch  # no global batch may run past the epoch
+        end = self.n // self.step_batch * self.step_batch  # no optimizer step spans two epochs
         return [
             perm[s + lo : s + lo + self.batch_size].tolist()
-            for s in range(self.position.offset, last_start + 1, self.global_batch)
+            for s in range(self.position.offset, end, self.global_batch)
         ]
 
     def _load(self, batches: list[list[int]]) -> Iterator[Any]:

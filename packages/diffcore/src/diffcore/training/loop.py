@@ -2,8 +2,11 @@
 clipping, EMA, bf16/fp16 autocast, atomic checkpoints with exact resume, DDP under torchrun.
 
 The domain supplies only ``loss_fn(model, batch, generator) -> scalar``; the loop owns the
-``generator`` (on the training device), so the noise a loss draws is checkpointed with
-everything else and a resumed run is bit-identical to an uninterrupted one (on CPU).
+``generator`` (on the training device) and seeds it, and the global RNG (dropout), for every
+micro-batch from (seed, step, the micro-batch's place in the global batch). The noise a sample
+gets therefore depends on neither the process nor the moment a run resumed: a resumed run is
+bit-identical to an uninterrupted one (on CPU), and N processes train like one process that
+accumulates N micro-batches (up to float summation order).
 """
 
 from __future__ import annotations
@@ -25,8 +28,15 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from diffcore.io import WEIGHTS_NAME, atomic_directory, save_pretrained, save_weights
+from diffcore.io import (
+    WEIGHTS_NAME,
+    atomic_directory,
+    remove_stale_temporaries,
+    save_pretrained,
+    save_weights,
+)
 from diffcore.training.checkpoint import (
+    CHECKPOINTS,
     checkpoint_path,
     latest_checkpoint,
     prune_checkpoints,
@@ -43,20 +53,54 @@ from diffcore.training.config import (
 from diffcore.training.data import BatchStream, Position, to_device
 from diffcore.training.distributed import (
     DistInfo,
-    all_gather_tensor,
     barrier,
     dist_info,
     init_distributed,
     mean_over_ranks,
 )
 from diffcore.training.ema import EMA
+from diffcore.training.lock import run_lock
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
 
 
-def _seed(seed: int, rank: int, stream: int) -> int:
-    """Independent seeds per (run seed, rank, purpose): ranks must not draw the same noise."""
-    return (seed * 1_000_003 + rank * 8_191 + stream) % 2**63
+_MASK64 = 2**64 - 1
+
+
+def _mix64(x: int) -> int:
+    """splitmix64's output function (Steele, Lea & Flood 2014): neighbouring inputs give
+    unrelated 64-bit outputs, so seeds built from counters do not give correlated streams."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed that is a pure function of the integers ``parts`` (order matters)."""
+    h = 0
+    for part in parts:
+        h = _mix64(h ^ (part & _MASK64))
+    return h >> 1
+
+
+def _seed_micro_batch(seed: int, step: int, index: int) -> tuple[int, int]:
+    """Seeds of the loss generator and of the global RNG for micro-batch ``index`` of the
+    global batch of optimizer step ``step`` (0-based), where ``index = micro * world_size +
+    rank`` is the place the data stream gives that micro-batch's samples."""
+    return _seed(seed, step, index, 0), _seed(seed, step, index, 1)
+
+
+def _seed_rngs(
+    seed: int, step: int, index: int, generator: torch.Generator, device: torch.device
+) -> None:
+    loss_seed, global_seed = _seed_micro_batch(seed, step, index)
+    generator.manual_seed(loss_seed)
+    # Not torch.manual_seed: that seeds every visible GPU, and under torchrun each process
+    # should touch its own only.
+    torch.default_generator.manual_seed(global_seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(global_seed)  # the current device, set by resolve_device
 
 
 def resolve_device(device: str | torch.device | None, info: DistInfo | None = None) -> torch.device:
@@ -153,22 +197,6 @@ def _scheduler(
     )
 
 
-def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
-    state = {"cpu": torch.get_rng_state(), "loss": generator.get_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(
-    state: dict[str, Tensor], generator: torch.Generator, device: torch.device
-) -> None:
-    torch.set_rng_state(state["cpu"])
-    generator.set_state(state["loss"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 @contextlib.contextmanager
 def _deferred_interrupt() -> Iterator[None]:
     """Hold Ctrl-C until the block ends, so an interrupt never lands between the optimizer
@@ -204,11 +232,11 @@ def _past(deadline: float | None, info: DistInfo, device: torch.device) -> bool:
 
 @dataclasses.dataclass
 class _Snapshot:
-    """Everything that is not in the model/optimizer objects, as of a step boundary."""
+    """Everything that is not in the model/optimizer objects, as of a step boundary (no RNG
+    state: the loop reseeds every micro-batch)."""
 
     step: int
     position: Position
-    rng: dict[str, Tensor]
 
 
 def _check_finite(
@@ -272,20 +300,23 @@ def train(
     info = dist_info()
     device = resolve_device(device, info)
     owns_group = init_distributed(device)
+    # Rank 0 alone writes out_dir: it alone holds the lock that keeps a second run out.
+    lock = run_lock(out_dir) if info.is_main else contextlib.nullcontext()
     try:
-        result = _run(
-            model,
-            loss_fn,
-            dataset,
-            config,
-            Path(out_dir),
-            collate_fn,
-            device,
-            info,
-            resume,
-            progress,
-            on_log,
-        )
+        with lock:
+            result = _run(
+                model,
+                loss_fn,
+                dataset,
+                config,
+                Path(out_dir),
+                collate_fn,
+                device,
+                info,
+                resume,
+                progress,
+                on_log,
+            )
         if owns_group:
             # A rank that tears its group down while a peer is still in a collective aborts the
             # peer ("terminate called without an active exception" under gloo): finish together.
@@ -320,7 +351,10 @@ def _run(
     generator = torch.Generator(device=device)
 
     step, position = 0, Position()
-    last_ckpt = latest_checkpoint(out_dir)
+    if info.is_main:  # a killed run's half-written files; a live one's stay (the PID tells)
+        for folder in (out_dir, out_dir / CHECKPOINTS):
+            remove_stale_temporaries(folder)
+    last_ckpt = latest_checkpoint(out_dir, verify=resume)
     if last_ckpt is not None and not resume:
         raise ValueError(
             f"{out_dir} already holds checkpoints (newest: {last_ckpt.name}); pass resume=True "
@@ -343,20 +377,6 @@ def _run(
         if state["scaler"] and scaler.is_enabled():
             scaler.load_state_dict(state["scaler"])
         step, position = state["step"], Position(state["epoch"], state["offset"])
-        rngs = state["rng"]
-        if info.rank < len(rngs) and state["world_size"] == info.world_size:
-            _set_rng_state(rngs[info.rank], generator, device)
-        else:
-            warnings.warn(
-                f"{last_ckpt} holds no RNG state for rank {info.rank} of {info.world_size}; "
-                "reseeding it, so this rank's noise differs from an uninterrupted run",
-                stacklevel=2,
-            )
-            torch.manual_seed(_seed(config.seed, info.rank, 2 * step + 1))
-            generator.manual_seed(_seed(config.seed, info.rank, 2 * step + 2))
-    else:
-        torch.manual_seed(_seed(config.seed, info.rank, 1))
-        generator.manual_seed(_seed(config.seed, info.rank, 2))
 
     wrapped: nn.Module = model
     if info.distributed:
@@ -371,6 +391,7 @@ def _run(
         seed=config.seed,
         rank=info.rank,
         world_size=info.world_size,
+        grad_accum=config.grad_accum,
         collate_fn=collate_fn,
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
@@ -378,13 +399,9 @@ def _run(
         length_window=config.length_window,
     )
 
-    def checkpoint(snap: _Snapshot, *, gather: bool) -> Path:
-        """Write the checkpoint of ``snap`` (rank 0). gather: collect every rank's RNG state
-        (a collective, so all ranks must call); without it only this rank's is stored."""
-        rngs = [snap.rng]
-        if gather and info.distributed:
-            per_key = {k: all_gather_tensor(v) for k, v in snap.rng.items()}
-            rngs = [{k: v[r] for k, v in per_key.items()} for r in range(info.world_size)]
+    def checkpoint(snap: _Snapshot) -> Path:
+        """Write the checkpoint of ``snap`` (rank 0; no collective, so an interrupted rank may
+        call it alone)."""
         directory = checkpoint_path(out_dir, snap.step)
         if info.is_main:
             state = {
@@ -396,13 +413,12 @@ def _run(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
-                "rng": rngs,
             }
             write_checkpoint(directory, model=model, ema=ema, state=state)
             prune_checkpoints(out_dir, config.keep_checkpoints)
         return directory
 
-    snap = _Snapshot(step, stream.position, _rng_state(generator, device))
+    snap = _Snapshot(step, stream.position)
     ckpt_step = step if last_ckpt is not None else -1
     rows: list[LogRow] = []
     # Losses stay on the device between log rows: no GPU sync per step.
@@ -419,6 +435,9 @@ def _run(
             step_loss = torch.zeros((), device=device)
             for micro in range(config.grad_accum):
                 batch = to_device(next(stream), device)
+                # This micro-batch's place in the global batch, as the stream cut it.
+                index = micro * info.world_size + info.rank
+                _seed_rngs(config.seed, step, index, generator, device)
                 last_micro = micro == config.grad_accum - 1
                 # Synchronise gradients across ranks only once, after the last micro-batch.
                 sync = (
@@ -454,7 +473,7 @@ def _run(
                 if ema is not None:
                     ema.update(model, updates=step)
                 step += 1
-                snap = _Snapshot(step, stream.position, _rng_state(generator, device))
+                snap = _Snapshot(step, stream.position)
             last_loss = step_loss / config.grad_accum
             interval_sum, interval_n = interval_sum + last_loss, interval_n + 1
             bar.update(1)
@@ -473,7 +492,7 @@ def _run(
                     torch.tensor(math.nan), int(first_bad), ckpt_step, out_dir, stopped=stopped
                 )
             if boundary:
-                checkpoint(snap, gather=True)
+                checkpoint(snap)
                 ckpt_step = step
             if stop:
                 stopped_early = step < config.steps
@@ -483,7 +502,7 @@ def _run(
         # no collectives here, other ranks may already be gone.
         optimizer.zero_grad(set_to_none=True)
         if snap.step != ckpt_step:
-            checkpoint(snap, gather=False)
+            checkpoint(snap)
         raise
     finally:
         bar.close()
@@ -491,7 +510,14 @@ def _run(
 
     final = out_dir / "final"
     if info.is_main:
-        _save_final(ema.averaged_model(model) if ema is not None else model, final)
+        try:
+            _save_final(ema.averaged_model(model) if ema is not None else model, final)
+        except OSError as err:
+            raise type(err)(
+                f"could not write the final model {final} ({err.strerror or err}); the "
+                f"checkpoint {checkpoint_path(out_dir, ckpt_step)} is intact and a rerun "
+                "writes final/ from it"
+            ) from err
     barrier()
     return TrainResult(
         step, float(last_loss), final, checkpoint_path(out_dir, step), rows, stopped_early
