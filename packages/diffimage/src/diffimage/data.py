@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
 from diffcore.io import hub_name, missing_source
@@ -30,6 +30,7 @@ from diffimage.pixels import (
     to_uint8,
     to_unit_range,
 )
+from diffimage.png import check_png_length
 
 __all__ = [
     "ImageData",
@@ -179,14 +180,20 @@ def _open(record: Any, where: str) -> Image.Image:
         return record
     source: Any = record
     if isinstance(record, dict):
-        source = io.BytesIO(record["bytes"]) if record.get("bytes") else record.get("path")
+        source = record["bytes"] if record.get("bytes") else record.get("path")
     if source is None:
         raise ValueError(f"{where} holds no image (expected PNG/JPEG bytes or a file path)")
+    # PIL's errors for a damaged file: OSError (unknown format, truncated), SyntaxError (bad
+    # chunk), ValueError (a PNG text chunk bomb), DecompressionBombError (an absurd size).
+    damaged = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
     try:
-        image = Image.open(source)
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except damaged as err:
         raise ValueError(f"{where} cannot be read as an image: {err}") from err
+    if image.format == "PNG":
+        check_png_length(data, where)
     return image
 
 
