@@ -4,12 +4,16 @@ EMA, mixed precision, interrupts) on a tiny MLP that runs in milliseconds per st
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
+from subprocess import PIPE
 from typing import ClassVar
 
 import pytest
@@ -35,6 +39,8 @@ from diffcore.training import (
     resolve_precision,
     train,
 )
+from diffcore.training.checkpoint import checkpoint_damage
+from diffcore.training.lock import RunLockedError
 
 
 @dataclass(frozen=True)
@@ -214,7 +220,13 @@ def test_ctrl_c_during_the_optimizer_update_takes_effect_once_the_step_is_comple
     assert_models_equal(resumed, full)
 
 
-def test_crash_while_writing_a_checkpoint_leaves_the_previous_one_usable(tmp_path, monkeypatch):
+def dead_pid() -> int:
+    """The PID of a process that has exited."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], stdout=PIPE)
+    return int(child.stdout)
+
+
+def test_a_full_disk_names_the_last_good_checkpoint_and_leaves_it_usable(tmp_path, monkeypatch):
     import diffcore.training.checkpoint as checkpoint_module
 
     real_save_state, calls = checkpoint_module.save_state, {"n": 0}
@@ -222,16 +234,24 @@ def test_crash_while_writing_a_checkpoint_leaves_the_previous_one_usable(tmp_pat
     def failing_save_state(state, path):
         calls["n"] += 1
         if calls["n"] == 2:
-            raise OSError("disk full")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real_save_state(state, path)
 
     monkeypatch.setattr(checkpoint_module, "save_state", failing_save_state)
-    with pytest.raises(OSError, match="disk full"):
-        run(tmp_path, "crash")  # checkpoint 3 is written, checkpoint 6 fails
-    monkeypatch.setattr(checkpoint_module, "save_state", real_save_state)
     ckpts = tmp_path / "crash" / "checkpoints"
+    with pytest.raises(OSError) as raised:
+        run(tmp_path, "crash")  # checkpoint 3 is written, checkpoint 6 fails
+    assert str(raised.value) == (
+        f"could not write checkpoint {ckpts / 'step_000006'} (No space left on device; free some "
+        f"space); the last good checkpoint, {ckpts / 'step_000003'}, is intact and a rerun "
+        "resumes from it"
+    )
+    assert raised.value.__cause__.errno == errno.ENOSPC
+    assert [p.name for p in ckpts.iterdir()] == ["step_000003"]  # its temporary is gone
+    assert checkpoint_damage(ckpts / "step_000003") is None
+    monkeypatch.setattr(checkpoint_module, "save_state", real_save_state)
     # What a hard kill would leave: a temporary directory that looks newer and is incomplete.
-    leftover = ckpts / ".tmp-step_000006-abc"
+    leftover = ckpts / f".tmp-step_000006-pid{dead_pid()}-abc"
     shutil.copytree(ckpts / "step_000003", leftover)
     (leftover / "training_state.safetensors").write_bytes(b"truncated")
     assert latest_checkpoint(tmp_path / "crash") == ckpts / "step_000003"
@@ -239,7 +259,67 @@ def test_crash_while_writing_a_checkpoint_leaves_the_previous_one_usable(tmp_pat
     resumed_model, _ = run(tmp_path, "crash", model=make_model())
     full_model, _ = run(tmp_path, "full")
     assert_models_equal(resumed_model, full_model)
+    # The dead writer's temporary was removed on resume.
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_000006", "step_000008"]
+
+
+def test_pruning_removes_only_this_processs_temporaries(tmp_path):
+    ckpts = tmp_path / "run" / "checkpoints"
+    theirs = ckpts / f".tmp-step_000009-pid{os.getppid()}-abc"  # a live run writing
+    ours = ckpts / f".tmp-step_000009-pid{os.getpid()}-abc"
+    legacy = ckpts / ".tmp-step_000009-abc"  # no owner in the name: nobody may remove it
+    for d in (theirs, ours, legacy):
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"in progress")
+    run(tmp_path, "run")
+    assert (theirs / "model.safetensors").read_bytes() == b"in progress"
+    assert legacy.is_dir()
+    assert not ours.exists()
+
+
+def test_a_damaged_checkpoint_is_skipped_on_resume_for_the_one_before(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "part", interrupt_at(13))  # step 7's first micro-batch: after checkpoint 6
+    ckpts = tmp_path / "part" / "checkpoints"
+    weights = ckpts / "step_000006" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # one flipped bit in a weight: still loads, silently wrong
+    weights.write_bytes(bytes(data))
+    assert checkpoint_damage(weights.parent) == (
+        "model.safetensors does not match its SHA-256 in checksums.json"
+    )
+    assert checkpoint_damage(ckpts / "step_000003") is None
+    assert latest_checkpoint(tmp_path / "part") == weights.parent  # unverified: newest
+    with pytest.warns(RuntimeWarning, match=r"skipping the damaged checkpoint .*step_000006"):
+        resumed, _ = run(tmp_path, "part", model=make_model())  # from step 3
+    full, _ = run(tmp_path, "full")
+    assert_models_equal(resumed, full)
+    assert checkpoint_damage(weights.parent) is None  # rewritten by the resumed run
+
+
+HOLD = """
+import sys
+from diffcore.training.lock import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_training_into_a_folder_another_process_holds_is_refused(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / "run")], stdin=PIPE, stdout=PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(
+            RunLockedError, match=rf"in use by another training run \(PID {holder.pid}\b"
+        ):
+            run(tmp_path, "run")
+        assert list_checkpoints(tmp_path / "run") == []
+    finally:
+        holder.communicate("\n", timeout=60)
+    run(tmp_path, "run")  # free again once the holder is gone
 
 
 def test_accumulating_two_micro_batches_matches_one_batch_twice_as_large(tmp_path):

@@ -38,6 +38,65 @@ M = TypeVar("M", bound=nn.Module)
 
 # Atomic writes
 
+# A temporary's name carries its owner's PID, so that only the owner removes it while it runs
+# (two runs sharing a folder once deleted each other's checkpoints in progress).
+_TEMPORARY = re.compile(r"\.tmp-.*-pid(\d+)-[^-]*")
+
+
+def temp_prefix(name: str) -> str:
+    """The name prefix of this process's temporaries for ``name``: ``.tmp-<name>-pid<PID>-``."""
+    return f".tmp-{name}-pid{os.getpid()}-"
+
+
+def temporary_owner(path: str | os.PathLike) -> int | None:
+    """The PID in a temporary's name (see ``temp_prefix``), or None for any other name."""
+    match = _TEMPORARY.fullmatch(Path(path).name)
+    return int(match[1]) if match else None
+
+
+def pid_running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it on Windows
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # query limited info
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_temporaries(folder: str | os.PathLike, *, stale: bool = False) -> list[Path]:
+    """Remove this process's temporaries in ``folder`` (``stale=True``: instead those whose
+    owner no longer runs). Other names, and temporaries of running processes, are left alone.
+    Returns what was removed."""
+    root, removed = Path(folder), []
+    for path in root.glob(".tmp-*") if root.is_dir() else ():
+        pid = temporary_owner(path)
+        if pid is None or (pid_running(pid) if stale else pid != os.getpid()):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries in ``folder`` left by processes that no longer run (a crash or a
+    kill mid-write); return them."""
+    return remove_temporaries(folder, stale=True)
+
 
 @contextlib.contextmanager
 def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
@@ -45,16 +104,17 @@ def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
     ``directory`` by a rename, on any error (or interrupt) it is removed.
 
     A reader therefore sees either the old complete directory or the new complete one.
-    Temporary directories are named ``.tmp-<name>-*`` so scanners can skip them.
+    Temporary directories are named ``temp_prefix(name) + random`` so scanners skip them.
     """
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     try:
         yield tmp
         if target.exists():
             # rename() cannot replace a non-empty directory: move the old one aside first.
-            old = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-old-", dir=target.parent))
+            old_prefix = temp_prefix(f"{target.name}-old")
+            old = Path(tempfile.mkdtemp(prefix=old_prefix, dir=target.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
@@ -205,7 +265,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
             write(tmp)
     else:
         with tempfile.TemporaryDirectory(
-            prefix=f".tmp-{directory.name}-", dir=directory.parent
+            prefix=temp_prefix(directory.name), dir=directory.parent
         ) as tmp:
             write(Path(tmp))
             for name in (WEIGHTS_NAME, CONFIG_NAME):
@@ -422,7 +482,7 @@ def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
     tree = _encode(state, tensors, "state")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
     os.close(fd)
     try:
         meta = {"format": "pt", _STATE_KEY: json.dumps({"version": 1, "tree": tree})}
