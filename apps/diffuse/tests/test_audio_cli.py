@@ -236,3 +236,36 @@ def test_the_same_command_twice_trains_bit_identical_weights(tone_folder, tmp_pa
         assert main([*argv, "--out", str(tmp_path / name)]) == 0
     a, b = (load_file(tmp_path / n / "final" / "model.safetensors") for n in ("a", "b"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_wav_format_float_writes_float_wavs_with_their_levels_recorded(tmp_path, capsys):
+    from diffaudio.model import AudioUNet, audio_unet_config
+    from diffaudio.outputs import WAV_FORMATS
+    from diffaudio.spectrogram import spectrogram_config
+    from diffcore.io import save_pretrained
+    from diffuse.commands.audio import WAV_FORMATS as CLI_FORMATS
+
+    assert CLI_FORMATS == WAV_FORMATS
+    torch.manual_seed(0)
+    model = save_pretrained(
+        AudioUNet(audio_unet_config("tiny", spectrogram_config(8000, 0.2))), tmp_path / "model"
+    )
+    out = tmp_path / "samples"
+    argv = ["sample", "audio", "--model", str(model), "--n", "2", "--steps", "2"]
+    assert main([*argv, "--wav-format", "float", "--out", str(out)]) == 0
+    lines = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == 2
+    for line in lines:
+        assert soundfile.info(str(out / line["wav"])).subtype == "FLOAT"
+        wave, _ = soundfile.read(str(out / line["wav"]), dtype="float32")
+        level = line["level"]
+        assert abs(wave).max() <= 10 ** (-1 / 20) + 1e-6  # never above -1 dBFS
+        if level["gain_db"] == 0:  # quiet: written as generated
+            assert abs(wave).max() == pytest.approx(level["peak"], rel=1e-4)
+    loud = sum(line["level"]["gain_db"] < 0 for line in lines)
+    err = capsys.readouterr().err
+    assert (f"{loud} of 2 clips peaked above -1 dBFS" in err) == (loud > 0)
+    assert main([*argv, "--wav-format", "mp3", "--out", str(out)]) == 2
+    assert "unknown value 'mp3', --wav-format, expected one of: pcm16, float" in (
+        capsys.readouterr().err
+    )

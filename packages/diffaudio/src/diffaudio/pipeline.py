@@ -290,7 +290,7 @@ class AudioPipeline(ContinuousPipeline):
         waves = self.to_waveform(spectrograms)
         return save_outputs(
             folder, waves, spectrograms, self.spectrogram, names=names, records=records
-        )
+        ).index
 
     @property
     def spectrogram(self) -> SpectrogramConfig:

@@ -22,6 +22,7 @@ HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
     "eval audio": ("judge accuracy and Fréchet distance of samples", "folder for the samples"),
 }
 TRAINERS = {"audio": (4000, 32, 1e-3), "audio-judge": (1500, 64, 3e-3)}
+WAV_FORMATS = ("pcm16", "float")  # diffaudio.outputs.WAV_FORMATS, without importing torch here
 
 
 def register(verbs: dict[str, Any]) -> None:
@@ -79,6 +80,7 @@ def _model_options(parser: Any, batch_size: int | None = None, conditions: bool 
     g = kit.sampling_options(
         parser, "continuous", "dpmpp_2m", steps=25, guidance=3.0, batch_size=batch_size
     )
+    g.add_argument("--wav-format", choices=WAV_FORMATS, default="pcm16", help="WAV samples")
     if conditions:
         g.add_argument("--labels", "--label", default="any", help="class names, all, or any")
         g.add_argument("--speakers", "--speaker", default="any", help="speaker names, or any")
@@ -144,14 +146,22 @@ def _conditions(pipe: Any, args: argparse.Namespace) -> tuple[int, dict, list[di
     return sample_conditions(*names, args.labels, args.speakers, args.n)
 
 
-def _save(args: argparse.Namespace, pipe: Any, specs: Any, names: list, records: list) -> None:
-    from diffaudio.outputs import save_outputs
+def _write(args: argparse.Namespace, pipe: Any, waves: Any, specs: Any, names: list, **kw) -> Any:
+    """save_outputs in --wav-format; the note on clips scaled down to -1 dBFS to stderr."""
+    from diffaudio.outputs import level_note, save_outputs
 
+    options = {"names": names, "wav_format": args.wav_format, **kw}
+    saved = save_outputs(args.out, waves, specs, pipe.spectrogram, **options)
+    if note := level_note(saved.levels):
+        print(note, file=sys.stderr)
+    return saved.index
+
+
+def _save(args: argparse.Namespace, pipe: Any, specs: Any, names: list, records: list) -> None:
     kit.write_run(args.out, args)
     settings = {k: getattr(args, k) for k in ("seed", "steps", "guidance", "sampler")}
     records = [{**r, **settings} for r in records]
-    waves = pipe.to_waveform(specs)
-    index = save_outputs(args.out, waves, specs, pipe.spectrogram, names=names, records=records)
+    index = _write(args, pipe, pipe.to_waveform(specs), specs, names, records=records)
     print(f"{len(names)} WAVs and spectrogram PNGs in {args.out} (index: {index})")
 
 
@@ -185,7 +195,6 @@ def _eval(args: argparse.Namespace) -> None:
 
     from diffaudio.evaluate import evaluate_samples
     from diffaudio.judge import Judge
-    from diffaudio.outputs import save_outputs
     from diffcore.io import from_pretrained
 
     judge, names = from_pretrained(Judge, judge_dir), pipe.model.config.label_names
@@ -195,7 +204,7 @@ def _eval(args: argparse.Namespace) -> None:
     waves = pipe.to_waveform(specs)
     if args.out:
         files = [f"{i:04d}_{names[y]}" for i, y in enumerate(labels.tolist())]
-        save_outputs(args.out, waves, specs, pipe.spectrogram, names=files)
+        _write(args, pipe, waves, specs, files)
     lookup = {n: i for i, n in enumerate(judge.config.label_names)}  # the judge's own ids
     intended = torch.tensor([lookup[names[i]] for i in labels.tolist()])
     scores = evaluate_samples(judge, waves, intended, real.waves, real.labels)
