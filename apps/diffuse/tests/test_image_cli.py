@@ -320,3 +320,50 @@ def test_a_mistyped_data_path_fails_at_once_without_the_hub(tmp_path):
         "class), a .parquet file or hub:NAME (a Hugging Face Hub data set)"
     ]
     assert not (tmp_path / "out").exists()
+
+
+HOLD_OUT = """
+import sys
+from diffcore.training.lock import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_second_train_into_a_held_out_is_refused_naming_the_holder(
+    image_folder, tmp_path, capsys
+):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OUT, str(out)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        argv = ["train", "image", "--data", str(image_folder), "--preset", "tiny", "--steps", "2"]
+        code = main([*argv, "--out", str(out), "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # refused before run.json
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert code == 1
+    assert (
+        err.startswith(f"diffuse: error: the run folder {out} is in use") and err.count("\n") == 1
+    )
+    assert f"PID {holder.pid}" in err
+
+
+def test_an_out_that_cannot_be_written_is_one_line_and_exit_1(image_folder, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "run"
+    code = main(["train", "image", "--data", str(image_folder), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (
+        err.startswith(f"diffuse: error: cannot write the run folder {out} (")
+        and err.count("\n") == 1
+    )

@@ -3,7 +3,8 @@
     diffuse: error: <what>, <which file or option>, <what was expected>
 
 exit status 2 for a usage error (the command line itself) and 1 for a data or model error (a
-file that is missing, unreadable or of the wrong kind); a traceback only with ``--debug``.
+file that is missing, unreadable or of the wrong kind) or a machine's (a full disk, an
+unwritable or busy run folder); a traceback only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (
     PermissionError,
     ConnectionError,  # a data set name that no hub could be asked about
     FloatingPointError,  # a training run that diverged (diffcore's NonFiniteLossError)
+    OSError,  # the machine, not the code: a full disk, an unwritable or locked --out
 )
 
 

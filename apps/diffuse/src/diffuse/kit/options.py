@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from diffuse.kit.errors import ArgumentParser
+from diffuse.kit.lock import holding_out
 
 # The sampler names of diffcore's registries (a test keeps them equal); listed here so that
 # `diffuse --help` need not import torch.
@@ -157,7 +158,7 @@ def add_command(
     parser = verbs[verb].add_parser(
         name, help=help, description=description or help, formatter_class=HelpFormatter
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=holding_out(run) if verb in ("train", "distill") else run)
     for title in GROUPS:  # made now for their order; empty ones stay out of --help
         group(parser, title)
     if out is not None:
