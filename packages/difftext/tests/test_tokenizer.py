@@ -1,11 +1,16 @@
 """Tokenizers: trained locally, saved to a directory, loaded back through AutoTokenizer."""
 
+import threading
+import time
+
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from diffcore.io import atomic_directory
 from difftext.tokenizer import (
     SPECIAL_TOKENS,
     load_tokenizer,
+    run_tokenizer,
     train_bpe_tokenizer,
     train_char_tokenizer,
 )
@@ -57,3 +62,27 @@ def test_a_tokenizer_without_a_mask_token_is_refused_by_name(tmp_path):
     bare.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"has no mask_token.*absorbing state"):
         load_tokenizer(tmp_path)
+
+
+def test_a_run_saves_its_tokenizer_whole_and_resumes_with_it(tmp_path):
+    first = run_tokenizer("char", [TEXT], tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer"]  # no temporary left
+    again = run_tokenizer("char", [ODD], tmp_path)  # the saved one, not one trained on ODD
+    assert again.get_vocab() == first.get_vocab()
+
+
+def test_other_ranks_wait_for_the_tokenizer_rank_0_saves(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    made = train_char_tokenizer([TEXT])
+
+    def rank_0() -> None:  # saves a moment after rank 1 started waiting
+        time.sleep(0.3)
+        with atomic_directory(tmp_path / "tokenizer") as tmp:
+            made.save_pretrained(tmp)
+
+    saver = threading.Thread(target=rank_0)
+    saver.start()
+    got = run_tokenizer("char", [ODD], tmp_path)  # rank 1 trains nothing of its own
+    saver.join()
+    assert got.get_vocab() == made.get_vocab()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from diffuse.kit import ArgumentParser, UsageError, report
+from diffuse.kit import ArgumentParser, UsageError, main_process, report
 from diffuse.kit.options import HelpFormatter, positive_int
 
 VERBS = {
@@ -83,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit status: 0, 1 (bad data or model), 2 (bad usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # before parsing: parsing itself may fail
+    if not main_process():  # under torchrun rank 0 speaks for the run (errors still show)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     try:
         args, unknown = build_parser().parse_known_args(argv)
         if unknown:

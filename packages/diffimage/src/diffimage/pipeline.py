@@ -21,6 +21,7 @@ from diffcore.training import (
     LogRow,
     TrainConfig,
     TrainResult,
+    dist_info,
     distill,
     drop_condition,
     resolve_device,
@@ -89,7 +90,7 @@ def train_model(
         progress=progress,
         on_log=on_log,
     )
-    if text_encoder is not None:
+    if text_encoder is not None and dist_info().is_main:  # under torchrun rank 0 writes
         text_encoder.save(result.final_model / TEXT_ENCODER_DIR)
     return result
 

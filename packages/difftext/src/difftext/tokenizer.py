@@ -10,12 +10,16 @@ autoregressive peer.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from diffcore.io import atomic_directory
+from diffcore.training import dist_info
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -152,13 +156,33 @@ def run_tokenizer(
 ) -> PreTrainedTokenizerBase:
     """The tokenizer of a training run in ``run_dir``: the one saved there by an earlier call (a
     resumed run keeps its tokens), else one trained on ``texts`` (``spec`` "char" or "bpe", with
-    ``vocab_size``) or loaded from the folder ``spec``, saved as ``run_dir/tokenizer``."""
+    ``vocab_size``) or loaded from the folder ``spec``, saved as ``run_dir/tokenizer``.
+
+    The folder appears complete or not at all (a killed run leaves no half tokenizer). Under
+    torchrun rank 0 makes and saves it while the other ranks wait for it and load it: every
+    rank then holds the same tokens, and one process writes."""
     saved = Path(run_dir) / "tokenizer"
     if saved.is_dir():
         return load_tokenizer(saved)
+    if not dist_info().is_main:
+        return load_tokenizer(wait_for_folder(saved))
     if spec in ("char", "bpe"):
         tokenizer = train_tokenizer(spec, texts, vocab_size)
     else:
         tokenizer = load_tokenizer(spec)
-    tokenizer.save_pretrained(saved)
+    with atomic_directory(saved) as tmp:
+        tokenizer.save_pretrained(tmp)
     return tokenizer
+
+
+def wait_for_folder(folder: Path, *, timeout: float = 3600.0, poll: float = 0.1) -> Path:
+    """``folder`` once it exists (another process renames it into place), polling every
+    ``poll`` seconds; TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not folder.is_dir():
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"waited {timeout:.0f} s for rank 0 to save {folder}; did rank 0 fail?"
+            )
+        time.sleep(poll)
+    return folder

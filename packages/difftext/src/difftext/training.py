@@ -20,7 +20,14 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedT
 
 from diffcore.io import WEIGHTS_NAME, load_weights
 from diffcore.processes import MaskProcess
-from diffcore.training import LogRow, TrainConfig, step_timing, steps_for_budget, train
+from diffcore.training import (
+    LogRow,
+    TrainConfig,
+    dist_info,
+    step_timing,
+    steps_for_budget,
+    train,
+)
 from difftext.autoregressive import causal_lm_loss
 from difftext.data import TokenBlocks
 from difftext.evaluate import Likelihood, causal_nll, diffusion_nll_bound
@@ -204,7 +211,10 @@ def fit(
     Every ``eval_every`` steps (0: never) the NLL of the first ``eval_blocks`` validation blocks
     is logged (``eval_samples`` mask draws each: a noisier, cheaper bound); at the end all
     validation blocks are scored with ``final_samples`` draws. ``estimator``: how the
-    diffusion loss estimates the ELBO (see ``MaskProcess``)."""
+    diffusion loss estimates the ELBO (see ``MaskProcess``).
+
+    Under torchrun rank 0 alone validates and writes ``model/`` and ``metrics.jsonl``; the
+    other ranks return after training with no validation (``final`` None)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = out / "metrics.jsonl"
@@ -235,6 +245,8 @@ def fit(
         on_log=on_log,
         device=device or next(model.parameters()).device,
     )
+    if not dist_info().is_main:
+        return FitResult(out / "model", result.log, [], None)
     # the EMA average, when EMA is on
     load_weights(loop_module, result.final_model / WEIGHTS_NAME)
     model.eval()

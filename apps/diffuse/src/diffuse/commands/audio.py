@@ -104,7 +104,7 @@ def load(args: argparse.Namespace, spectrogram: Any = None, **names: Any) -> tup
 
 
 def _train(args: argparse.Namespace) -> None:
-    budget = kit.Budget(getattr(args, "minutes", None))
+    budget = kit.Budget(getattr(args, "minutes", None), grad_accum=args.grad_accum)
     spectrogram, clips = load(args)
     from diffaudio.judge import train_judge
     from diffaudio.model import seconds_per_step

@@ -99,7 +99,7 @@ def _sampling(pipe: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> None:
-    budget = kit.Budget(args.minutes)
+    budget = kit.Budget(args.minutes, grad_accum=args.grad_accum)
     data = load_data(args)
     from diffimage import ImagePipeline, train_model
     from diffimage.conditioning import caption_encoder

@@ -101,7 +101,7 @@ def _read(paths: list[str], args: argparse.Namespace, max_length: int | None = N
 def _train(args: argparse.Namespace) -> None:
     if args.diffusion_block is not None and args.objective != "diffusion":
         raise kit.UsageError("--diffusion-block is for diffusion, --objective, expected diffusion")
-    budget = kit.Budget(args.minutes)
+    budget = kit.Budget(args.minutes, grad_accum=args.grad_accum)
     kit.check_input(args.data, "data", DATA)
     from diffcore.training import TrainConfig
     from diffprotein import model as protein

@@ -78,6 +78,7 @@ def _model_options(parser: argparse.ArgumentParser, n: int) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    # (no grad_accum: calibrate_steps times whole optimizer steps, --grad-accum passes each)
     budget, out = kit.Budget(args.minutes), Path(args.out)
     kit.check_input([*args.data, *args.val_data], "data", DATA)
     from difftext.data import load_splits, make_blocks
@@ -104,6 +105,8 @@ def _train(args: argparse.Namespace) -> None:
     evals = {"eval_every": args.eval_every, "eval_blocks": args.eval_blocks}
     evals["device"] = options["device"]
     result = fit(text_model, blocks[0], config, out, val_blocks=val, final_samples=draws, **evals)
+    if not kit.main_process():  # under torchrun rank 0 alone validates the model
+        return
     f = result.final
     nll = f"{f.bits_per_token:.4f} bits/token, {f.bits_per_char:.4f} bits/char"
     print(f"validation NLL ({'bound' if f.bound else 'exact'}): {nll}; model: {result.model_dir}")

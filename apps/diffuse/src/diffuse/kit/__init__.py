@@ -37,7 +37,7 @@ from diffuse.kit.options import (
     training_options,
 )
 from diffuse.kit.paths import check_input, check_model_dir, loading
-from diffuse.kit.record import resolve_device, write_run
+from diffuse.kit.record import main_process, resolve_device, write_run
 
 __all__ = [
     "SAVE_SECONDS",
@@ -58,6 +58,7 @@ __all__ = [
     "initialise",
     "interval",
     "loading",
+    "main_process",
     "group",
     "model_options",
     "non_negative",

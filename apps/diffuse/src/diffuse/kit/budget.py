@@ -13,6 +13,9 @@ import os
 import time
 from typing import Any
 
+from diffuse.kit.errors import UsageError
+from diffuse.kit.record import main_process
+
 SAVE_SECONDS = 2.0  # writing the last files and the interpreter's exit, after the last step
 
 
@@ -29,12 +32,29 @@ def process_start() -> float:
     return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
+def world_size() -> int:
+    """Processes of this command: torchrun's WORLD_SIZE, else 1."""
+    raw = os.environ.get("WORLD_SIZE", "")
+    return int(raw) if raw.isdigit() else 1
+
+
 class Budget:
     """``minutes`` of wall clock from ``start`` (default: the process start); with
-    ``minutes=None`` there is no deadline and every method says so."""
+    ``minutes=None`` there is no deadline and every method says so. ``grad_accum``: micro-batches
+    per optimizer step (``--grad-accum``), each costing the step time a command measures.
 
-    def __init__(self, minutes: float | None, *, start: float | None = None) -> None:
-        self.minutes = minutes
+    Refused under torchrun (WORLD_SIZE > 1): every process would time its own step and could
+    plan another step count, and the processes of one run must take the same steps."""
+
+    def __init__(
+        self, minutes: float | None, *, start: float | None = None, grad_accum: int = 1
+    ) -> None:
+        if minutes is not None and world_size() > 1:
+            raise UsageError(
+                f"--minutes under torchrun (WORLD_SIZE={world_size()}), --minutes, expected "
+                "--steps: each process would time its own steps and plan its own count"
+            )
+        self.minutes, self.grad_accum = minutes, grad_accum
         self.start = process_start() if start is None else start
         self.deadline = None if minutes is None else self.start + 60.0 * minutes
 
@@ -49,11 +69,13 @@ class Budget:
         self, step: float, *, after: float = 0.0, reserve: float = 0.05
     ) -> tuple[int, float | None]:
         """(steps, deadline) of a training run that fits the time left, and says so: the
-        optimizer steps of ``step`` seconds each that fit before ``after`` seconds of work that
-        follows training (``reserve``: the share kept for checkpoints and logging), and the
-        ``TrainConfig.deadline`` that stops a slower run one step before that work."""
+        optimizer steps of ``grad_accum`` micro-batches of ``step`` seconds each that fit before
+        ``after`` seconds of work that follows training (``reserve``: the share kept for
+        checkpoints and logging), and the ``TrainConfig.deadline`` that stops a slower run one
+        step before that work."""
         from diffcore.training import steps_for_budget
 
+        step *= self.grad_accum  # (an overestimate by the optimizer update: on the safe side)
         left = self.remaining()
         steps = steps_for_budget(max(left - after, step), step, reserve=reserve)
         print(
@@ -81,8 +103,9 @@ def _expert(args: Any) -> bool:
 
 
 def preview_rows(args: Any, budget: Budget, count: int, seconds_each: float) -> int:
-    """Rows of a training run's preview: those the time left allows, none for an expert."""
-    if _expert(args):
+    """Rows of a training run's preview: those the time left allows, none for an expert and
+    none on the ranks other than 0 under torchrun (rank 0 writes the preview)."""
+    if _expert(args) or not main_process():
         return 0
     return budget.fit(count, seconds_each, after=SAVE_SECONDS)
 
@@ -103,14 +126,15 @@ def train_config(
     **fields: Any,
 ) -> Any:
     """The ``TrainConfig`` of the training options (``kit.training_options``) for ``device``:
-    ``steps`` (default ``--steps``), the EMA decay (``--ema``, else diffcore's default for the
-    run's length; 0 = none; ``--ema-warmup``), the precision --precision resolves to, ``deadline`` and any other
-    TrainConfig ``fields``."""
+    ``steps`` (default ``--steps``), ``--grad-accum``, the EMA decay (``--ema``, else diffcore's
+    default for the run's length; 0 = none; ``--ema-warmup``), the precision --precision
+    resolves to, ``deadline`` and any other TrainConfig ``fields``."""
     from diffcore.training import TrainConfig, default_ema_decay, resolve_precision
 
     steps = steps or args.steps
     ema = getattr(args, "ema", None)
     fields.setdefault("log_every", max(1, min(50, steps // 20)))
+    fields.setdefault("grad_accum", getattr(args, "grad_accum", 1))
     return TrainConfig(
         steps=steps,
         batch_size=args.batch_size,

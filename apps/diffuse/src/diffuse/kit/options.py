@@ -369,7 +369,7 @@ def training_options(
     checkpoint_every: int = 500,
     process: bool = False,
 ) -> Any:
-    """--steps, --minutes, --batch-size, --lr, --ema, --ema-warmup, --precision,
+    """--steps, --minutes, --batch-size, --grad-accum, --lr, --ema, --ema-warmup, --precision,
     --checkpoint-every; with ``process``, --process (diffcore.processes.PROCESSES) and
     --noise-range (see :func:`process_options`)."""
     g = group(parser, "training")
@@ -402,7 +402,16 @@ def training_options(
             help="wall-clock budget of the whole command (loading, training, preview, saving); "
             "sets --steps to fit it",
         )
-    g.add_argument("--batch-size", type=positive_int, default=batch_size, help="samples per step")
+    g.add_argument(
+        "--batch-size", type=positive_int, default=batch_size, help="samples per micro-batch"
+    )
+    g.add_argument(
+        "--grad-accum",
+        type=positive_int,
+        default=1,
+        help="micro-batches per optimizer step: a step sees batch-size x grad-accum (x the "
+        "processes under torchrun) samples",
+    )
     g.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate (one-cycle)")
     if ema:
         g.add_argument(

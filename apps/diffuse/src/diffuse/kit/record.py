@@ -18,6 +18,12 @@ from typing import Any
 PACKAGES = ("diffcore", "diffimage", "difftext", "diffaudio", "diffprotein", "diffuse", "torch")
 
 
+def main_process() -> bool:
+    """Whether this process writes the command's files (run records, previews, reports): always,
+    except under torchrun on the ranks other than 0 (RANK set to anything but "0")."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
 def resolve_device(name: str | None) -> str:
     """``name`` as given, or for "auto" / None: "cuda" when available, else "cpu"."""
     if name and name != "auto":
@@ -98,9 +104,12 @@ def write_run(target: str | Path, args: Any, *, beside: bool = False, **resolved
     """Write the run record and return its path: ``target/run.json`` for a folder of outputs,
     or with ``beside`` ``<target stem>.run.json`` next to an output file. ``resolved``: the
     configs the command resolved (dataclasses are written as dicts) and other facts of the run.
+    Under torchrun only rank 0 writes it (the others return the path).
     """
     target = Path(target)
     path = target.with_suffix(".run.json") if beside else target / "run.json"
+    if not main_process():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "debug", "argv")}
     record = {
