@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 OnError = Literal["raise", "skip"]
+RATES = (1_000, 768_000)  # Hz: the sample rates a recording may plausibly have
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,32 @@ def read_audio(source: str | Path | bytes, sample_rate: int, *, name: str | None
     ``sample_rate``. ``name`` is used in error messages (default: the path)."""
     name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     data, rate = _decode(source, name)
-    if data.size == 0:
-        raise ValueError(f"{name}: the file holds no samples (empty audio)")
     wave = torch.as_tensor(data, dtype=torch.float32).contiguous()
     if wave.ndim == 2:  # (frames, channels) -> mono
         wave = wave.mean(dim=1)
+    return to_rate(wave, rate, sample_rate, name, what="the file")
+
+
+def to_rate(wave: Tensor, rate: int, sample_rate: int, name: str, *, what: str = "it") -> Tensor:
+    """A decoded mono waveform (L,) at ``rate`` -> (L',) at ``sample_rate``, or a ValueError
+    naming ``name`` when it is empty, not finite or at a rate no recording has."""
+    if wave.numel() == 0:
+        raise ValueError(f"{name}: {what} holds no samples (empty audio)")
     if not torch.isfinite(wave).all():
         raise ValueError(f"{name}: the audio contains NaN or infinite samples")
-    if rate != sample_rate:
-        wave = torchaudio.functional.resample(wave, rate, sample_rate)
-    return wave
+    if not RATES[0] <= rate <= RATES[1]:
+        raise ValueError(f"{name}: sample rate {rate} Hz; expected {RATES[0]} to {RATES[1]} Hz")
+    if rate == sample_rate:
+        return wave
+    common = math.gcd(rate, sample_rate)
+    if (rate // common) * (sample_rate // common) <= 1_000_000:
+        return torchaudio.functional.resample(wave, rate, sample_rate)
+    # torchaudio's kernel holds (rate / gcd) x (sample_rate / gcd) taps: gigabytes for rates
+    # with a small common divisor (44101 Hz -> 8 kHz); soxr's resampler has no such cost.
+    import librosa
+
+    out = librosa.resample(wave.numpy(), orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+    return torch.from_numpy(out).float()
 
 
 def _decode(source: str | Path | bytes, name: str) -> tuple[Any, int]:

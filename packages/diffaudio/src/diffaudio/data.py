@@ -5,7 +5,8 @@ Every adapter ends in :class:`AudioClips`: waveforms (N, L) at one sample rate p
 class labels and speakers. Each clip goes through the same checks and the same length policy:
 
 - read with ``soundfile`` (wav, flac, ogg, mp3 where libsndfile has it), else ``librosa``;
-  channels averaged to mono; resampled with ``torchaudio.functional.resample``;
+  channels averaged to mono; resampled with ``torchaudio.functional.resample`` (soxr for rates
+  with no large common divisor; rates outside 1 kHz to 768 kHz are refused);
 - refused (ValueError naming the file or row) when unreadable or corrupt, empty, not finite,
   silent (peak below ``silence_db`` dBFS) or shorter than ``min_seconds``; with
   ``on_error="skip"`` such clips are left out instead and counted in ``AudioClips.skipped``;
@@ -17,6 +18,7 @@ class labels and speakers. Each clip goes through the same checks and the same l
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Sequence
@@ -50,25 +52,52 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
 def _read_metadata(path: Path) -> dict[str, dict[str, str]]:
     """Rows of a ``metadata.csv`` / ``metadata.jsonl`` keyed by their ``file_name`` column
     (the Hugging Face ``audiofolder`` convention)."""
-    if path.suffix == ".csv":
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    elif path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-    else:
+    if path.suffix not in (".csv", ".jsonl"):
         raise ValueError(f"{path}: metadata must be a .csv or .jsonl file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # the BOM spreadsheets write is not a name
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err})") from None
+    rows = _csv_rows(text, path) if path.suffix == ".csv" else _jsonl_rows(text, path)
     table = {}
     for number, row in enumerate(rows, 1):
         if "file_name" not in row:
             raise ValueError(f"{path}: row {number} has no 'file_name' column")
+        for key, value in row.items():
+            if value is None or isinstance(value, list | dict):  # "None" is not a label
+                raise ValueError(
+                    f"{path}: row {number} holds {value!r} in {key!r}; expected text or a number"
+                )
         table[str(row["file_name"])] = {k: str(v) for k, v in row.items() if k != "file_name"}
     return table
+
+
+def _csv_rows(text: str, path: Path) -> list[dict[str, Any]]:
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+    except csv.Error as err:  # a NUL byte, an unclosed quote at the end
+        raise ValueError(f"{path}: not a readable CSV file ({err})") from None
+    for number, row in enumerate(rows, 1):
+        if None in row or None in row.values():  # csv's marks of a row longer / shorter
+            raise ValueError(
+                f"{path}: row {number} does not have the header's {len(reader.fieldnames)} columns"
+            )
+    return rows
+
+
+def _jsonl_rows(text: str, path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object, got {line[:40]!r}")
+            rows.append(row)
+    return rows
 
 
 def load_audio_folder(

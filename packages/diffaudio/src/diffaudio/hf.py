@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torchaudio
 from torch import Tensor
 
-from diffaudio.clips import AudioClips, build_clips, read_audio
+from diffaudio.clips import AudioClips, build_clips, read_audio, to_rate
 
 
 def load_hf_audio(
@@ -48,13 +47,11 @@ def load_hf_audio(
             raise ValueError(f"{where}: audio must be a dict, got {type(value).__name__}")
         if value.get("array") is not None:
             wave = torch.as_tensor(value["array"], dtype=torch.float32)
-            if wave.numel() == 0:
-                raise ValueError(f"{where}: the audio holds no samples (empty audio)")
             rate = value.get("sampling_rate")
             if rate is None:
                 raise ValueError(f"{where}: an audio array needs its 'sampling_rate'")
             wave = wave.mean(0) if wave.ndim == 2 else wave
-            return torchaudio.functional.resample(wave, int(rate), sample_rate)
+            return to_rate(wave, int(rate), sample_rate, where, what="the audio")
         if value.get("bytes"):
             return read_audio(value["bytes"], sample_rate, name=f"{where} ({value.get('path')})")
         if value.get("path"):

@@ -57,8 +57,13 @@ class SpectrogramConfig:
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "frames"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"SpectrogramConfig.{name} must be a positive int, got {value!r}")
+        for name in ("f_min", "f_max", "db_min", "db_max"):
+            value = getattr(self, name)
+            real = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (real and math.isfinite(value)) and not (name == "f_max" and value is None):
+                raise ValueError(f"SpectrogramConfig.{name} must be a finite number, got {value!r}")
         if self.frames < 2:
             raise ValueError(f"SpectrogramConfig.frames must be >= 2, got {self.frames}")
         if self.hop_length > self.n_fft:
@@ -224,7 +229,7 @@ def load_spectrogram_png(path: str | Path) -> tuple[Tensor, SpectrogramConfig]:
     try:
         image = Image.open(path)
         image.load()
-    except (OSError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"{path}: not a readable PNG ({err})") from err
     meta = image.info.get(_PNG_KEY)
     if meta is None:
@@ -232,9 +237,16 @@ def load_spectrogram_png(path: str | Path) -> tuple[Tensor, SpectrogramConfig]:
             f"{path}: no {_PNG_KEY} text chunk; only spectrogram PNGs written by diffaudio "
             "carry the settings needed to turn them back into sound"
         )
-    fields = json.loads(meta)
-    scale = int(fields.pop("scale"))
-    config = SpectrogramConfig(**fields)
+    try:
+        fields = json.loads(meta)
+        if not isinstance(fields, dict):
+            raise TypeError(f"expected a JSON object, got {type(fields).__name__}")
+        scale = fields.pop("scale", None)
+        if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+            raise ValueError(f"'scale' must be a positive int, got {scale!r}")
+        config = SpectrogramConfig(**fields)
+    except (ValueError, TypeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: damaged {_PNG_KEY} settings ({err})") from err
     grey = image.convert("L")
     pixels = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8)
     pixels = pixels.reshape(grey.height, grey.width)[::scale, ::scale]
