@@ -25,14 +25,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal
 
 from Bio import Align, SeqIO
 from Bio.Seq import Seq
+from Bio.SeqIO.FastaIO import SimpleFastaParser
 from Bio.SeqRecord import SeqRecord
 
 from diffcore.io import hub_name, missing_source
@@ -127,6 +129,8 @@ class _Checker:
 
     def add(self, rid: str, raw: str, family: str | None, description: str = "") -> None:
         try:
+            if not rid:
+                raise _Bad("no_id", "a record has no id (an empty header line; expected >ID ...)")
             seq = self._normalize(rid, raw)
         except _Bad as bad:
             if self.options.on_error == "raise":
@@ -140,10 +144,11 @@ class _Checker:
         if raw.endswith("*"):
             raw = raw[:-1]
         if self.aligned and self.options.inserts == "drop":
-            raw = "".join(c for c in raw if not c.islower())
+            raw = "".join(c for c in raw if not (c.isascii() and c.islower()))
         letters = []
-        for i, c in enumerate(raw.upper()):
-            r = normalize_residue(c)
+        for i, c in enumerate(raw):
+            # only ASCII is uppercased: str.upper() turns 'ı' into 'I' and 'ß' into 'SS'
+            r = normalize_residue(c.upper() if c.isascii() else c)
             if r is None:
                 raise _Bad(
                     "invalid",
@@ -168,10 +173,18 @@ class _Bad(Exception):
         self.reason, self.message = reason, message
 
 
-def _open_text(path: Path) -> TextIO:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+def _read_text(path: Path) -> str:
+    """The file's text (gunzipped for .gz), or a ValueError naming it: not UTF-8, a damaged
+    or truncated gzip stream."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8") as handle:
+                return handle.read()
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise ValueError(f"{path}: a damaged gzip file ({err})") from None
 
 
 def _format_of(path: Path) -> str:
@@ -221,22 +234,23 @@ def read_fasta_records(path: str | Path, options: ReadOptions = ReadOptions()) -
     fmt = _format_of(path)
     check = _Checker(str(path), options, aligned=fmt != "fasta")
     default_family = options.family or (None if options.family_field else _stem(path))
-    with _open_text(path) as handle:
-        text = handle.read()
+    text = _read_text(path)
     if text.strip() and not text.lstrip().startswith(">"):
         raise ValueError(f"{path}: not a FASTA file (the first record must start with '>')")
     count = 0
-    for rec in SeqIO.parse(io.StringIO(text), "fasta"):
+    # the plain-string parser: Bio.Seq holds ASCII bytes and fails on any other letter
+    for description, seq in SimpleFastaParser(io.StringIO(text)):
         count += 1
+        rid = description.split(None, 1)[0] if description else ""
         family = default_family
         if options.family is None and options.family_field:
-            family = parse_header(rec.description).get(options.family_field)
+            family = parse_header(description).get(options.family_field)
             if family is None:
                 raise ValueError(
-                    f"{path}: record {rec.id!r} has no {options.family_field}=NAME field in its "
-                    f"header {rec.description!r}"
+                    f"{path}: record {rid!r} has no {options.family_field}=NAME field in its "
+                    f"header {description!r}"
                 )
-        check.add(rec.id, str(rec.seq), family, rec.description)
+        check.add(rid, seq, family, description)
     if count == 0:
         raise ValueError(f"{path}: no FASTA records found")
     return check.out
@@ -253,11 +267,11 @@ def _read_stockholm(path: Path, options: ReadOptions) -> ProteinSet:
                 f"(a #=GF line), got {options.family_field!r}"
             )
     check = _Checker(str(path), options, aligned=True)
-    with _open_text(path) as handle:
-        try:
-            alignments = list(Align.parse(handle, "stockholm"))
-        except (ValueError, AssertionError) as err:
-            raise ValueError(f"{path}: not a valid Stockholm file: {err}") from err
+    text = _read_text(path)
+    try:
+        alignments = list(Align.parse(io.StringIO(text), "stockholm"))
+    except (ValueError, AssertionError, AttributeError, NameError) as err:  # Biopython's
+        raise ValueError(f"{path}: not a valid Stockholm file: {err}") from err
     if not alignments:
         raise ValueError(f"{path}: no Stockholm alignment found")
     for number, alignment in enumerate(alignments, 1):
@@ -346,6 +360,9 @@ def read_dataset(
             raise ValueError(f"{name}: no column {column!r}; the columns are {table.column_names}")
     check = _Checker(name, options, aligned=False)
     for i, row in enumerate(table):
+        for column in (id_column, family_column):
+            if column is not None and row[column] is None:  # str(None) is no id or family
+                raise ValueError(f"{name}: row {i} has no value in column {column!r}")
         rid = str(row[id_column]) if id_column else f"row{i}"
         seq = row[sequence_column]
         if not isinstance(seq, str):
@@ -365,7 +382,12 @@ def _load_table(datasets: Any, path: Path, name: str, split: str) -> Any:
         if builder is None:
             raise ValueError(f"{path}: expected a {', '.join(sorted(builders))} file")
         extra = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-        return datasets.load_dataset(builder, data_files=str(path), split="train", **extra)
+        try:
+            return datasets.load_dataset(builder, data_files=str(path), split="train", **extra)
+        except (datasets.exceptions.DatasetGenerationError, ValueError) as err:
+            # the builder's own error says only "An error occurred"; its cause says what
+            cause = err.__cause__ or err
+            raise ValueError(f"{path}: not a readable {builder} table ({cause})") from err
     if path.is_dir():  # a folder of data files in the Hub's layout
         return datasets.load_dataset(str(path), split=split)
     if (problem := missing_source(name)) is not None:
