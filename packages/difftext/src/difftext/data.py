@@ -25,6 +25,7 @@ Policies (errors name the file and, for tables, the row):
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -63,9 +64,12 @@ class Document:
 
 
 def _check_text_file(path: Path) -> None:
-    data = path.read_bytes()
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     if not data.strip():
         raise ValueError(f"{path} is empty (or holds only whitespace): no text to learn from")
+    if b"\x00" in data:  # valid UTF-8, but no text holds a NUL: a binary file
+        at = data.index(b"\x00")
+        raise ValueError(f"{path} is not text: a NUL byte at byte {at}; expected a UTF-8 text file")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -133,8 +137,12 @@ def load_documents(
             docs += _table_documents(table, path, text_column)
         elif suffix in TEXT_SUFFIXES:
             _check_text_file(path)
-            rows = datasets.load_dataset(
-                "text", data_files=[str(path)], sample_by=sample_by, split="train"
+            rows = datasets.load_dataset(  # utf-8-sig: a BOM is not the text's first letter
+                "text",
+                data_files=[str(path)],
+                sample_by=sample_by,
+                split="train",
+                encoding="utf-8-sig",
             )["text"]
             if sample_by == "document":
                 docs.append(Document(rows[0], str(path)))
@@ -290,7 +298,11 @@ def read_texts(path: str | os.PathLike, *, jsonl_only: bool = False) -> list[str
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist (expected a file of texts)")
-    lines = source.read_text(encoding="utf-8").splitlines()
+    try:
+        # split on newlines only: str.splitlines() also cuts at U+2028, which JSON keeps raw
+        lines = source.read_text(encoding="utf-8-sig").split("\n")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{source} is not UTF-8 text ({err})") from None
     if source.suffix.lower() != ".jsonl":
         if jsonl_only:
             raise ValueError(f"{source} is not a .jsonl file of objects with a `text` field")
@@ -299,11 +311,14 @@ def read_texts(path: str | os.PathLike, *, jsonl_only: bool = False) -> list[str
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
-                texts.append(json.loads(line)["text"])
+                text = json.loads(line)["text"]
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise ValueError(
                     f"{source}:{number}: expected a JSON object with a `text` field ({err})"
                 ) from None
+            if not isinstance(text, str):
+                raise ValueError(f"{source}:{number}: the `text` field holds {text!r}, not text")
+            texts.append(text)
     if not texts:
         raise ValueError(f"{source} holds no texts")
     return texts
