@@ -19,6 +19,7 @@ import tempfile
 import types
 import typing
 from collections.abc import Iterator, Sequence
+from math import inf
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -329,7 +330,49 @@ def _build_config(config_class: type, data: dict[str, Any], source: Path) -> Any
         if hint is None and isinstance(f.default, tuple):
             hint = tuple
         kwargs[name] = _coerce(value, hint) if hint is not None else value
-    return config_class(**kwargs)
+        if hint is not None and not _matches(kwargs[name], hint):
+            raise ValueError(
+                f"{source}: {config_class.__name__}.{name} is {value!r}; expected {_hint_name(hint)}"
+            )
+    try:
+        return config_class(**kwargs)
+    except (ValueError, TypeError) as err:  # the config's own checks, which cannot name the file
+        raise ValueError(f"{source}: {err}") from err
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON value (tuples restored) fits a field's annotation. Only the shapes JSON
+    can hold are checked; any other annotation accepts the value (its config checks it)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:  # True is an int to Python, not to a config
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:  # JSON's NaN and Infinity are no setting
+        return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < inf
+    if hint is str:
+        return isinstance(value, str)
+    if _is_tuple_type(hint):
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return not args or (len(args) == len(value) and all(map(_matches, value, args)))
+    if origin in (list, dict) or hint in (list, dict):
+        return isinstance(value, origin or hint)
+    return True
+
+
+def _hint_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def from_pretrained(
@@ -376,8 +419,8 @@ def from_pretrained(
 def _json_object(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``; ValueError naming the file when it is not one."""
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from e
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
