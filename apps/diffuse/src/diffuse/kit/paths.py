@@ -56,15 +56,30 @@ def _kind_of(config: dict, folder: Path) -> str:
     if isinstance(cls, str):
         return cls
     if "architectures" in config or "model_type" in config:  # transformers: difftext's kinds
-        meta = folder / "difftext.json"
-        kind = json.loads(meta.read_text()).get("kind") if meta.is_file() else None
-        causal = any(a.endswith("ForCausalLM") for a in config.get("architectures") or ())
+        kind = _text_kind(folder / "difftext.json")
+        names = config.get("architectures")
+        names = names if isinstance(names, list) else []  # a damaged file's other shapes
+        causal = any(str(a).endswith("ForCausalLM") for a in names)
         return f"text.{kind or ('autoregressive' if causal else 'diffusion')}"
     # saved before "_class" existed: each domain's config has its own keys
     for key, domain in (("image_size", "image"), ("spectrogram", "audio"), ("families", "protein")):
         if key in config:
             return MODELS[domain, "--model"]
     return "unknown"
+
+
+def _text_kind(meta: Path) -> str | None:
+    """The "kind" difftext.json records, or None without one; DataError naming a damaged file."""
+    if not meta.is_file():
+        return None
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{meta} is not valid JSON ({err})") from None
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind is not None and kind not in ("diffusion", "autoregressive"):
+        raise DataError(f"{meta} names the kind {kind!r}; expected diffusion or autoregressive")
+    return kind
 
 
 def _describe(kind: str) -> str:
@@ -108,7 +123,7 @@ def check_model_dir(path: str | Path, domain: str, *, option: str = "--model") -
             what = f"{folder} is not a model folder (no config.json)"
         raise DataError(f"{what}, {option}, expected {want}")
     try:
-        config = json.loads(config_file.read_text())
+        config = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(
             f"{config_file} is not valid JSON ({err}), {option}, expected {want}"
