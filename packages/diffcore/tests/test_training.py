@@ -40,6 +40,7 @@ from diffcore.training import (
     train,
 )
 from diffcore.training.checkpoint import checkpoint_damage
+from diffcore.training.history import TRAIN_LOG, read_log, trim_log
 from diffcore.training.lock import RunLockedError
 
 
@@ -138,6 +139,40 @@ def test_interrupted_and_resumed_run_matches_the_uninterrupted_run_bit_for_bit(t
     # Rows average the steps since the previous row of the same call, so the first resumed
     # row (step 6) covers one step; later rows coincide.
     assert [r.step for r in resumed.log] == [6, 8] and resumed.log[-1] == full.log[-1]
+
+
+def test_each_log_row_is_appended_to_train_log_jsonl_with_the_seconds_since_the_start(tmp_path):
+    _, result = run(tmp_path, "r")
+    rows = read_log(tmp_path / "r" / TRAIN_LOG)
+    assert [(r["step"], r["loss"], r["lr"]) for r in rows] == [tuple(x) for x in result.log]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8]
+    seconds = [r["seconds"] for r in rows]
+    assert seconds == sorted(seconds) and seconds[0] >= 0
+
+
+def test_a_resumed_run_drops_the_log_rows_past_its_checkpoint(tmp_path):
+    _, full = run(tmp_path, "full")
+    run(tmp_path, "part")
+    # A kill after the row of step 8 but before its checkpoint: the run resumes from step 6.
+    shutil.rmtree(dict(list_checkpoints(tmp_path / "part"))[8])
+    log = tmp_path / "part" / TRAIN_LOG
+    with log.open("a") as f:
+        f.write('{"step": 9, "loss": 1.0')  # a torn last line
+    kept = read_log(log)[:3]
+    run(tmp_path, "part")
+    rows = read_log(log)
+    assert rows[:3] == kept  # steps 2, 4, 6; the rows of steps 8 and 9 are gone
+    assert [(r["step"], r["loss"], r["lr"]) for r in rows] == [tuple(x) for x in full.log]
+    assert rows[3]["seconds"] >= rows[2]["seconds"]  # the clock goes on from the kept rows
+
+
+def test_trimming_a_log_keeps_the_rows_up_to_a_step_and_returns_their_last_seconds(tmp_path):
+    log = tmp_path / TRAIN_LOG
+    assert trim_log(log, 5) == 0.0 and not log.exists()
+    log.write_text('{"step": 2, "seconds": 1.5}\n{"step": 4, "seconds": 3.0}\n[1]\n')
+    assert trim_log(log, 3) == 1.5
+    assert log.read_text() == '{"step": 2, "seconds": 1.5}\n'
+    assert trim_log(log, 0) == 0.0 and log.read_text() == ""
 
 
 def test_a_deadline_stops_after_the_step_that_passes_it_and_the_run_resumes_exactly(

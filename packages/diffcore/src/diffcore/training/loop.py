@@ -59,6 +59,7 @@ from diffcore.training.distributed import (
     mean_over_ranks,
 )
 from diffcore.training.ema import EMA
+from diffcore.training.history import TRAIN_LOG, append_row, trim_log
 from diffcore.training.lock import run_lock
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
@@ -290,8 +291,9 @@ def train(
     ``batch`` the collated micro-batch on the device, ``generator`` the loop's seeded RNG on
     the device (draw all training noise from it). dataset: map-style (``__len__`` and
     ``__getitem__``) or a tensor whose rows are samples. on_log(row) is called on rank 0.
-    Writes ``out_dir/checkpoints/step_*/`` and ``out_dir/final/`` (EMA weights when EMA is on,
-    through ``save_pretrained`` for models with a dataclass ``config``).
+    Writes ``out_dir/checkpoints/step_*/``, ``out_dir/final/`` (EMA weights when EMA is on,
+    through ``save_pretrained`` for models with a dataclass ``config``) and each log row, with
+    the seconds since the run began, to ``out_dir/train_log.jsonl`` (see ``history``).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -377,6 +379,11 @@ def _run(
         if state["scaler"] and scaler.is_enabled():
             scaler.load_state_dict(state["scaler"])
         step, position = state["step"], Position(state["epoch"], state["offset"])
+
+    # The loss history continues the resumed run's: rows past its checkpoint are dropped, and
+    # the clock goes on from the last row kept.
+    log_path = out_dir / TRAIN_LOG
+    started = time.time() - (trim_log(log_path, step) if info.is_main else 0.0)
 
     wrapped: nn.Module = model
     if info.distributed:
@@ -483,6 +490,9 @@ def _run(
                 rows.append(row)
                 interval_sum, interval_n = torch.zeros((), device=device), 0
                 bar.set_postfix(loss=f"{row.loss:.4g}", lr=f"{row.lr:.3g}")
+                if info.is_main:
+                    seconds = round(time.time() - started, 3)
+                    append_row(log_path, row._asdict() | {"seconds": seconds})
                 if on_log is not None and info.is_main:
                     on_log(row)
             boundary = step % config.checkpoint_every == 0 or step == config.steps or stop
