@@ -76,3 +76,29 @@ def test_loopback_and_unix_sockets_work(tmp_path):
         with a, b:
             a.sendall(b"ok")
             assert b.recv(2) == b"ok"
+
+
+def test_local_tables_load_without_the_datasets_download_count_request(
+    tmp_path, no_network, monkeypatch
+):
+    """`datasets` sends a "download count" request to S3 for every load_dataset call, even of a
+    local file, unless told otherwise; each domain's reader tells it (here with the Hub online)."""
+    import datasets
+    import huggingface_hub
+    from PIL import Image
+
+    from diffimage.data import load_images
+    from difftext.data import load_documents
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_UPDATE_DOWNLOAD_COUNTS", True)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    images = [Image.new("L", (8, 8), 100), Image.new("L", (8, 8), 200)]
+    datasets.Dataset.from_dict({"image": images, "label": [0, 1]}, features=features).to_parquet(
+        tmp_path / "train.parquet"
+    )
+    load_images(tmp_path / "train.parquet")
+    (tmp_path / "a.csv").write_text("text\nhello\n")
+    load_documents(tmp_path / "a.csv")
+    assert no_network.attempts == []

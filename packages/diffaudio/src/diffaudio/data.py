@@ -166,6 +166,8 @@ def load_audio(
         if path.suffix == ".parquet" and path.is_file():
             import datasets
 
+            datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False  # local: no "download count"
+
             table = datasets.load_dataset("parquet", data_files=str(path), split="train")
             hf = {
                 k: options.pop(k)

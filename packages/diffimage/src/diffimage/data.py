@@ -305,6 +305,8 @@ def load_images(
     """
     import datasets
 
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False  # a local file: no "download count" request
+
     path = Path(source)
     if (problem := missing_source(source)) is not None:
         raise FileNotFoundError(problem)

@@ -350,6 +350,8 @@ def read_dataset(
     ``options.family``)."""
     import datasets
 
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False  # a local file: no "download count" request
+
     name = str(source)
     if isinstance(source, datasets.Dataset):
         table, name = source, "dataset"

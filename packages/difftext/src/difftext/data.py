@@ -122,6 +122,7 @@ def load_documents(
     if sample_by not in ("document", "paragraph", "line"):
         raise ValueError(f"sample_by must be 'document', 'paragraph' or 'line', got {sample_by!r}")
     datasets.disable_progress_bars()
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False  # local files: no "download count" request
     docs: list[Document] = []
     for path in _expand(sources):
         suffix = path.suffix.lower()
