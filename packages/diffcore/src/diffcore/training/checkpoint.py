@@ -1,10 +1,10 @@
 """Checkpoint directories ``out_dir/checkpoints/step_000123/``, written atomically.
 
 Each holds ``model.safetensors`` (the raw model), ``ema.safetensors`` (when EMA is on) and
-``training_state.safetensors`` (optimizer, scheduler, GradScaler, step and data position; no RNG
-state: the loop reseeds every micro-batch from the seed and step), through ``diffcore.io.save_state``). A directory appears only complete (it is
-written under a temporary name carrying the writer's PID, then renamed), so a crash mid-write
-leaves the previous checkpoint as the newest one. A process removes only its own temporaries,
+``training_state.safetensors`` (optimizer, scheduler, GradScaler, step and data position, through
+``diffcore.io.save_state``; no RNG state: the loop reseeds every micro-batch from the seed and the
+step). A directory appears only complete (it is written under a temporary name carrying the
+writer's PID, then renamed), so a crash mid-write leaves the previous checkpoint as the newest one. A process removes only its own temporaries,
 and those of processes that no longer run (``remove_stale_temporaries``), never another live
 run's. ``checksums.json`` (SHA-256 of every other file, written last) lets a resume skip a
 checkpoint damaged since (a truncated copy, a bad disk) for the one before it.
