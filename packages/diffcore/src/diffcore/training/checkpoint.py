@@ -6,8 +6,9 @@ Each holds ``model.safetensors`` (the raw model), ``ema.safetensors`` (when EMA 
 step). A directory appears only complete (it is written under a temporary name carrying the
 writer's PID, then renamed), so a crash mid-write leaves the previous checkpoint as the newest
 one. A process removes only its own temporaries, and those of processes that no longer run
-(``remove_stale_temporaries``), never another live run's. ``checksums.json`` (SHA-256 of every other file, written last) lets a resume skip a
-checkpoint damaged since (a truncated copy, a bad disk) for the one before it.
+(``remove_stale_temporaries``), never another live run's. ``checksums.json`` (SHA-256 of every
+other file, written last) lets a resume skip a checkpoint damaged since (a truncated copy, a bad
+disk) for the one before it.
 """
 
 from __future__ import annotations
