@@ -1,4 +1,5 @@
-"""The `diffuse` command: ``diffuse <verb> <domain> [options]`` plus ``diffuse demo``.
+"""The `diffuse` command: ``diffuse <verb> <domain> [options]`` plus ``diffuse demo`` and
+``diffuse report RUN_DIR``.
 
 Each domain's subcommands live in ``diffuse.commands.<domain>`` and are attached by its
 ``register(verbs)``, which adds parsers under the verbs it supports (``verbs["train"]`` etc.)
@@ -42,6 +43,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from diffuse.report import write_report
+
+    path = write_report(args.run_dir)
+    print(path)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="diffuse",
@@ -64,6 +77,17 @@ def build_parser() -> ArgumentParser:
     demo.add_argument("--calls", default="10,20,50", help="network-call budgets, comma-separated")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.set_defaults(run=_demo)
+    report_parser = sub.add_parser(
+        "report",
+        help="write a run folder's report.html (config, loss curve, samples, metrics)",
+        description="Writes RUN_DIR/report.html, one self-contained page for a training or "
+        "sampling folder: its command, seed, revision and configs, the loss curve, the samples "
+        "and the metrics found there. Training commands write it when they finish.",
+        formatter_class=HelpFormatter,
+    )
+    report_parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder holding run.json")
+    report_parser.add_argument("--open", action="store_true", help="open it in a web browser")
+    report_parser.set_defaults(run=_report)
 
     verbs = {}
     for verb, text in VERBS.items():

@@ -15,6 +15,7 @@ from typing import Any
 
 from diffuse.kit.errors import ArgumentParser
 from diffuse.kit.lock import holding_out
+from diffuse.kit.record import reporting
 
 # The sampler names of diffcore's registries (a test keeps them equal); listed here so that
 # `diffuse --help` need not import torch.
@@ -158,7 +159,8 @@ def add_command(
     parser = verbs[verb].add_parser(
         name, help=help, description=description or help, formatter_class=HelpFormatter
     )
-    parser.set_defaults(run=holding_out(run) if verb in ("train", "distill") else run)
+    training = verb in ("train", "distill")  # a run folder: locked, and reported at the end
+    parser.set_defaults(run=holding_out(reporting(run)) if training else run)
     for title in GROUPS:  # made now for their order; empty ones stay out of --help
         group(parser, title)
     if out is not None:

@@ -5,12 +5,14 @@ the package versions, the git revision and the machine."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -124,3 +126,24 @@ def write_run(target: str | Path, args: Any, *, beside: bool = False, **resolved
     }
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     return path
+
+
+def reporting(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``run`` (a training command's handler), then, on rank 0 once it succeeded, the run
+    folder's ``report.html`` (:func:`diffuse.report.write_report`), its path printed."""
+
+    @functools.wraps(run)
+    def reported(args: Any) -> Any:
+        status = run(args)
+        out = getattr(args, "out", None)
+        if status or not out or not main_process() or not (Path(out) / "run.json").is_file():
+            return status
+        from diffuse.report import write_report  # late: it imports diffuse.kit
+
+        try:
+            print(f"report: {write_report(out)}")
+        except OSError as err:  # the model is saved: a report that cannot be written is no failure
+            print(f"diffuse: warning: no report written ({err})", file=sys.stderr)
+        return status
+
+    return reported
