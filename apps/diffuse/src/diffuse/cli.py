@@ -55,6 +55,22 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _studio(argv: Sequence[str]) -> int:
+    """``diffuse studio ...`` hands its arguments to the studio (apps/studio, the
+    ``diffstudio`` package). It is imported only here: ``diffuse`` does not depend on it, so
+    installing the command pulls no web server; the workspace installs both."""
+    try:
+        studio = importlib.import_module("diffstudio.cli")
+    except ModuleNotFoundError as err:
+        if not (err.name or "").startswith("diffstudio"):
+            raise
+        raise UsageError(
+            "the studio is not installed, diffuse studio, expected the diffstudio package "
+            "(`uv sync --all-packages` in the workspace, or `pip install ./apps/studio`)"
+        ) from None
+    return studio.main(list(argv), prog="diffuse studio")
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="diffuse",
@@ -88,6 +104,11 @@ def build_parser() -> ArgumentParser:
     report_parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder holding run.json")
     report_parser.add_argument("--open", action="store_true", help="open it in a web browser")
     report_parser.set_defaults(run=_report)
+    sub.add_parser(
+        "studio",
+        help="serve the studio: a local page to sample, keep, inpaint, refine and infill",
+        add_help=False,  # `diffuse studio --help` is the studio's own
+    )
 
     verbs = {}
     for verb, text in VERBS.items():
@@ -111,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not main_process():  # under torchrun rank 0 speaks for the run (errors still show)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     try:
+        if argv[:1] == ["studio"] or argv[:2] == ["--debug", "studio"]:
+            return _studio(argv[argv.index("studio") + 1 :])
         args, unknown = build_parser().parse_known_args(argv)
         if unknown:
             prog = " ".join(["diffuse", args.command, getattr(args, "domain", "")]).strip()
