@@ -170,6 +170,9 @@ function paint(event) {
 async function edit(withMask) {
   const i = state.editing;
   const body = { ...sampling(), image: state.slots[i], strength: parseFloat($("strength").value) };
+  // a seed of its own: the seed that drew the image would redraw the masked part the same way
+  state.edits = (state.edits || 0) + 1;
+  body.seed = (body.seed + 1) * 1000 + state.edits;
   if (withMask) body.mask = mask.toDataURL("image/png");
   try {
     const result = await runJob("/api/image/edit", body, showPreview([i]));
