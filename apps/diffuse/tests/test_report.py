@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from diffuse import kit
+from diffuse import kit, report
 from diffuse.cli import main
 from diffuse.report import REPORT_NAME, loss_figure, write_report
 
@@ -91,7 +91,9 @@ def test_a_training_run_ends_with_its_report(image_run):
     assert not any(name.startswith(("final", "checkpoints")) for name in pictures)
 
 
-def test_report_rewrites_the_page_and_samples_are_capped(image_run, tmp_path, capsys):
+def test_a_sampling_folder_shows_its_grid_and_sample_images_up_to_a_cap(
+    image_run, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "sampled"
     argv = ["sample", "image", "--model", str(image_run / "final"), "--n", "3", "--steps", "2"]
     assert main([*argv, "--out", str(out), "--device", "cpu"]) == 0
@@ -102,6 +104,10 @@ def test_report_rewrites_the_page_and_samples_are_capped(image_run, tmp_path, ca
     samples = sorted(p.relative_to(out).as_posix() for p in (out / "images").glob("*.png"))
     assert len(samples) == 3 and set(samples) < set(pictures) and "grid.png" in pictures
     assert "loss curve" not in pictures  # a sampling folder has no training log
+    monkeypatch.setattr(report, "MAX_IMAGES", 2)
+    page = Page(write_report(out).read_text())
+    assert set(page.pictures()) == {"grid.png", *samples[:2]}
+    assert "samples (2 of 3)" in page.text["h3"]
 
 
 def test_a_text_sampling_folder_shows_its_texts_escaped(tmp_path):
