@@ -10,19 +10,6 @@ from diffuse.cli import main
 
 
 @pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """Two classes of 8x8 grey images: bright left halves and bright top halves."""
-    root = tmp_path_factory.mktemp("images")
-    for name, box in (("left", (0, 0, 4, 8)), ("top", (0, 0, 8, 4))):
-        (root / name).mkdir()
-        for i in range(12):
-            image = Image.new("L", (8, 8), 10 + i)
-            image.paste(230, box)
-            image.save(root / name / f"{i}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
 def trained_run(image_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     code = main(

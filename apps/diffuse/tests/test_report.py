@@ -8,7 +8,6 @@ from html.parser import HTMLParser
 
 import pytest
 import torch
-from PIL import Image
 
 from diffuse import kit, report
 from diffuse.cli import main
@@ -59,17 +58,10 @@ def read_page(folder) -> Page:
 
 
 @pytest.fixture(scope="module")
-def image_run(tmp_path_factory):
+def image_run(image_folder, tmp_path_factory):
     """A tiny image model trained through the CLI on two classes of 8x8 grey images."""
-    root = tmp_path_factory.mktemp("images")
-    for name, box in (("left", (0, 0, 4, 8)), ("top", (0, 0, 8, 4))):
-        (root / name).mkdir()
-        for i in range(12):
-            image = Image.new("L", (8, 8), 10 + i)
-            image.paste(230, box)
-            image.save(root / name / f"{i}.png")
     out = tmp_path_factory.mktemp("run")
-    argv = ["train", "image", "--data", str(root), "--preset", "tiny", "--steps", "6"]
+    argv = ["train", "image", "--data", str(image_folder), "--preset", "tiny", "--steps", "6"]
     argv += ["--batch-size", "8", "--out", str(out), "--device", "cpu"]
     assert main(argv) == 0
     return out
