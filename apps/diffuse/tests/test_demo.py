@@ -5,7 +5,7 @@ from diffuse.demo import sampler_study
 
 
 def test_demo_writes_a_picture_and_a_table(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--n", "500", "--calls", "10"]) == 0
+    assert main(["demo", "--toy", "--out", str(tmp_path), "--n", "500", "--calls", "10"]) == 0
     printed = capsys.readouterr().out
     for name in SAMPLERS:
         assert f"| {name} |" in printed

@@ -1,0 +1,29 @@
+"""`diffuse demo`: the main job's page, with tiny step counts."""
+
+import pytest
+
+from diffuse.cli import main
+from diffuse.demo_run import highlight_infill
+
+
+def test_highlight_infill_marks_the_filled_spans():
+    html = highlight_infill("To be, or [MASK*3] to be <x>", "To be, or not to be <x>")
+    assert html == "To be, or <mark>not</mark> to be &lt;x&gt;"
+    assert highlight_infill("a [MASK*2] b", "something else") == "something else"
+
+
+def test_unknown_domain_is_one_line_usage_error(tmp_path, capsys):
+    assert main(["demo", "--domains", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0]
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_a_page_of_images_and_infilled_texts(tmp_path):
+    argv = ["demo", "--quick", "--domains", "image,text", "--steps", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    page = (tmp_path / "index.html").read_text()
+    assert "one column per class" in page and "grid.png" in page
+    assert page.count("<mark>") >= 4
+    assert page.count('alt="loss curve"') == 2
+    assert "<h2>Metrics</h2>" in page and "final loss" in page
