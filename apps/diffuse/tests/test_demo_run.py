@@ -27,3 +27,12 @@ def test_quick_demo_writes_a_page_of_images_and_infilled_texts(tmp_path):
     assert page.count("<mark>") >= 4
     assert page.count('alt="loss curve"') == 2
     assert "<h2>Metrics</h2>" in page and "final loss" in page
+
+
+@pytest.mark.slow
+def test_protein_demo_judges_each_sampled_family(tmp_path):
+    argv = ["demo", "--domains", "protein", "--steps", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    page = (tmp_path / "index.html").read_text()
+    assert "judged family" in page and "NLL (nats/residue)" in page and "judge agrees" in page
+    assert "&gt;kunitz_0" in page  # the FASTA, one id per sample

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ TEMPLATES = (  # text infilling: the model fills the [MASK*n] spans
     "KING HENRY:\nNow, [MASK*20], and let us [MASK*12].\n",
     "JULIET:\nWhat's in a name? [MASK*32]\n",
 )
+
+
+Training = Callable[..., list[str]]  # share of a domain's training time -> the options
 
 
 @dataclass
@@ -77,7 +81,7 @@ def run_demo(
     for domain in domains:
         folder = out / domain
         source = str((data or {}).get(domain) or demo_data.path(domain))
-        train = ["--steps", str(steps)] if steps else ["--minutes", f"{each * TRAIN_SHARE:.3f}"]
+        train = partial(_training, steps=steps, minutes=each * TRAIN_SHARE)
         print(f"[{domain}] training on {source}", file=sys.stderr)
         start = time.perf_counter()
         phase = PHASES[domain](folder, source, train, seed, quick or bool(steps))
@@ -86,6 +90,17 @@ def run_demo(
     index = out / "index.html"
     index.write_text(render_page(phases, command), encoding="utf-8")
     return index
+
+
+def _training(share: float = 1.0, *, steps: int | None, minutes: float) -> list[str]:
+    """The training options of a command given ``share`` of a domain's training time."""
+    if steps:
+        return ["--steps", str(steps)]
+    from diffuse.kit.budget import process_start
+
+    # --minutes counts from the process start, and all the demo's commands run in this one
+    elapsed = (time.time() - process_start()) / 60
+    return ["--minutes", f"{elapsed + share * minutes:.3f}"]
 
 
 def _diffuse(*argv: str) -> None:
@@ -99,11 +114,20 @@ def _diffuse(*argv: str) -> None:
 # One phase per domain: train, sample, and the page's section
 
 
-def image_phase(folder: Path, data: str, train: list[str], seed: int, small: bool) -> Phase:
+def image_phase(folder: Path, data: str, train: Training, seed: int, small: bool) -> Phase:
     preset, batch = ("tiny", "32") if small else ("fmnist", "64")
     common = ["--out", str(folder / "run"), "--seed", str(seed)]
     _diffuse(
-        "train", "image", "--data", data, "--preset", preset, "--batch-size", batch, *train, *common
+        "train",
+        "image",
+        "--data",
+        data,
+        "--preset",
+        preset,
+        "--batch-size",
+        batch,
+        *train(),
+        *common,
     )
     n = "20" if small else "40"  # a column per class: n / classes rows
     sample = ["--model", str(folder / "run" / "final"), "--n", n, "--labels", "all"]
@@ -113,11 +137,11 @@ def image_phase(folder: Path, data: str, train: list[str], seed: int, small: boo
     return _with_loss(Phase("image", html=html), folder / "run")
 
 
-def text_phase(folder: Path, data: str, train: list[str], seed: int, small: bool) -> Phase:
+def text_phase(folder: Path, data: str, train: Training, seed: int, small: bool) -> Phase:
     shape = ["--preset", "tiny", "--block-size", "64"] if small else ["--block-size", "128"]
     run = ["--out", str(folder / "run"), "--seed", str(seed), "--batch-size", "16"]
     held_out = ["--eval-every", "0", "--val-fraction", "0.002"]  # a quick final bound
-    _diffuse("train", "text", data, *shape, *train, *run, *held_out)
+    _diffuse("train", "text", data, *shape, *train(), *run, *held_out)
     infills = folder / "infills.jsonl"
     edit = ["--model", str(folder / "run"), "--steps", "16", "--out", str(infills)]
     _diffuse("edit", "text", *edit, *(a for t in TEMPLATES for a in ("--text", t)))
@@ -127,10 +151,10 @@ def text_phase(folder: Path, data: str, train: list[str], seed: int, small: bool
     return _with_loss(Phase("text", html=html), folder / "run")
 
 
-def audio_phase(folder: Path, data: str, train: list[str], seed: int, small: bool) -> Phase:
+def audio_phase(folder: Path, data: str, train: Training, seed: int, small: bool) -> Phase:
     run = ["--out", str(folder / "run"), "--seed", str(seed), "--batch-size", "16"]
     _diffuse(
-        "train", "audio", "--data", data, *(["--preset", "tiny"] if small else []), *train, *run
+        "train", "audio", "--data", data, *(["--preset", "tiny"] if small else []), *train(), *run
     )
     samples = folder / "samples"
     sample = ["--model", str(folder / "run"), "--labels", "all", "--steps", "20"]
@@ -140,12 +164,59 @@ def audio_phase(folder: Path, data: str, train: list[str], seed: int, small: boo
     return _with_loss(Phase("audio", html=html), folder / "run")
 
 
-def protein_phase(folder: Path, data: str, train: list[str], seed: int, small: bool) -> Phase:
-    run = ["--out", str(folder / "run"), "--seed", str(seed), "--batch-size", "16"]
-    _diffuse("train", "protein", data, *(["--preset", "tiny"] if small else []), *train, *run)
-    fasta = folder / "samples.fasta"
-    _diffuse("sample", "protein", "--model", str(folder / "run"), "--n", "10", "--out", str(fasta))
-    return _with_loss(Phase("protein", html=report._fasta(folder)), folder / "run")
+def protein_phase(folder: Path, data: str, train: Training, seed: int, small: bool) -> Phase:
+    shape = ["--preset", "tiny"] if small else []
+    run = ["--seed", str(seed), "--batch-size", "16", *shape]
+    _diffuse("train", "protein", data, *run, *train(0.6), "--out", str(folder / "run"))
+    judge = ["--objective", "classifier", "--out", str(folder / "judge")]  # the family judge
+    _diffuse("train", "protein", data, *run, *train(0.4), *judge)
+    rows = judge_proteins(folder / "run", folder / "judge", folder / "samples.fasta", seed)
+    accuracy = sum(r["family"] == r["judged family"] for r in rows) / len(rows)
+    html = f"<h2>Proteins</h2>{report._rows_table(rows)}" + report._fasta(folder)
+    phase = Phase("protein", html=html, metrics={"judge agrees": round(accuracy, 3)})
+    return _with_loss(phase, folder / "run")
+
+
+def judge_proteins(model: Path, judge: Path, fasta: Path, seed: int, each: int = 2) -> list[dict]:
+    """Sample ``each`` sequences of every family into ``fasta``; per sequence its family, the
+    family the judge gives it and the denoiser's NLL bound (nats per residue, lower = likelier)."""
+    import torch
+
+    from diffcore.io import from_pretrained
+    from diffprotein.alphabet import PAD_ID, encode
+    from diffprotein.conditioning import family_ids
+    from diffprotein.judges import FamilyClassifier, classify
+    from diffprotein.model import process_for
+    from diffprotein.pipeline import ProteinPipeline
+    from diffprotein.training import collate
+    from diffuse.kit import check_model_dir
+
+    pipe = ProteinPipeline.from_pretrained(check_model_dir(model, "protein"), device="cpu")
+    folder = check_model_dir(judge, "protein", option="--classifier")
+    classifier = from_pretrained(FamilyClassifier, folder, device="cpu")
+    records, families = [], []
+    for family in pipe.families:
+        for i, record in enumerate(pipe.sample(each, family=family, seed=seed)):
+            record.id = f"{family}_{i}"  # (each call numbers its samples from 0)
+            records.append(record)
+        families += [family] * each
+    pipe.save(records, fasta)
+    sequences = [str(r.seq) for r in records]
+    tokens = collate([(encode(s), 0) for s in sequences])["tokens"]
+    with torch.no_grad():
+        nll = process_for(pipe.diffusion_block).nll_bound(
+            pipe.model,
+            tokens,
+            generator=torch.Generator().manual_seed(seed),
+            samples=4,
+            loss_mask=tokens != PAD_ID,
+            family=family_ids(families, pipe.families),
+        )
+    judged = classify(classifier, sequences)
+    return [
+        {"id": r.id, "family": f, "judged family": j, "NLL (nats/residue)": round(float(n), 3)}
+        for r, f, j, n in zip(records, families, judged, nll.tolist(), strict=True)
+    ]
 
 
 PHASES: dict[str, Callable[..., Phase]] = {
