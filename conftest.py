@@ -12,6 +12,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent
 
+# The fuzz tests (test_fuzz_*.py) draw the same cases on every run, so CI is deterministic; no
+# per-example deadline on a shared machine; the autouse fixtures (one thread, the network guard)
+# are harmless to share between a test's examples. Each file sets its own max_examples.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # a package's own environment without the root dev group: no fuzz tests
+    pass
+else:
+    settings.register_profile(
+        "ci",
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    settings.load_profile("ci")
+
 
 def _data_root() -> Path:
     override = os.environ.get("DIFFUSION_SHARED_DATA")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from diffuse.cli import main
@@ -46,19 +45,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """24 grey 8x8 images in two classes: 3 global batches of 8 an epoch."""
-    root = tmp_path_factory.mktemp("images")
-    for name, box in (("left", (0, 0, 4, 8)), ("top", (0, 0, 8, 4))):
-        (root / name).mkdir()
-        for i in range(12):
-            image = Image.new("L", (8, 8), 10 + 7 * i)
-            image.paste(230 - 3 * i, box)
-            image.save(root / name / f"{i}.png")
-    return root
 
 
 def image_argv(folder: Path, out: Path, *extra: str) -> list[str]:

@@ -17,19 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from diffaudio.data import load_audio_folder, read_audio
 from diffaudio.spectrogram import load_spectrogram_png, save_spectrogram_png, spectrogram_config
 
-# Deterministic for CI; the autouse one-thread fixture is harmless to share between examples.
-FUZZ = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+FUZZ = settings(max_examples=200)  # deterministic: the root conftest's hypothesis profile
 RATE = 8_000
 SAMPLES = np.round(0.5 * np.sin(np.arange(400) / 7.0) * 32767).astype("<i2")  # 50 ms at 8 kHz
 

@@ -13,18 +13,13 @@ import math
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from diffcore.io import from_pretrained, save_pretrained
 from diffcore.nn.unet import UNet, UNetConfig
 
-FUZZ = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+FUZZ = settings(max_examples=200)  # deterministic: the root conftest's hypothesis profile
 CONFIG = UNetConfig(
     in_channels=1, channels=(8,), blocks_per_level=1, attention_levels=(), norm_groups=4, head_dim=8
 )

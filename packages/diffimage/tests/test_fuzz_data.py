@@ -15,19 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from diffimage.images import load_image_files, load_mask
 
-# Deterministic for CI; the autouse one-thread fixtures are harmless to share between examples.
-FUZZ = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+FUZZ = settings(max_examples=300)  # deterministic: the root conftest's hypothesis profile
 SIZE = (6, 5)  # (H, W) of every seed image
 
 

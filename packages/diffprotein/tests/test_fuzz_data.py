@@ -13,19 +13,13 @@ import gzip
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from diffprotein.alphabet import AMINO_ACIDS, normalize_residue
 from diffprotein.data import ReadOptions, read_dataset, read_sequences
 
-# Deterministic for CI; the autouse one-thread fixture is harmless to share between examples.
-FUZZ = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+FUZZ = settings(max_examples=200)  # deterministic: the root conftest's hypothesis profile
 # Residues, lowercase inserts, gaps, a stop, and characters that are no residue: digits,
 # punctuation, and non-ASCII letters that str.upper() maps to ASCII ones (ı -> I, ß -> SS,
 # ſ -> S, ﬀ -> FF, K (Kelvin sign) is itself uppercase).

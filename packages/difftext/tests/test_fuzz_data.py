@@ -11,18 +11,12 @@ import codecs
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from difftext.data import load_documents, read_texts, write_jsonl
 
-# Deterministic for CI; the autouse fixtures are harmless to share between examples.
-FUZZ = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+FUZZ = settings(max_examples=200)  # deterministic: the root conftest's hypothesis profile
 BOM = codecs.BOM_UTF8
 
 

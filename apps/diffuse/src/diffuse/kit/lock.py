@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
+
+from diffuse.kit.record import main_process
 
 Handler = Callable[[argparse.Namespace], Any]
 
@@ -19,7 +20,7 @@ def holding_out(run: Handler) -> Handler:
 
     @functools.wraps(run)
     def locked(args: argparse.Namespace) -> Any:
-        if not getattr(args, "out", None) or os.environ.get("RANK", "0") not in ("", "0"):
+        if not getattr(args, "out", None) or not main_process():
             return run(args)
         from diffcore.training.lock import run_lock
 
