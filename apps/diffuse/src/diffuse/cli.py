@@ -113,7 +113,9 @@ def build_parser() -> ArgumentParser:
     demo.add_argument(
         "--data", action="append", default=[], metavar="DOMAIN=PATH", help="a domain's data set"
     )
-    demo.add_argument("--steps", type=positive_int, help="fixed training steps (no time budget)")
+    demo.add_argument(
+        "--steps", type=positive_int, help="training steps of every model (default: per domain)"
+    )
     demo.add_argument("--toy", action="store_true", help="the 2-D toy sampler study")
     demo.add_argument("-n", "--n", type=positive_int, default=4000, help="--toy: samples each")
     demo.add_argument("--calls", default="10,20,50", help="--toy: network-call budgets")

@@ -1,11 +1,12 @@
 """``diffuse demo``, the main job: train a small model of each domain on the embedded demo data
-(``diffuse.demo_data``), sample it, and write one page, ``<out>/index.html``.
+(``diffuse.demo_data``), sample it, score the samples with the domain's judge, and write one
+page, ``<out>/index.html``.
 
-Each domain's phase runs that domain's own commands (``diffuse train <domain>``, then ``sample``
-or ``edit``) through :func:`diffuse.cli.main`, so the demo trains exactly as a user would and
-holds no training logic of its own. Training is sized by ``--minutes`` (the commands' time
-budget): the time given to the demo is shared out over the domains asked for. ``steps``
-replaces that budget by a fixed step count (the tests' tiny runs).
+Each domain's phase runs that domain's own commands (``diffuse train <domain>``, ``train
+<domain>-judge``, ``eval``/``edit``) through :func:`diffuse.cli.main`, so the demo trains exactly
+as a user would and holds no training logic of its own. Training runs a fixed number of steps per
+domain (``PLANS``), so a demo gives the same models on every machine; only its wall time varies.
+``steps`` replaces every step count (the tests' tiny runs).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,28 @@ from diffuse import demo_data, report
 from diffuse.kit import DataError, UsageError
 
 DOMAINS = ("image", "audio", "protein", "text")
-MINUTES = {"full": 10.0, "quick": 3.0}  # the whole demo's time, for all four domains
-TRAIN_SHARE = 0.6  # of a domain's time: the rest loads, samples and saves
+# Steps and shapes per domain. The seconds are each phase's wall time measured on a 2-core AMD
+# EPYC with AVX2 only (fp32), the slower CPU kind, on 2026-12-07 with `diffuse demo [--quick]`.
+PLANS: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "image": {"preset": "tiny", "batch": 32, "steps": 400, "judge": 100, "n": 50, "s": 55},
+        "audio": {"preset": "tiny", "steps": 150, "judge": 60, "s": 45},
+        "protein": {"preset": "tiny", "steps": 300, "judge": 150, "s": 40},
+        "text": {"preset": "tiny", "block": 64, "steps": 600, "s": 30},
+    },
+    "full": {
+        "image": {"preset": "small", "batch": 64, "steps": 500, "judge": 300, "n": 100, "s": 240},
+        "audio": {"preset": "tiny", "steps": 600, "judge": 200, "s": 140},
+        "protein": {"preset": "tiny", "steps": 1000, "judge": 400, "s": 100},
+        "text": {"preset": "micro", "block": 128, "steps": 800, "s": 110},
+    },
+}
 TEMPLATES = (  # text infilling: the model fills the [MASK*n] spans
     "ROMEO:\nO, [MASK*24] night.\n",
     "First Citizen:\nWe are [MASK*16], good citizens.\n",
     "KING HENRY:\nNow, [MASK*20], and let us [MASK*12].\n",
     "JULIET:\nWhat's in a name? [MASK*32]\n",
 )
-
-
-Training = Callable[..., list[str]]  # share of a domain's training time -> the options
 
 
 @dataclass
@@ -59,6 +70,14 @@ def parse_domains(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def plan_for(domain: str, *, quick: bool, steps: int | None = None) -> dict[str, Any]:
+    """The phase's shape and step counts; ``steps`` replaces each step count."""
+    plan = dict(PLANS["quick" if quick else "full"][domain])
+    if steps:
+        plan |= {k: steps for k in ("steps", "judge") if k in plan}
+    return plan
+
+
 def run_demo(
     out: Path,
     *,
@@ -70,37 +89,30 @@ def run_demo(
     command: str = "diffuse demo",
 ) -> Path:
     """Run each domain's phase into ``out/<domain>/`` and write ``out/index.html``."""
-    minutes = MINUTES["quick" if quick else "full"] * len(domains) / len(DOMAINS)
-    each = minutes / len(domains)
+    plans = {d: plan_for(d, quick=quick, steps=steps) for d in domains}
+    estimate = sum(p["s"] for p in plans.values()) / 60
     print(
-        f"diffuse demo: {', '.join(domains)}; about {minutes:.1f} minutes "
-        f"({each:.1f} a domain{', fixed steps' if steps else ''})",
+        f"diffuse demo: {', '.join(domains)}; about {estimate:.0f} minutes on 2 cores with AVX2 "
+        f"(less with AVX-512){'; fixed --steps: shorter' if steps else ''}",
         file=sys.stderr,
     )
-    phases = []
-    for domain in domains:
+    phases, began = [], time.perf_counter()
+    for number, domain in enumerate(domains, 1):
         folder = out / domain
         source = str((data or {}).get(domain) or demo_data.path(domain))
-        train = partial(_training, steps=steps, minutes=each * TRAIN_SHARE)
-        print(f"[{domain}] training on {source}", file=sys.stderr)
+        elapsed = (time.perf_counter() - began) / 60
+        print(
+            f"[{number}/{len(domains)} {domain}, {elapsed:.1f} min in] training on {source}",
+            file=sys.stderr,
+        )
         start = time.perf_counter()
-        phase = PHASES[domain](folder, source, train, seed, quick or bool(steps))
+        phase = PHASES[domain](folder, source, plans[domain], seed)
         phase.seconds = time.perf_counter() - start
         phases.append(phase)
     index = out / "index.html"
     index.write_text(render_page(phases, command), encoding="utf-8")
+    print(f"diffuse demo: done in {(time.perf_counter() - began) / 60:.1f} min", file=sys.stderr)
     return index
-
-
-def _training(share: float = 1.0, *, steps: int | None, minutes: float) -> list[str]:
-    """The training options of a command given ``share`` of a domain's training time."""
-    if steps:
-        return ["--steps", str(steps)]
-    from diffuse.kit.budget import process_start
-
-    # --minutes counts from the process start, and all the demo's commands run in this one
-    elapsed = (time.time() - process_start()) / 60
-    return ["--minutes", f"{elapsed + share * minutes:.3f}"]
 
 
 def _diffuse(*argv: str) -> None:
@@ -111,37 +123,73 @@ def _diffuse(*argv: str) -> None:
         raise DataError(f"`diffuse {' '.join(argv)}` failed, demo, expected it to succeed")
 
 
-# One phase per domain: train, sample, and the page's section
+def _report(folder: Path) -> dict[str, Any]:
+    """The ``report`` of a command's run.json in ``folder``."""
+    return json.loads((folder / "run.json").read_text())["report"]
 
 
-def image_phase(folder: Path, data: str, train: Training, seed: int, small: bool) -> Phase:
-    preset, batch = ("tiny", "32") if small else ("fmnist", "64")
-    common = ["--out", str(folder / "run"), "--seed", str(seed)]
+# One phase per domain: train, judge, sample and score, and the page's section
+
+
+def image_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> Phase:
+    common = ["--data", data, "--seed", str(seed)]
     _diffuse(
-        "train",
-        "image",
-        "--data",
-        data,
-        "--preset",
-        preset,
-        "--batch-size",
-        batch,
-        *train(),
-        *common,
+        *("train", "image", *common, "--preset", plan["preset"], "--no-preview"),
+        *("--batch-size", str(plan["batch"]), "--steps", str(plan["steps"])),
+        *("--out", str(folder / "run")),
     )
-    n = "20" if small else "40"  # a column per class: n / classes rows
-    sample = ["--model", str(folder / "run" / "final"), "--n", n, "--labels", "all"]
-    _diffuse("sample", "image", *sample, "--steps", "20", "--out", str(folder / "samples"))
-    grid = folder / "samples" / "grid.png"
+    judge = ["--batch-size", "64", "--steps", str(plan["judge"]), "--test-split", "train"]
+    _diffuse("train", "image-judge", *common, *judge, "--out", str(folder / "judge"))
+    # the samples come in class order, 0 1 2 ... 9 0 1 ...: ten columns = a column per class
+    sample = ["--model", str(folder / "run" / "final"), "--n", str(plan["n"]), "--labels", "all"]
+    judged = ["--judge", str(folder / "judge" / "final"), "--steps", "20"]
+    real = [*common, "--split", "train"]  # the demo data has no test split
+    _diffuse("eval", "image", *sample, *judged, *real, "--out", str(folder / "samples"))
+    scores = _report(folder / "samples")
+    metrics = {
+        "judge agrees": round(scores["accuracy"], 3),
+        f"FID ({scores['samples']} samples, demo judge)": round(scores["fid"], 1),
+    }
+    grid = folder / "samples" / "samples.png"
     html = "<h2>Images</h2><p>one column per class</p>" + report._figure(grid, folder.parent)
-    return _with_loss(Phase("image", html=html), folder / "run")
+    return _with_loss(Phase("image", html=html, metrics=metrics), folder / "run")
 
 
-def text_phase(folder: Path, data: str, train: Training, seed: int, small: bool) -> Phase:
-    shape = ["--preset", "tiny", "--block-size", "64"] if small else ["--block-size", "128"]
+def audio_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> Phase:
+    common = ["--data", data, "--seed", str(seed)]
+    steps = ["--steps", str(plan["steps"]), "--batch-size", "16", "--preset", plan["preset"]]
+    _diffuse("train", "audio", *common, *steps, "--out", str(folder / "run"))
+    judge = ["--steps", str(plan["judge"]), "--out", str(folder / "judge")]
+    _diffuse("train", "audio-judge", *common, *judge)
+    samples = folder / "samples"
+    sample = ["--model", str(folder / "run" / "final"), "--judge", str(folder / "judge" / "final")]
+    _diffuse(
+        "eval",
+        "audio",
+        *sample,
+        *common,
+        "--per-class",
+        "1",
+        "--steps",
+        "20",
+        "--out",
+        str(samples),
+    )
+    scores = _report(samples)
+    metrics = {
+        "judge agrees": round(scores["accuracy"], 3),
+        f"FD ({scores['count']} clips, demo judge)": round(scores["frechet_distance"], 1),
+    }
+    # the page lies two folders up: link the WAVs from there
+    html = report._audio(samples, link=f"{folder.name}/samples/", facts=False)
+    return _with_loss(Phase("audio", html=html, metrics=metrics), folder / "run")
+
+
+def text_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> Phase:
+    shape = ["--preset", plan["preset"], "--block-size", str(plan["block"])]
     run = ["--out", str(folder / "run"), "--seed", str(seed), "--batch-size", "16"]
     held_out = ["--eval-every", "0", "--val-fraction", "0.002"]  # a quick final bound
-    _diffuse("train", "text", data, *shape, *train(), *run, *held_out)
+    _diffuse("train", "text", data, *shape, "--steps", str(plan["steps"]), *run, *held_out)
     infills = folder / "infills.jsonl"
     edit = ["--model", str(folder / "run"), "--steps", "16", "--out", str(infills)]
     _diffuse("edit", "text", *edit, *(a for t in TEMPLATES for a in ("--text", t)))
@@ -151,25 +199,12 @@ def text_phase(folder: Path, data: str, train: Training, seed: int, small: bool)
     return _with_loss(Phase("text", html=html), folder / "run")
 
 
-def audio_phase(folder: Path, data: str, train: Training, seed: int, small: bool) -> Phase:
-    run = ["--out", str(folder / "run"), "--seed", str(seed), "--batch-size", "16"]
-    _diffuse(
-        "train", "audio", "--data", data, *(["--preset", "tiny"] if small else []), *train(), *run
-    )
-    samples = folder / "samples"
-    sample = ["--model", str(folder / "run"), "--labels", "all", "--steps", "20"]
-    _diffuse("sample", "audio", *sample, "--out", str(samples))  # one clip per digit
-    # the page lies two folders up: link the WAVs from there
-    html = report._audio(samples).replace('src="', f'src="{folder.name}/samples/')
-    return _with_loss(Phase("audio", html=html), folder / "run")
-
-
-def protein_phase(folder: Path, data: str, train: Training, seed: int, small: bool) -> Phase:
-    shape = ["--preset", "tiny"] if small else []
-    run = ["--seed", str(seed), "--batch-size", "16", *shape]
-    _diffuse("train", "protein", data, *run, *train(0.6), "--out", str(folder / "run"))
+def protein_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> Phase:
+    run = ["--seed", str(seed), "--batch-size", "16", "--preset", plan["preset"]]
+    steps = ["--steps", str(plan["steps"]), "--out", str(folder / "run")]
+    _diffuse("train", "protein", data, *run, *steps)
     judge = ["--objective", "classifier", "--out", str(folder / "judge")]  # the family judge
-    _diffuse("train", "protein", data, *run, *train(0.4), *judge)
+    _diffuse("train", "protein", data, *run, "--steps", str(plan["judge"]), *judge)
     rows = judge_proteins(folder / "run", folder / "judge", folder / "samples.fasta", seed)
     accuracy = sum(r["family"] == r["judged family"] for r in rows) / len(rows)
     html = f"<h2>Proteins</h2>{report._rows_table(rows)}" + report._fasta(folder)

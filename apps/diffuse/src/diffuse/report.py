@@ -31,6 +31,7 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;
 text-align:left;vertical-align:top}pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap}
 figure{display:inline-block;margin:4px;text-align:center}figcaption{font-size:80%}
+.clip{display:inline-block;margin:4px 8px;vertical-align:top}
 .meta td:first-child{font-weight:bold}"""
 
 
@@ -180,7 +181,9 @@ def _images(folder: Path) -> str:
     return "<h2>Images</h2>\n" + "\n".join(parts) if parts else ""
 
 
-def _audio(folder: Path) -> str:
+def _audio(folder: Path, *, link: str = "", facts: bool = True) -> str:
+    """Players and spectrograms of the WAVs under ``folder``; ``link`` prefixes each player's
+    path (for a page in another folder); without ``facts``, no table of each clip's levels."""
     wavs = _outputs(folder, "*.wav")
     if not wavs:
         return ""
@@ -195,11 +198,11 @@ def _audio(folder: Path) -> str:
         spectrogram = wav.with_suffix(".png")
         picture = _figure(spectrogram, folder) if spectrogram.is_file() else ""
         row = levels.get(wav.resolve(), {})
-        facts = {k: v for k, v in row.items() if k not in ("wav", "png")}
+        shown = {k: v for k, v in row.items() if k not in ("wav", "png")} if facts else {}
         parts.append(
             f'<div class="clip"><p><code>{_e(name)}</code></p>'
-            f'<audio controls preload="none" src="{_e(name)}"></audio>{picture}'
-            f"{_table(_flat(facts)) if facts else ''}</div>"
+            f'<audio controls preload="none" src="{_e(link + name)}"></audio>{picture}'
+            f"{_table(_flat(shown)) if shown else ''}</div>"
         )
     return "\n".join(parts)
 

@@ -208,4 +208,6 @@ def _eval(args: argparse.Namespace) -> None:
     lookup = {n: i for i, n in enumerate(judge.config.label_names)}  # the judge's own ids
     intended = torch.tensor([lookup[names[i]] for i in labels.tolist()])
     scores = evaluate_samples(judge, waves, intended, real.waves, real.labels)
+    if args.out:
+        kit.write_run(args.out, args, report=scores.to_dict())
     print(json.dumps(scores.to_dict(), indent=2))

@@ -33,6 +33,7 @@ def register(verbs: dict[str, Any]) -> None:
     g.add_argument("--unconditional", action="store_true", help="ignore the labels")
     g.add_argument("--hflip", action="store_true", help="mirror half of each batch")
     g.add_argument("--text-encoder", help="local transformers folder for --caption-column")
+    g.add_argument("--no-preview", action="store_true", help="write no samples.png at the end")
     judge = add("train image-judge", _train_judge)
     data_options(judge).add_argument("--test-split", default="test", help="split to score")
     kit.training_options(judge, steps=2000, batch_size=256, lr=4e-3, ema=False, minutes=False)
@@ -122,6 +123,9 @@ def _train(args: argparse.Namespace) -> None:
     extra = {"label_dropout": args.label_dropout, "hflip": args.hflip, "text_encoder": encoder}
     result = train_model(model, data, config, out_dir=out, device=device, **extra)
     kit.print_result(result)
+    if args.no_preview:
+        print("preview: none, --no-preview")
+        return
     rows = kit.preview_rows(args, budget, PREVIEW_ROWS, row)  # those the time left allows
     pipe = rows and ImagePipeline.from_pretrained(result.final_model, device=device)
     grid = rows and save_preview(pipe, out / "samples.png", rows, seed=args.seed, **PREVIEW)
