@@ -212,9 +212,12 @@ def protein_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> P
     return _with_loss(phase, folder / "run")
 
 
-def judge_proteins(model: Path, judge: Path, fasta: Path, seed: int, each: int = 2) -> list[dict]:
-    """Sample ``each`` sequences of every family into ``fasta``; per sequence its family, the
-    family the judge gives it and the denoiser's NLL bound (nats per residue, lower = likelier)."""
+def judge_proteins(
+    model: Path, judge: Path, fasta: Path, seed: int, each: int = 2, **sampling: Any
+) -> list[dict]:
+    """Sample ``each`` sequences of every family into ``fasta`` (``sampling``: the pipeline's
+    sampler, steps and options); per sequence its family, the family the judge gives it and the
+    denoiser's NLL bound (nats per residue, lower = likelier)."""
     import torch
 
     from diffcore.io import from_pretrained
@@ -231,7 +234,7 @@ def judge_proteins(model: Path, judge: Path, fasta: Path, seed: int, each: int =
     classifier = from_pretrained(FamilyClassifier, folder, device="cpu")
     records, families = [], []
     for family in pipe.families:
-        for i, record in enumerate(pipe.sample(each, family=family, seed=seed)):
+        for i, record in enumerate(pipe.sample(each, family=family, seed=seed, **sampling)):
             record.id = f"{family}_{i}"  # (each call numbers its samples from 0)
             records.append(record)
         families += [family] * each
