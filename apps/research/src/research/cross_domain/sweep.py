@@ -7,8 +7,8 @@ Scores: image FID and judge accuracy (the demo's image judge, against the demo d
 judge accuracy and Frechet distance (the demo's audio judge), protein judged-family accuracy
 (the demo's family classifier), text share of words found in the training text. Each cell runs
 the domain's own ``diffuse sample``/``eval`` commands, so the sweep measures what a user gets.
-Writes ``results.json``, ``table.md``, ``sweep.png`` and every cell's samples to
-``docs/results/cross_domain/sweep/``.
+Writes ``results.json``, ``table.md``, ``sweep.png`` and every cell's samples (audio: the
+first clip of each digit; the seed regenerates the rest) to ``docs/results/cross_domain/sweep/``.
 
     uv run diffuse demo && uv run python -m research.cross_domain.sweep --demo outputs/demo
     uv run python -m research.cross_domain.sweep --demo outputs/demo --calls 5,10,20 --n 100
@@ -34,6 +34,7 @@ SAMPLERS = {
     "protein": ("masked_ancestral", "confidence"),
     "text": ("masked_ancestral", "confidence"),
 }
+KEEP_CLIPS = 10  # WAVs kept of each audio cell (one per digit): 100 would be 1.6 MB a cell
 SCORE = {  # the column each domain is plotted by, and whether higher is better
     "image": ("FID", False),
     "audio": ("judge accuracy", True),
@@ -73,6 +74,9 @@ def audio_cell(demo: Path, out: Path, sampler: str, steps: int, n: int, seed: in
         *("--out", str(out)),
     )
     report = _report(out / "run.json")["report"]
+    for extra in sorted(out.glob("*.wav"))[KEEP_CLIPS:]:  # the rest: rerun, bit for bit
+        extra.unlink()
+        extra.with_suffix(".png").unlink(missing_ok=True)
     return {"judge accuracy": report["accuracy"], "FD": report["frechet_distance"]}
 
 
