@@ -115,7 +115,8 @@ def run_demo(
     return index
 
 
-def _diffuse(*argv: str) -> None:
+def run_command(*argv: str) -> None:
+    """Run ``diffuse ARGV --device cpu`` in this process; DataError if it fails."""
     from diffuse.cli import main
 
     argv = [*argv, "--device", "cpu"]
@@ -133,18 +134,18 @@ def _report(folder: Path) -> dict[str, Any]:
 
 def image_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> Phase:
     common = ["--data", data, "--seed", str(seed)]
-    _diffuse(
+    run_command(
         *("train", "image", *common, "--preset", plan["preset"], "--no-preview"),
         *("--batch-size", str(plan["batch"]), "--steps", str(plan["steps"])),
         *("--out", str(folder / "run")),
     )
     judge = ["--batch-size", "64", "--steps", str(plan["judge"]), "--test-split", "train"]
-    _diffuse("train", "image-judge", *common, *judge, "--out", str(folder / "judge"))
+    run_command("train", "image-judge", *common, *judge, "--out", str(folder / "judge"))
     # the samples come in class order, 0 1 2 ... 9 0 1 ...: ten columns = a column per class
     sample = ["--model", str(folder / "run" / "final"), "--n", str(plan["n"]), "--labels", "all"]
     judged = ["--judge", str(folder / "judge" / "final"), "--steps", "20"]
     real = [*common, "--split", "train"]  # the demo data has no test split
-    _diffuse("eval", "image", *sample, *judged, *real, "--out", str(folder / "samples"))
+    run_command("eval", "image", *sample, *judged, *real, "--out", str(folder / "samples"))
     scores = _report(folder / "samples")
     metrics = {
         "judge agrees": round(scores["accuracy"], 3),
@@ -158,12 +159,12 @@ def image_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> Pha
 def audio_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> Phase:
     common = ["--data", data, "--seed", str(seed)]
     steps = ["--steps", str(plan["steps"]), "--batch-size", "16", "--preset", plan["preset"]]
-    _diffuse("train", "audio", *common, *steps, "--out", str(folder / "run"))
+    run_command("train", "audio", *common, *steps, "--out", str(folder / "run"))
     judge = ["--steps", str(plan["judge"]), "--out", str(folder / "judge")]
-    _diffuse("train", "audio-judge", *common, *judge)
+    run_command("train", "audio-judge", *common, *judge)
     samples = folder / "samples"
     sample = ["--model", str(folder / "run" / "final"), "--judge", str(folder / "judge" / "final")]
-    _diffuse(
+    run_command(
         "eval",
         "audio",
         *sample,
@@ -189,10 +190,10 @@ def text_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> Phas
     shape = ["--preset", plan["preset"], "--block-size", str(plan["block"])]
     run = ["--out", str(folder / "run"), "--seed", str(seed), "--batch-size", "16"]
     held_out = ["--eval-every", "0", "--val-fraction", "0.002"]  # a quick final bound
-    _diffuse("train", "text", data, *shape, "--steps", str(plan["steps"]), *run, *held_out)
+    run_command("train", "text", data, *shape, "--steps", str(plan["steps"]), *run, *held_out)
     infills = folder / "infills.jsonl"
     edit = ["--model", str(folder / "run"), "--steps", "16", "--out", str(infills)]
-    _diffuse("edit", "text", *edit, *(a for t in TEMPLATES for a in ("--text", t)))
+    run_command("edit", "text", *edit, *(a for t in TEMPLATES for a in ("--text", t)))
     rows = [json.loads(line) for line in infills.read_text().splitlines() if line.strip()]
     shown = "".join(f"<pre>{highlight_infill(r['prompt'], r['text'])}</pre>" for r in rows)
     html = f"<h2>Texts</h2><p>infilled spans are <mark>marked</mark></p>{shown}"
@@ -202,9 +203,9 @@ def text_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> Phas
 def protein_phase(folder: Path, data: str, plan: dict[str, Any], seed: int) -> Phase:
     run = ["--seed", str(seed), "--batch-size", "16", "--preset", plan["preset"]]
     steps = ["--steps", str(plan["steps"]), "--out", str(folder / "run")]
-    _diffuse("train", "protein", data, *run, *steps)
+    run_command("train", "protein", data, *run, *steps)
     judge = ["--objective", "classifier", "--out", str(folder / "judge")]  # the family judge
-    _diffuse("train", "protein", data, *run, "--steps", str(plan["judge"]), *judge)
+    run_command("train", "protein", data, *run, "--steps", str(plan["judge"]), *judge)
     rows = judge_proteins(folder / "run", folder / "judge", folder / "samples.fasta", seed)
     accuracy = sum(r["family"] == r["judged family"] for r in rows) / len(rows)
     html = f"<h2>Proteins</h2>{report._rows_table(rows)}" + report._fasta(folder)

@@ -25,6 +25,7 @@ from typing import Any
 
 from diffcore.generation.continuous import steps_for_calls
 from diffuse import demo_data
+from diffuse.demo_run import run_command
 from research._results import RESULTS, results_dir, write_results
 from research._utils import study_parser
 
@@ -43,20 +44,13 @@ SCORE = {  # the column each domain is plotted by, and whether higher is better
 }
 
 
-def _diffuse(*argv: str) -> None:
-    from diffuse.cli import main
-
-    if main([*argv, "--device", "cpu"]) != 0:
-        raise SystemExit(f"`diffuse {' '.join(argv)}` failed")
-
-
 def _report(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
 def image_cell(demo: Path, out: Path, sampler: str, steps: int, n: int, seed: int) -> dict:
     model, judge = demo / "image" / "run" / "final", demo / "image" / "judge" / "final"
-    _diffuse(
+    run_command(
         *("eval", "image", "--model", str(model), "--judge", str(judge), "--n", str(n)),
         *("--labels", "all", "--sampler", sampler, "--steps", str(steps), "--seed", str(seed)),
         *("--data", str(demo_data.path("image")), "--split", "train", "--out", str(out)),
@@ -67,7 +61,7 @@ def image_cell(demo: Path, out: Path, sampler: str, steps: int, n: int, seed: in
 
 def audio_cell(demo: Path, out: Path, sampler: str, steps: int, n: int, seed: int) -> dict:
     model, judge = demo / "audio" / "run" / "final", demo / "audio" / "judge" / "final"
-    _diffuse(
+    run_command(
         *("eval", "audio", "--model", str(model), "--judge", str(judge)),
         *("--per-class", str(max(1, n // 10)), "--sampler", sampler, "--steps", str(steps)),
         *("--seed", str(seed), "--data", str(demo_data.path("audio")), "--use", "all"),
@@ -94,7 +88,7 @@ def protein_cell(demo: Path, out: Path, sampler: str, steps: int, n: int, seed: 
 
 def text_cell(demo: Path, out: Path, sampler: str, steps: int, n: int, seed: int) -> dict:
     samples = out / "samples.jsonl"
-    _diffuse(
+    run_command(
         *("sample", "text", "--model", str(demo / "text" / "run"), "--n", str(max(1, n // 10))),
         *("--sampler", sampler, "--steps", str(steps), "--seed", str(seed)),
         *("--out", str(samples)),
@@ -102,7 +96,7 @@ def text_cell(demo: Path, out: Path, sampler: str, steps: int, n: int, seed: int
     reference = str(demo_data.path("text"))  # (the file)
     scores = out / "scores.json"
     model = ["--model", str(demo / "text" / "run")]  # (its tokenizer)
-    _diffuse(
+    run_command(
         "eval",
         "text",
         *model,
