@@ -269,3 +269,26 @@ def test_wav_format_float_writes_float_wavs_with_their_levels_recorded(tmp_path,
     assert "unknown value 'mp3', --wav-format, expected one of: pcm16, float" in (
         capsys.readouterr().err
     )
+
+
+def test_process_crappifier_trains_a_spectrogram_restorer_that_samples_and_edits(
+    tone_folder, tmp_path, capsys
+):
+    run = tmp_path / "restorer"
+    argv = ["train", "audio", "--data", str(tone_folder), *DATA, "--preset", "tiny"]
+    argv += ["--steps", "2", "--batch-size", "4"]
+    assert main([*argv, "--process", "lowpass+time_mask+noise:0.2", "--out", str(run)]) == 0
+    config = json.loads((run / "final" / "config.json").read_text())
+    assert config["degradation"] == "lowpass+time_mask+noise:0.2" and len(config["start"]) == 1
+    model = ["--model", str(run / "final"), "--steps", "3"]
+    samples = tmp_path / "samples"
+    assert main(["sample", "audio", *model, "--n", "2", "--out", str(samples)]) == 0
+    lines = (samples / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["sampler"] == "cold"
+    source = str(tone_folder / "lo_ann_0.wav")
+    edit = ["edit", "audio", *model, "--input", source, "--gap", "0.05:0.1"]
+    assert main([*edit, "--sampler", "direct", "--out", str(tmp_path / "edited")]) == 0
+    assert (tmp_path / "edited" / "lo_ann_0_edit0.wav").is_file()
+    capsys.readouterr()
+    assert main([*argv, "--process", "jpeg", "--out", str(tmp_path / "x")]) == 2
+    assert "of blur, lowpass, freq_mask, time_mask, downsample, noise" in capsys.readouterr().err

@@ -173,6 +173,19 @@ def test_help_shows_defaults_and_no_measured_numbers():
 
 def test_the_sampler_names_are_diffcores():
     from diffcore import samplers
+    from diffcore.generation import REFINE_SAMPLERS
 
-    registries = {"continuous": samplers.SAMPLERS, "token": samplers.DISCRETE_SAMPLERS}
+    registries = {
+        "continuous": samplers.SAMPLERS,
+        "token": samplers.DISCRETE_SAMPLERS,
+        "refine": REFINE_SAMPLERS,
+    }
     assert {family: tuple(names) for family, names in registries.items()} == SAMPLERS
+
+
+def test_the_crappifier_names_are_the_domains():
+    from diffaudio.model import CRAPPIFIERS as AUDIO
+    from diffimage.model import CRAPPIFIERS as IMAGE
+    from diffuse.commands import audio, image
+
+    assert (image.CRAPPIFIERS, audio.CRAPPIFIERS) == (IMAGE, AUDIO)

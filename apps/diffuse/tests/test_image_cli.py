@@ -194,6 +194,46 @@ def test_process_flow_trains_a_flow_matching_model_that_samples_and_edits(image_
     assert main(["train", "image", "--data", str(image_folder), "--process", "gauss"]) == 2
 
 
+def test_process_crappifier_trains_a_restorer_that_samples_edits_and_inpaints(
+    image_folder, tmp_path, capsys
+):
+    out = tmp_path / "restorer"
+    argv = ["train", "image", "--data", str(image_folder), "--preset", "tiny", "--steps", "3"]
+    spec = "blur:2+jpeg:10+noise:0.3"
+    assert main([*argv, "--batch-size", "8", "--process", spec, "--out", str(out)]) == 0
+    assert (out / "samples.png").is_file()  # the preview samples with "cold" by itself
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["degradation"] == spec and len(config["start"]) == 1  # one (mean, std)
+    model = ["--model", str(out / "final"), "--steps", "4", "--device", "cpu"]
+    for sampler in ("cold", "direct"):
+        samples = tmp_path / sampler
+        code = main(
+            ["sample", "image", *model, "--n", "2", "--sampler", sampler, "--out", str(samples)]
+        )
+        assert code == 0
+        assert len(list((samples / "images").glob("*.png"))) == 2
+    inputs = [str(image_folder / "left" / "0.png")]
+    edit = ["edit", "image", *model, "--input", *inputs]
+    assert main([*edit, "--strength", "0.5", "--out", str(tmp_path / "edit")]) == 0
+    mask = Image.new("L", (8, 8), 0)
+    mask.paste(255, (4, 0, 8, 8))  # repaint the right half
+    mask.save(tmp_path / "mask.png")
+    assert main([*edit, "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "in")]) == 0
+    before = Image.open(inputs[0]).crop((0, 0, 4, 8)).tobytes()
+    after = Image.open(tmp_path / "in" / "edited" / "0.png").crop((0, 0, 4, 8)).tobytes()
+    assert before == after  # the kept half is untouched
+    capsys.readouterr()
+    bad = main(["sample", "image", *model, "--sampler", "ddim", "--out", str(tmp_path / "x")])
+    assert bad == 1
+    assert (
+        "unknown refinement sampler 'ddim'; expected one of cold, direct" in capsys.readouterr().err
+    )
+    assert main([*argv, "--process", "blur+lowpass", "--out", str(tmp_path / "y")]) == 2
+    assert "of blur, downsample, pixelate, jpeg, noise" in capsys.readouterr().err
+    assert main([*argv, "--process", "jpeg:500", "--out", str(tmp_path / "z")]) == 1
+    assert "min_quality must be an int in [1, 100], got 500" in capsys.readouterr().err
+
+
 def test_distill_writes_rounds_that_sample_and_evaluate_in_their_own_calls(
     trained_run, image_folder, tmp_path, capsys
 ):

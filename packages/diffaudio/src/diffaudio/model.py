@@ -18,7 +18,16 @@ from torch import Tensor, nn
 
 from diffaudio.spectrogram import SpectrogramConfig
 from diffcore.nn import UNet, UNetConfig, load_unet_preset
-from diffcore.processes import GaussianProcess, named_schedule, time_limits
+from diffcore.processes import (
+    DegradationProcess,
+    GaussianProcess,
+    named_schedule,
+    parse_crappifier,
+    time_limits,
+)
+
+# What --process may combine for spectrograms (row 0 is the lowest mel band; -1 is silence).
+CRAPPIFIERS = ("blur", "lowpass", "freq_mask", "time_mask", "downsample", "noise")
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,10 @@ class AudioUNetConfig:
     weighting: str = "uniform"  # the loss weight over noise levels
     time_sampling: str = "uniform"  # training times: uniform or logit_normal
     time_range: tuple[float, float] = (0.0, 1.0)  # times trained on: all, or an expert's range
+    # Crappification instead of Gaussian noise, e.g. "lowpass+noise:0.3" or "blur:4+time_mask"
+    # (diffcore.processes.parse_crappifier): the network restores, sampled with "cold"/"direct"
+    degradation: str = ""
+    start: tuple[tuple[float, float], ...] = ()  # (mean, std) of training spectrograms' means
 
     def __post_init__(self) -> None:
         # from_pretrained hands nested configs over as dicts (config.json).
@@ -47,6 +60,11 @@ class AudioUNetConfig:
             object.__setattr__(self, name, tuple(str(n) for n in getattr(self, name)))
         object.__setattr__(self, "time_range", tuple(float(v) for v in self.time_range))
         time_limits(self.time_range)  # checks the range
+        object.__setattr__(self, "start", tuple(tuple(float(v) for v in p) for p in self.start))
+        if self.degradation:
+            parse_crappifier(self.degradation, allowed=CRAPPIFIERS)  # checks the spec
+            if self.time_range != (0.0, 1.0):
+                raise ValueError("a model trained on a degradation covers all severities")
         u = self.unet
         if u.in_channels != 1 or (u.out_channels or 1) != 1:
             raise ValueError("AudioUNetConfig.unet must have one input and output channel")
@@ -132,9 +150,13 @@ class AudioUNet(nn.Module):
         return self.unet(x, t, labels=labels, context=context)
 
     @property
-    def process(self) -> GaussianProcess:
-        """The diffusion process the model is trained and sampled with."""
+    def process(self) -> GaussianProcess | DegradationProcess:
+        """The process the model is trained and sampled with: Gaussian diffusion, or the
+        degradation it restores."""
         c = self.config
+        if c.degradation:
+            degrade, slope = parse_crappifier(c.degradation, allowed=CRAPPIFIERS)
+            return DegradationProcess(degrade, noise_slope=slope, residual=True)
         schedule = named_schedule(c.schedule, logsnr_min=c.logsnr_min, logsnr_max=c.logsnr_max)
         options = {"weighting": c.weighting, "time_sampling": c.time_sampling}
         return GaussianProcess(

@@ -21,13 +21,13 @@ import torch
 from torch import Tensor, nn
 
 from diffaudio.data import AudioClips
-from diffaudio.model import AudioUNet, audio_unet_config
+from diffaudio.model import CRAPPIFIERS, AudioUNet, audio_unet_config
 from diffaudio.outputs import save_outputs
 from diffaudio.spectrogram import LogMel, SpectrogramConfig, griffin_lim
 from diffaudio.vocoder import Vocoder, VocoderConfig, vocoder_loss
 from diffcore.generation import ContinuousPipeline
 from diffcore.io import WEIGHTS_NAME, from_pretrained, load_weights, read_sampling, save_pretrained
-from diffcore.processes import process_fields
+from diffcore.processes import PROCESSES, parse_crappifier, process_fields, start_stats
 from diffcore.seeding import seeded
 from diffcore.training import (
     TrainConfig,
@@ -78,17 +78,25 @@ def train_audio_diffusion(
 ) -> TrainResult:
     """Train a spectrogram U-Net on ``clips`` (their labels and speakers, when present, become
     its conditions, each dropped to null with the given probability for guidance) with
-    ``process``: "diffusion" or "flow" (flow matching; ``diffcore.processes.PROCESSES``);
+    ``process``: "diffusion", "flow" (flow matching; ``diffcore.processes.PROCESSES``) or a
+    crappifier spec of ``diffaudio.model.CRAPPIFIERS`` such as "lowpass+noise:0.3" (a restorer);
     ``init``: a model folder of the same shape to start from; ``seed``: the initial weights'.
     The model lands in ``out_dir/final``; ``overrides`` go to
     :func:`diffaudio.model.audio_unet_config`."""
     _check_rate(clips, spectrogram)
+    if process in PROCESSES:
+        fields: dict[str, Any] = process_fields(process)
+    else:
+        parse_crappifier(process, allowed=CRAPPIFIERS)  # a bad name fails before the stats
+        some = clips.subset(range(min(len(clips), 2000)))
+        start = start_stats(clip_spectrograms(some, spectrogram))
+        fields = {"degradation": process, "start": start}
     config = audio_unet_config(
         preset,
         spectrogram,
         label_names=clips.label_names,
         speaker_names=clips.speaker_names,
-        **(process_fields(process) | overrides),
+        **(fields | overrides),
     )
     with seeded(seed):  # the initial weights
         model = AudioUNet(config)

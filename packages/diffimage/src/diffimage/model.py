@@ -11,12 +11,23 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from diffcore.nn import UNet, UNetConfig, load_unet_preset
-from diffcore.processes import GaussianProcess, named_schedule, process_fields, time_limits
+from diffcore.processes import (
+    PROCESSES,
+    DegradationProcess,
+    GaussianProcess,
+    named_schedule,
+    parse_crappifier,
+    process_fields,
+    start_stats,
+    time_limits,
+)
 from diffcore.schedules import NoiseSchedule
 from diffcore.seeding import seeded
+from diffimage.pixels import to_unit_range
 
 PRESETS_FILE = "image.json"  # in the workspace's shared/presets/
 SCHEDULES = ("cosine", "linear", "flow")
+CRAPPIFIERS = ("blur", "downsample", "pixelate", "jpeg", "noise")  # what --process may combine
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,12 @@ class ImageModelConfig:
     time_range: tuple[float, float] = (0.0, 1.0)  # times trained on: all, or an expert's range
     class_names: tuple[str, ...] = ()  # names of labels 0..num_classes-1 (for file names, reports)
     text_encoder: str | None = None  # folder of the transformers caption encoder, when captioned
+    # Crappification instead of Gaussian noise: a spec such as "blur:3+jpeg:10" or
+    # "downsample:1+noise:0.3" (diffcore.processes.parse_crappifier); the network then restores
+    # (predicts the correction to x0) and samples with the refinement samplers ("cold").
+    degradation: str = ""
+    start: tuple[tuple[float, float], ...] = ()  # per channel (mean, std) of training images'
+    # means: refinement starts from a constant picture drawn from these (degradation only)
 
     def __post_init__(self) -> None:
         if isinstance(self.unet, dict):
@@ -49,6 +66,11 @@ class ImageModelConfig:
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "time_range", tuple(float(v) for v in self.time_range))
         time_limits(self.time_range)  # checks the range
+        object.__setattr__(self, "start", tuple(tuple(float(v) for v in p) for p in self.start))
+        if self.degradation:
+            parse_crappifier(self.degradation, allowed=CRAPPIFIERS)  # checks the spec
+            if self.time_range != (0.0, 1.0):
+                raise ValueError("a model trained on a degradation covers all severities")
         if len(self.image_size) != 2 or min(self.image_size) < 1:
             raise ValueError(f"ImageModelConfig.image_size must be (H, W), got {self.image_size}")
         if self.schedule not in SCHEDULES:
@@ -63,7 +85,10 @@ class ImageModelConfig:
         ends = {"logsnr_min": self.logsnr_min, "logsnr_max": self.logsnr_max}
         return named_schedule(self.schedule, shift=self.schedule_shift, **ends)
 
-    def process(self) -> GaussianProcess:
+    def process(self) -> GaussianProcess | DegradationProcess:
+        if self.degradation:
+            degrade, slope = parse_crappifier(self.degradation, allowed=CRAPPIFIERS)
+            return DegradationProcess(degrade, noise_slope=slope, residual=True)
         return GaussianProcess(
             self.noise_schedule(),
             prediction=self.prediction,
@@ -95,7 +120,7 @@ class ImageDiffusion(nn.Module):
         return self.unet(x, t, labels=labels, context=context)
 
     @property
-    def process(self) -> GaussianProcess:
+    def process(self) -> GaussianProcess | DegradationProcess:
         return self.config.process()
 
     @property
@@ -167,10 +192,18 @@ def model_for_data(
     """A fresh ``preset`` model shaped for ``data`` (an ``ImageData``): its channels and image
     size, its classes when ``conditional`` and the data has labels, and captions encoded by
     ``encoder`` (a ``TextEncoder``; it is saved beside the model). ``process``: "diffusion"
-    (the config's defaults) or "flow" (flow matching; ``diffcore.processes.PROCESSES``).
+    (the config's defaults), "flow" (flow matching; ``diffcore.processes.PROCESSES``) or a
+    crappifier spec of ``CRAPPIFIERS`` such as "blur+noise:0.3" (a restorer; see
+    ``ImageModelConfig.degradation``).
     time_range: the times (lo, hi) it trains on, for an expert per noise level.
     seed: the initial weights' seed (None: torch's global generator)."""
     classes = conditional and data.labels is not None
+    if process in PROCESSES:
+        fields: dict[str, Any] = process_fields(process)
+    else:
+        parse_crappifier(process, allowed=CRAPPIFIERS)  # a bad name fails before the stats
+        images = to_unit_range(data.images[:10_000])
+        fields = {"degradation": process, "start": start_stats(images)}
     with seeded(seed):
         return build_model(
             preset,
@@ -181,5 +214,5 @@ def model_for_data(
             context_dim=encoder.dim if encoder is not None else None,
             text_encoder="text_encoder" if encoder is not None else None,
             time_range=tuple(time_range),
-            **process_fields(process),
+            **fields,
         )

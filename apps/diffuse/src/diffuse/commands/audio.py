@@ -22,6 +22,8 @@ HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
     "eval audio": ("judge accuracy and Fréchet distance of samples", "folder for the samples"),
 }
 TRAINERS = {"audio": (4000, 32, 1e-3), "audio-judge": (1500, 64, 3e-3)}
+# diffaudio.model.CRAPPIFIERS (a test keeps them equal), here so --help imports no torch
+CRAPPIFIERS = ("blur", "lowpass", "freq_mask", "time_mask", "downsample", "noise")
 WAV_FORMATS = ("pcm16", "float")  # diffaudio.outputs.WAV_FORMATS, without importing torch here
 
 
@@ -32,7 +34,7 @@ def register(verbs: dict[str, Any]) -> None:
         train = add(f"train {name}", _train)
         data_options(train)
         audio = name == "audio"
-        options = {"steps": steps, "batch_size": batch, "lr": lr}
+        options = {"steps": steps, "batch_size": batch, "lr": lr, "crappifiers": CRAPPIFIERS}
         g[name] = kit.training_options(train, minutes=audio, process=audio, **options)
     g["audio"].add_argument("--preset", default="small", help="preset in shared/presets/audio.json")
     g["audio"].add_argument(
@@ -159,7 +161,9 @@ def _write(args: argparse.Namespace, pipe: Any, waves: Any, specs: Any, names: l
 
 def _save(args: argparse.Namespace, pipe: Any, specs: Any, names: list, records: list) -> None:
     kit.write_run(args.out, args)
-    settings = {k: getattr(args, k) for k in ("seed", "steps", "guidance", "sampler")}
+    used = kit.sampling(args, pipe)  # what the pipeline ran: the folder's defaults filled in
+    settings = {k: getattr(args, k) for k in ("seed", "guidance")}
+    settings |= {"steps": used.get("steps"), "sampler": used.get("sampler") or pipe.default_sampler}
     records = [{**r, **settings} for r in records]
     index = _write(args, pipe, pipe.to_waveform(specs), specs, names, records=records)
     print(f"{len(names)} WAVs and spectrogram PNGs in {args.out} (index: {index})")

@@ -23,11 +23,16 @@ HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
 }
 
 
+# diffimage.model.CRAPPIFIERS (a test keeps them equal), here so --help imports no torch
+CRAPPIFIERS = ("blur", "downsample", "pixelate", "jpeg", "noise")
+
+
 def register(verbs: dict[str, Any]) -> None:
     add = kit.commands(verbs, HELP)
     train = add("train image", _train)
     data_options(train)
-    g = kit.training_options(train, steps=3000, batch_size=128, lr=2e-3, process=True)
+    options = {"steps": 3000, "batch_size": 128, "lr": 2e-3, "crappifiers": CRAPPIFIERS}
+    g = kit.training_options(train, process=True, **options)
     g.add_argument("--preset", default="fmnist", help="U-Net preset in shared/presets/image.json")
     g.add_argument("--label-dropout", type=kit.fraction, default=0.1, help="share without label")
     g.add_argument("--unconditional", action="store_true", help="ignore the labels")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from diffuse.kit.errors import ArgumentParser
@@ -31,6 +32,7 @@ SAMPLERS = {
         "unipc",
     ),
     "token": ("masked_ancestral", "confidence"),
+    "refine": ("cold", "direct"),  # models trained with --process <crappifier>
 }
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -230,6 +232,23 @@ def model_options(
     return g
 
 
+def process_spec(crappifiers: Sequence[str]) -> Any:
+    """The --process type: "diffusion", "flow", or names of ``crappifiers`` joined by "+",
+    each with an optional ":number" (the numbers are checked where the model is built)."""
+    expected = "diffusion, flow" + ", or a crappifier spec" * bool(crappifiers)
+
+    def check(text: str) -> str:
+        if text in ("diffusion", "flow"):
+            return text
+        names = [item.partition(":")[0].strip() for item in text.split("+")]
+        if not crappifiers or not all(name in crappifiers for name in names):
+            known = f" of {', '.join(crappifiers)}" if crappifiers else ""
+            raise argparse.ArgumentTypeError(f"'{text}' is not allowed; expected {expected}{known}")
+        return text
+
+    return check
+
+
 def unit_range(text: str) -> tuple[float, float]:
     """LO,HI with 0 <= LO < HI <= 1 (a range of the schedule's times)."""
     try:
@@ -270,7 +289,8 @@ def sampling_options(
         folder = ", unless the model folder's sampling.json names its own"
         return "" if value is None else f" (default: {value}{folder})"
 
-    g.add_argument("--sampler", choices=SAMPLERS[family], help=sampler_help + default(sampler))
+    names = SAMPLERS[family] + (SAMPLERS["refine"] if family == "continuous" else ())
+    g.add_argument("--sampler", choices=names, help=sampler_help + default(sampler))
     g.add_argument("--steps", type=positive_int, help=steps_help + default(steps))
     g.add_argument(
         "--guidance", type=non_negative, default=guidance, help="classifier-free guidance (1 = off)"
@@ -319,7 +339,10 @@ def sampling(args: argparse.Namespace, pipe: Any = None) -> dict[str, Any]:
     names = ("guidance", "seed", "batch_size")
     out = {k: getattr(args, k) for k in names if hasattr(args, k)} | {"progress": True}
     folder = getattr(pipe, "sampling_defaults", None) or {}
+    own = getattr(getattr(pipe, "options_class", None), "REGISTRY", None)
     for key, fallback in getattr(args, "fallback_sampling", {}).items():
+        if key == "sampler" and own is not None and fallback not in own:
+            fallback = None  # e.g. a restorer's pipeline: its own default sampler
         value = getattr(args, key, None)
         value = folder.get(key, fallback) if value is None else value
         if value is not None:
@@ -370,18 +393,27 @@ def training_options(
     precision: bool = True,
     checkpoint_every: int = 500,
     process: bool = False,
+    crappifiers: Sequence[str] = (),
 ) -> Any:
     """--steps, --minutes, --batch-size, --grad-accum, --lr, --ema, --ema-warmup, --precision,
-    --checkpoint-every; with ``process``, --process (diffcore.processes.PROCESSES) and
-    --noise-range (see :func:`process_options`)."""
+    --checkpoint-every; with ``process``, --process (diffcore.processes.PROCESSES, and specs
+    of the domain's ``crappifiers`` joined by "+") and --noise-range (:func:`process_options`)."""
     g = group(parser, "training")
     if process:
+        crappify = (
+            f"; or a crappification to undo instead, names of {', '.join(crappifiers)} joined "
+            f"by '+', each with an optional ':number' (severity at t = 1), e.g. "
+            f"{crappifiers[0]}+noise:0.3 (sampled with --sampler cold or direct)"
+            if crappifiers
+            else ""
+        )
         g.add_argument(
             "--process",
-            choices=("diffusion", "flow"),
+            type=process_spec(crappifiers),
             default="diffusion",
+            metavar="PROCESS",
             help="what the model learns to undo: Gaussian diffusion as the preset has it, or "
-            "flow matching (straight path, velocity target, logit-normal times)",
+            "flow matching (straight path, velocity target, logit-normal times)" + crappify,
         )
         g.add_argument(
             "--noise-range",

@@ -2,7 +2,8 @@
 done once).
 
 - :class:`ContinuousPipeline` (images, spectrograms): ``sample``, ``edit`` (partial re-noising,
-  SDEdit) and ``inpaint``;
+  SDEdit) and ``inpaint``, for Gaussian diffusion and for models trained to undo a
+  degradation (refinement samplers, :class:`RefineOptions`);
 - :class:`TokenPipeline` (text, proteins): ``fill`` masked positions — sampling, infilling and
   partial re-noising (``remask``) are all fills;
 - both: a sampler by name with its options (:class:`ContinuousOptions`, :class:`TokenOptions`),
@@ -20,7 +21,9 @@ from diffcore.generation.continuous import (
     steps_for_calls,
 )
 from diffcore.generation.options import (
+    REFINE_SAMPLERS,
     ContinuousOptions,
+    RefineOptions,
     SamplerOptions,
     TokenOptions,
     sampler_names,
@@ -29,9 +32,11 @@ from diffcore.generation.tokens import TokenPipeline, remask
 
 __all__ = [
     "PRECISIONS",
+    "REFINE_SAMPLERS",
     "ContinuousOptions",
     "ContinuousPipeline",
     "Pipeline",
+    "RefineOptions",
     "Run",
     "SamplerOptions",
     "Sampling",

@@ -20,8 +20,9 @@ from torch import Tensor
 
 from diffcore.denoisers import Clamped, NoiseLevelExperts, compiled, condition, guidance
 from diffcore.generation.base import Pipeline, Sampling, batches
-from diffcore.generation.options import ContinuousOptions
+from diffcore.generation.options import ContinuousOptions, RefineOptions
 from diffcore.io import from_pretrained
+from diffcore.processes import DegradationProcess
 from diffcore.schedules import karras_grid, trailing_grid
 from diffcore.seeding import SampleGenerators, randn
 
@@ -108,6 +109,13 @@ class ContinuousPipeline(Pipeline):
     experts: models (or their folders) trained on the other ranges of times (the process's
     ``t_min``/``t_max``); with the pipeline's model they must cover [0, 1], and each noise
     level goes to the model that learned it (experts per noise level, eDiff-I).
+
+    A model whose ``process`` is a ``DegradationProcess`` (trained to undo blur, JPEG,
+    band-limiting... "crappification") samples through the same calls with the refinement
+    samplers ("cold", "direct"; :class:`RefineOptions`) over equal steps of severity. Generation
+    starts from ``D(c, 1)`` plus the process's noise at t = 1, where the constant picture c is
+    drawn per channel from the model's ``config.start`` ((mean, std) of its training images'
+    channel means); edit and inpaint start from the given images as usual.
     """
 
     options_class = ContinuousOptions
@@ -125,7 +133,17 @@ class ContinuousPipeline(Pipeline):
         super().__init__(model, **options)
         self.compile = compile
         self.experts = [self._load_expert(e) for e in experts]
-        check_experts([self.model, *self.experts])  # a lone expert cannot sample
+        if self.restores:
+            if self.experts:
+                raise ValueError("experts per noise level need Gaussian-diffusion models")
+            self.options_class = RefineOptions  # this pipeline's samplers walk severities
+        else:
+            check_experts([self.model, *self.experts])  # a lone expert cannot sample
+
+    @property
+    def restores(self) -> bool:
+        """Whether the model undoes a degradation (``DegradationProcess``) rather than noise."""
+        return isinstance(self.model.process, DegradationProcess)
 
     def _load_expert(self, expert: Any) -> Any:
         if isinstance(expert, (str, Path)):
@@ -226,6 +244,8 @@ class ContinuousPipeline(Pipeline):
         then ``pipe.save_pretrained(folder)``. Fit with another seed than you evaluate with."""
         from diffcore.samplers.grids import fit_grid
 
+        if self.restores:
+            raise ValueError("fit_grid fits noise levels of Gaussian-diffusion models")
         self.check_count(n)
         cond, uncond = self.conditions(n, **conditions)
         gens = SampleGenerators(generators=self.generators(seed, n))
@@ -260,6 +280,24 @@ class ContinuousPipeline(Pipeline):
             raise ValueError(f"{name} holds no samples")
         return x.to(self.device, torch.float32)
 
+    def _degraded_start(self, noise: Tensor, gens: SampleGenerators) -> Tensor:
+        """Where refinement starts: ``D(c, 1) + noise_at(1) * noise``, c constant per channel,
+        drawn from ``config.start``."""
+        start = getattr(self.model.config, "start", ())
+        if len(start) != noise.shape[1]:
+            raise ValueError(
+                f"the model's config.start holds {len(start)} (mean, std) pairs for "
+                f"{noise.shape[1]} channels; a model trained on a degradation records them"
+            )
+        stats = torch.tensor(start, dtype=noise.dtype, device=noise.device)  # (C, 2)
+        draws = randn((len(noise), noise.shape[1]), gens, device=self.device)
+        c = (stats[:, 0] + stats[:, 1] * draws).reshape(*draws.shape, *[1] * (noise.ndim - 2))
+        process = self.model.process
+        ones = noise.new_ones(len(noise))
+        return (
+            process.degrade(c.expand_as(noise).contiguous(), ones) + process.noise_at(1.0) * noise
+        )
+
     def _run(self, n: int, kwargs: dict[str, Any], edit: dict[str, Any]) -> Tensor:
         sampling = {k: kwargs.pop(k) for k in list(kwargs) if k in Sampling.__annotations__}
         plan, run = self.plan(sampling)
@@ -268,9 +306,14 @@ class ContinuousPipeline(Pipeline):
         for key, value in {**cond, **uncond}.items():
             if len(value) != n:
                 raise ValueError(f"condition {key!r} has {len(value)} rows for {n} samples")
-        grid = sampling_grid(
-            self.process, plan.sampler, plan.steps, grid=plan.grid, sigma_min=self.sigma_min
-        )
+        if self.restores:
+            grid = torch.linspace(1.0, 0.0, plan.steps + 1, dtype=torch.float64)
+            process = self.model.process
+            edit = {**edit, "degrade": process.degrade, "noise_level": process.noise_at}
+        else:
+            grid = sampling_grid(
+                self.process, plan.sampler, plan.steps, grid=plan.grid, sigma_min=self.sigma_min
+            )
         generators = self.generators(seed, n)
         shape = self.sample_shape()
         out = []
@@ -286,6 +329,8 @@ class ContinuousPipeline(Pipeline):
             part = slice(rows[0], rows[-1] + 1)
             gens = SampleGenerators(generators=generators[part])
             noise = randn((len(rows), *shape), gens, device=self.device)
+            if self.restores:
+                noise = self._degraded_start(noise, gens)
             denoiser = self.denoiser(
                 {k: v[part] for k, v in cond.items()},
                 {k: v[part] for k, v in uncond.items()},

@@ -12,15 +12,29 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from diffcore._utils import grid_levels
-from diffcore.samplers import DISCRETE_SAMPLERS, SAMPLERS
+from diffcore.samplers import DISCRETE_SAMPLERS, SAMPLERS, sample_refine
 
-__all__ = ["ContinuousOptions", "SamplerOptions", "TokenOptions", "sampler_names"]
+__all__ = [
+    "REFINE_SAMPLERS",
+    "ContinuousOptions",
+    "RefineOptions",
+    "SamplerOptions",
+    "TokenOptions",
+    "sampler_names",
+]
+
+REFINE_SAMPLERS: dict[str, Callable[..., Tensor]] = {
+    "cold": partial(sample_refine, update="improved"),  # Cold Diffusion's Algorithm 2
+    "direct": partial(sample_refine, update="naive"),  # restore, re-degrade (Algorithm 1)
+}
+"""Samplers of models trained to undo a degradation (``DegradationProcess``), by name."""
 
 # Set by the pipelines themselves (the data, the model, the edit), never by a user's options.
 _RESERVED = {
@@ -33,14 +47,18 @@ _RESERVED = {
     "mask_id",
     "time_independent",
     "align_blocks",
+    "degrade",
+    "noise_level",
+    "update",
 }
 
 
 def sampler_names(family: str) -> tuple[str, ...]:
-    """The sampler names of ``family`` ("continuous" or "token"), as commands list them."""
-    registry = {"continuous": SAMPLERS, "token": DISCRETE_SAMPLERS}
+    """The sampler names of ``family`` ("continuous", "token" or "refine"), as commands list
+    them."""
+    registry = {"continuous": SAMPLERS, "token": DISCRETE_SAMPLERS, "refine": REFINE_SAMPLERS}
     if family not in registry:
-        raise ValueError(f"family must be 'continuous' or 'token', got {family!r}")
+        raise ValueError(f"family must be one of {', '.join(registry)}, got {family!r}")
     return tuple(registry[family])
 
 
@@ -170,3 +188,22 @@ class TokenOptions(SamplerOptions):
     REGISTRY: ClassVar[Mapping[str, Callable[..., Tensor]]] = DISCRETE_SAMPLERS
     GRIDS: ClassVar[tuple[str, ...]] = ("linear", "cosine")
     FAMILY: ClassVar[str] = "token"
+
+
+@dataclass(frozen=True)
+class RefineOptions(SamplerOptions):
+    """Options of the refinement samplers (``REFINE_SAMPLERS``) of models trained to undo a
+    degradation: "cold" (the improved update, default) or "direct". grid: "linear" (equal
+    steps of severity from 1 to 0)."""
+
+    sampler: str = "cold"
+    steps: int | None = 20
+
+    REGISTRY: ClassVar[Mapping[str, Callable[..., Tensor]]] = REFINE_SAMPLERS
+    GRIDS: ClassVar[tuple[str, ...]] = ("linear",)
+    FAMILY: ClassVar[str] = "refinement"
+
+    def __post_init__(self) -> None:
+        if self.steps is None:
+            raise ValueError("a refinement sampler needs a number of steps")
+        super().__post_init__()

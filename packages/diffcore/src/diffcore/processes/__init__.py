@@ -1,5 +1,15 @@
 """Forward corruption processes and their training losses: Gaussian noise, masking, degradation."""
 
+from diffcore.processes.crappify import (
+    CRAPPIFIERS,
+    compose,
+    identity,
+    jpeg,
+    lowpass,
+    parse_crappifier,
+    start_stats,
+    stripes,
+)
 from diffcore.processes.degradation import (
     Degradation,
     DegradationProcess,
@@ -25,6 +35,7 @@ from diffcore.processes.mask import (
 )
 
 __all__ = [
+    "CRAPPIFIERS",
     "PROCESSES",
     "Degradation",
     "DegradationProcess",
@@ -34,12 +45,19 @@ __all__ = [
     "block_attention_mask",
     "blur",
     "clean_log_probs",
+    "compose",
     "cosine_mask_grid",
     "downsample",
     "flow_matching",
+    "identity",
+    "jpeg",
     "linear_mask_grid",
+    "lowpass",
     "named_schedule",
+    "parse_crappifier",
     "pixelate",
     "process_fields",
+    "start_stats",
+    "stripes",
     "time_limits",
 ]

@@ -223,15 +223,22 @@ class DegradationProcess:
     starting points restore to different images, and the restorer learns to ignore it. It is
     added at every t, t = 0 included, so the residual that the improved sampler carries along
     stays at the level the restorer was trained on.
+    noise_slope: Gaussian noise that grows with severity, std ``noise_slope * t`` on top of
+    ``noise_std`` (crappifier "noise"): with it the restorer also denoises, and the improved
+    sampler shrinks the carried residual as the noise level falls (``noise_at``).
     loss_norm: "l1" (Cold Diffusion's choice, sharper restorations) or "l2" on ``R(x_t) - x0``.
     t_min: smallest training severity (0 trains the restorer on clean images too).
+    residual: the network predicts the correction ``x0 - x_t`` rather than x0 itself
+    (``denoiser(net)`` adds x_t back), so a barely degraded input needs only a small output.
     """
 
     degrade: Degradation
     _: KW_ONLY
     noise_std: float = 0.0
+    noise_slope: float = 0.0
     loss_norm: LossNorm = "l1"
     t_min: float = 0.0
+    residual: bool = False
 
     def __post_init__(self) -> None:
         if not callable(self.degrade):
@@ -240,6 +247,8 @@ class DegradationProcess:
             )
         if not self.noise_std >= 0:
             raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+        if not self.noise_slope >= 0:
+            raise ValueError(f"noise_slope must be >= 0, got {self.noise_slope}")
         if self.loss_norm not in ("l1", "l2"):
             raise ValueError(f"loss_norm must be 'l1' or 'l2', got {self.loss_norm!r}")
         if not 0.0 <= self.t_min < 1.0:
@@ -248,10 +257,20 @@ class DegradationProcess:
     def corrupt(self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Degrade x0 (B, C, H, W) to severities t (B,), plus noise from ``generator``."""
         xt = self.degrade(x0, t)
-        if self.noise_std > 0:
+        if self.noise_std > 0 or self.noise_slope > 0:
             eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-            xt = xt + self.noise_std * eps
+            std = self.noise_at(torch.as_tensor(t, device=x0.device).to(x0.dtype))
+            xt = xt + std.reshape(-1, *([1] * (x0.ndim - 1))) * eps
         return xt
+
+    def noise_at(self, t: Tensor | float) -> Tensor | float:
+        """The std of the Gaussian noise added at severity t: ``noise_std + noise_slope * t``."""
+        return self.noise_std + self.noise_slope * t
+
+    def denoiser(self, net: Any) -> Restorer:
+        """``net`` as the restorer ``R(x_t, t, **cond) -> x0 estimate`` samplers call (x_t plus
+        its output when ``residual``): the counterpart of ``GaussianProcess.denoiser``."""
+        return _ResidualRestorer(net) if self.residual else net
 
     def sample_time(
         self, batch: int, generator: torch.Generator | None = None, device: Any = "cpu"
@@ -263,8 +282,19 @@ class DegradationProcess:
         self, restorer: Restorer, x0: Tensor, generator: torch.Generator | None = None, **cond: Any
     ) -> Tensor:
         """Restoration loss (a scalar) for a batch x0 (B, C, H, W): severities and noise come from
-        ``generator``; the restorer is called as ``restorer(x_t, t, **cond)`` with t float32."""
+        ``generator``; ``denoiser(restorer)`` is called as ``(x_t, t, **cond)`` with t float32
+        (``restorer`` is the network itself when ``residual``)."""
         t = self.sample_time(x0.shape[0], generator, x0.device)
         xt = self.corrupt(x0, t, generator)
-        err = restorer(xt, t.to(torch.float32), **cond).float() - x0.float()
+        err = self.denoiser(restorer)(xt, t.to(torch.float32), **cond).float() - x0.float()
         return err.abs().mean() if self.loss_norm == "l1" else err.pow(2).mean()
+
+
+@dataclass(frozen=True)
+class _ResidualRestorer:
+    """``x_t + net(x_t, t, **cond)``: a network trained to predict the correction."""
+
+    net: Any
+
+    def __call__(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        return x + self.net(x, t, **cond)

@@ -7,11 +7,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from diffcore import seeding
 from diffcore._utils import grid_levels, like
 from diffcore.processes.degradation import Degradation, Restorer
 from diffcore.samplers.step import Callback, Step
@@ -36,6 +38,7 @@ def sample_refine(
     known: Tensor | None = None,
     mask: Tensor | None = None,
     update: Update = "improved",
+    noise_level: Callable[[float], float] | None = None,
 ) -> Tensor:
     """Restore, re-degrade to the next severity, repeat (Cold Diffusion, Bansal et al. 2022,
     https://arxiv.org/abs/2208.09392).
@@ -53,8 +56,12 @@ def sample_refine(
     known + mask (True where ``known`` holds): the estimate is replaced by ``known`` there, and
     after each step those entries are set to the degraded estimate ``D(x0_hat, s)``, so they stay
     consistent with the free part at every level and equal ``known`` exactly at the end.
-    callback(Step(i, total, t, s), x_s, x0_hat) after every step. The refinement itself is
-    deterministic: ``generator`` is accepted for the common signature and draws nothing.
+    noise_level: the std of the Gaussian noise the process adds at a severity
+    (``DegradationProcess.noise_at``). When it changes with severity the improved update scales
+    the carried residual ``x_t - D(x0_hat, t)`` by ``noise_level(s) / noise_level(t)`` (for pure
+    noise this is DDIM), and the naive update adds fresh noise of std ``noise_level(s)`` drawn
+    from ``generator``; constant or None, both are as in the paper.
+    callback(Step(i, total, t, s), x_s, x0_hat) after every step.
     """
     if update not in ("improved", "naive"):
         raise ValueError(f"update must be 'improved' or 'naive', got {update!r}")
@@ -81,6 +88,9 @@ def sample_refine(
     if x_init is not None:
         x_init = like("x_init", x_init, x)
         x = degrade_to(x_init if known is None else torch.where(mask, known, x_init), levels[0])
+        if noise_level is not None and noise_level(levels[0]) > 0:  # as the restorer saw it
+            eps = seeding.randn(x.shape, generator, device=x.device, dtype=x.dtype)
+            x = x + noise_level(levels[0]) * eps
     elif known is not None:
         # The known entries start degraded together with their context, like everything after.
         x = torch.where(mask, degrade_to(torch.where(mask, known, x), levels[0]), x)
@@ -92,7 +102,14 @@ def sample_refine(
         if known is not None:
             x0_hat = torch.where(mask, known, x0_hat)
         next_level = degrade_to(x0_hat, s)
-        x = next_level if update == "naive" else x - degrade_to(x0_hat, t) + next_level
+        now, then = (1.0, 1.0) if noise_level is None else (noise_level(t), noise_level(s))
+        if update == "naive":
+            x = next_level
+            if then > 0 and then != now:  # the restorer at s expects noise of std then
+                x = x + then * seeding.randn(x.shape, generator, device=x.device, dtype=x.dtype)
+        else:
+            ratio = then / now if now > 0 else 1.0
+            x = next_level + ratio * (x - degrade_to(x0_hat, t))
         if known is not None:
             x = torch.where(mask, next_level, x)
         if callback is not None:
