@@ -22,9 +22,11 @@ from diffcore.generation.continuous import (
 )
 from diffcore.generation.options import (
     REFINE_SAMPLERS,
+    SUBSTITUTE_SAMPLERS,
     ContinuousOptions,
     RefineOptions,
     SamplerOptions,
+    SubstituteOptions,
     TokenOptions,
     sampler_names,
 )
@@ -33,6 +35,7 @@ from diffcore.generation.tokens import TokenPipeline, remask
 __all__ = [
     "PRECISIONS",
     "REFINE_SAMPLERS",
+    "SUBSTITUTE_SAMPLERS",
     "ContinuousOptions",
     "ContinuousPipeline",
     "Pipeline",
@@ -40,6 +43,7 @@ __all__ = [
     "Run",
     "SamplerOptions",
     "Sampling",
+    "SubstituteOptions",
     "TokenOptions",
     "TokenPipeline",
     "check_experts",

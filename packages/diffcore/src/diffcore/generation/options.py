@@ -19,13 +19,15 @@ import torch
 from torch import Tensor
 
 from diffcore._utils import grid_levels
-from diffcore.samplers import DISCRETE_SAMPLERS, SAMPLERS, sample_refine
+from diffcore.samplers import DISCRETE_SAMPLERS, SAMPLERS, sample_refine, sample_substitute
 
 __all__ = [
     "REFINE_SAMPLERS",
     "ContinuousOptions",
     "RefineOptions",
+    "SUBSTITUTE_SAMPLERS",
     "SamplerOptions",
+    "SubstituteOptions",
     "TokenOptions",
     "sampler_names",
 ]
@@ -35,6 +37,9 @@ REFINE_SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "direct": partial(sample_refine, update="naive"),  # restore, re-degrade (Algorithm 1)
 }
 """Samplers of models trained to undo a degradation (``DegradationProcess``), by name."""
+
+SUBSTITUTE_SAMPLERS: dict[str, Callable[..., Tensor]] = {"substitute": sample_substitute}
+"""Samplers of token models trained on substitution (``SubstitutionProcess``), by name."""
 
 # Set by the pipelines themselves (the data, the model, the edit), never by a user's options.
 _RESERVED = {
@@ -50,13 +55,19 @@ _RESERVED = {
     "degrade",
     "noise_level",
     "update",
+    "process",
 }
 
 
 def sampler_names(family: str) -> tuple[str, ...]:
-    """The sampler names of ``family`` ("continuous", "token" or "refine"), as commands list
-    them."""
-    registry = {"continuous": SAMPLERS, "token": DISCRETE_SAMPLERS, "refine": REFINE_SAMPLERS}
+    """The sampler names of ``family`` ("continuous", "token", "refine" or "substitute"), as
+    commands list them."""
+    registry = {
+        "continuous": SAMPLERS,
+        "token": DISCRETE_SAMPLERS,
+        "refine": REFINE_SAMPLERS,
+        "substitute": SUBSTITUTE_SAMPLERS,
+    }
     if family not in registry:
         raise ValueError(f"family must be one of {', '.join(registry)}, got {family!r}")
     return tuple(registry[family])
@@ -207,3 +218,15 @@ class RefineOptions(SamplerOptions):
         if self.steps is None:
             raise ValueError("a refinement sampler needs a number of steps")
         super().__post_init__()
+
+
+@dataclass(frozen=True)
+class SubstituteOptions(TokenOptions):
+    """Options of token models trained on substitution (``SUBSTITUTE_SAMPLERS``): the levels
+    are substitution shares, on the same "linear" / "cosine" grids as masking."""
+
+    sampler: str = "substitute"
+    steps: int | None = None
+
+    REGISTRY: ClassVar[Mapping[str, Callable[..., Tensor]]] = SUBSTITUTE_SAMPLERS
+    FAMILY: ClassVar[str] = "substitution"

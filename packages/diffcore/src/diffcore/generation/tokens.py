@@ -24,8 +24,9 @@ import torch
 from torch import Tensor
 
 from diffcore.generation.base import Pipeline, batches
-from diffcore.generation.options import TokenOptions
+from diffcore.generation.options import SubstituteOptions, TokenOptions
 from diffcore.processes.mask import cosine_mask_grid, linear_mask_grid
+from diffcore.processes.substitution import SubstitutionProcess
 from diffcore.samplers import Callback
 from diffcore.seeding import SampleGenerators, sample_seeds
 
@@ -73,7 +74,6 @@ class TokenPipeline(Pipeline):
     them into the sampler's options and the run's settings that ``fill`` takes.
     """
 
-    options_class = TokenOptions
     default_batch_size = 64
     time_independent: bool = True  # the network ignores t (MDLM's observation): logits reusable
 
@@ -81,6 +81,16 @@ class TokenPipeline(Pipeline):
     @abstractmethod
     def mask_id(self) -> int:
         """The token id of a position to generate."""
+
+    @property
+    def substitution(self) -> SubstitutionProcess | None:
+        """The process of a model trained on substitution (wrong tokens instead of masks),
+        sampled by refinement (``sample_substitute``); None for a masked-diffusion model."""
+        return None
+
+    @property
+    def options_class(self) -> type[TokenOptions]:  # type: ignore[override]
+        return TokenOptions if self.substitution is None else SubstituteOptions
 
     @property
     def diffusion_block(self) -> int | None:
@@ -175,7 +185,9 @@ class TokenPipeline(Pipeline):
         callback: Callback | None,
     ) -> Tensor:
         """One sampler call on a batch (B, L) of rows that share their masked layout."""
-        steps, blocks = self.steps_for(x, plan)
+        steps, extra = self.steps_for(x, plan)
+        if self.substitution is not None:
+            extra = {**extra, "process": self.substitution}
         grid = GRIDS[plan.grid or "linear"](steps)
         bar.total += steps
         bar.refresh()
@@ -188,7 +200,7 @@ class TokenPipeline(Pipeline):
             callback=report,
             mask_id=self.mask_id,
             time_independent=self.time_independent,
-            **{**plan.options, **blocks},
+            **{**plan.options, **extra},
         )
 
 

@@ -26,6 +26,11 @@ from diffcore.processes.gaussian import (
     process_fields,
     time_limits,
 )
+from diffcore.processes.substitution import (
+    SubstitutionProcess,
+    blosum_replacement,
+    uniform_replacement,
+)
 from diffcore.processes.mask import (
     MaskProcess,
     block_attention_mask,
@@ -42,7 +47,9 @@ __all__ = [
     "GaussianProcess",
     "MaskProcess",
     "Restorer",
+    "SubstitutionProcess",
     "block_attention_mask",
+    "blosum_replacement",
     "blur",
     "clean_log_probs",
     "compose",
@@ -60,4 +67,5 @@ __all__ = [
     "start_stats",
     "stripes",
     "time_limits",
+    "uniform_replacement",
 ]

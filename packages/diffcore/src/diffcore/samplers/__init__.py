@@ -4,7 +4,8 @@
   UniPC, and SMC inpainting — over a grid of noise levels (``diffcore.schedules``);
 - discrete (masking): ancestral and confidence-ordered unmasking — over a grid of mask ratios
   (``diffcore.processes.mask``);
-- refinement for deterministic degradations (cold diffusion) — over a grid of severities;
+- refinement for deterministic degradations (cold diffusion) — over a grid of severities — and
+  for tokens trained on substitution (``sample_substitute``);
 - ``fit_grid``: the noise levels a few-step solver should walk for a given model.
 """
 
@@ -28,6 +29,7 @@ from diffcore.samplers.discrete import (
 from diffcore.samplers.grids import fit_grid
 from diffcore.samplers.refine import sample_refine
 from diffcore.samplers.smc import sample_smc
+from diffcore.samplers.substitute import sample_substitute
 from diffcore.samplers.step import Callback, Step
 
 __all__ = [
@@ -49,4 +51,5 @@ __all__ = [
     "sample_masked_ancestral",
     "sample_refine",
     "sample_smc",
+    "sample_substitute",
 ]
