@@ -173,12 +173,13 @@ def test_help_shows_defaults_and_no_measured_numbers():
 
 def test_the_sampler_names_are_diffcores():
     from diffcore import samplers
-    from diffcore.generation import REFINE_SAMPLERS
+    from diffcore.generation import REFINE_SAMPLERS, SUBSTITUTE_SAMPLERS
 
     registries = {
         "continuous": samplers.SAMPLERS,
         "token": samplers.DISCRETE_SAMPLERS,
         "refine": REFINE_SAMPLERS,
+        "substitute": SUBSTITUTE_SAMPLERS,
     }
     assert {family: tuple(names) for family, names in registries.items()} == SAMPLERS
 

@@ -33,6 +33,7 @@ SAMPLERS = {
     ),
     "token": ("masked_ancestral", "confidence"),
     "refine": ("cold", "direct"),  # models trained with --process <crappifier>
+    "substitute": ("substitute",),  # token models trained with --process substitution
 }
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -289,7 +290,8 @@ def sampling_options(
         folder = ", unless the model folder's sampling.json names its own"
         return "" if value is None else f" (default: {value}{folder})"
 
-    names = SAMPLERS[family] + (SAMPLERS["refine"] if family == "continuous" else ())
+    # a restorer (continuous) or a substitution model (token) refines with its own samplers
+    names = SAMPLERS[family] + SAMPLERS["refine" if family == "continuous" else "substitute"]
     g.add_argument("--sampler", choices=names, help=sampler_help + default(sampler))
     g.add_argument("--steps", type=positive_int, help=steps_help + default(steps))
     g.add_argument(
