@@ -234,6 +234,33 @@ def test_process_crappifier_trains_a_restorer_that_samples_edits_and_inpaints(
     assert "min_quality must be an int in [1, 100], got 500" in capsys.readouterr().err
 
 
+def test_refine_reads_each_inputs_level_with_the_models_level_predictor(
+    trained_run, image_folder, tmp_path, capsys
+):
+    out = tmp_path / "restorer"
+    data = ["--data", str(image_folder), "--batch-size", "8", "--device", "cpu"]
+    argv = ["train", "image", *data, "--preset", "tiny", "--steps", "3", "--no-preview"]
+    assert main([*argv, "--process", "blur:2+noise:0.3", "--out", str(out)]) == 0
+    inputs = ["--input", str(image_folder / "left"), "--steps", "4", "--device", "cpu"]
+    refine = ["refine", "image", "--model", str(out), *inputs]
+    capsys.readouterr()
+    assert main([*refine, "--out", str(tmp_path / "x")]) == 2  # no predictor yet
+    assert "no level predictor" in capsys.readouterr().err
+    level = ["train", "image-level", "--model", str(out), *data, "--steps", "3"]
+    assert main([*level, "--out", str(tmp_path / "level")]) == 0
+    assert (out / "final" / "level" / "model.safetensors").is_file()
+    assert main([*refine, "--out", str(tmp_path / "auto")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "auto" / "refine.jsonl").read_text().splitlines()]
+    assert len(rows) == len(list((image_folder / "left").iterdir()))
+    assert all(0 < r["strength"] <= 1 for r in rows)
+    assert len(list((tmp_path / "auto" / "refined").iterdir())) == len(rows)
+    # a fixed strength, and a Gaussian model as the refiner
+    gaussian = ["refine", "image", "--model", str(trained_run), *inputs, "--strength", "0.3"]
+    assert main([*gaussian, "--out", str(tmp_path / "fixed")]) == 0
+    rows = (tmp_path / "fixed" / "refine.jsonl").read_text().splitlines()
+    assert {json.loads(x)["strength"] for x in rows} == {0.3}
+
+
 def test_distill_writes_rounds_that_sample_and_evaluate_in_their_own_calls(
     trained_run, image_folder, tmp_path, capsys
 ):

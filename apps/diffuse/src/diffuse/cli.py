@@ -26,6 +26,7 @@ VERBS = {
     "edit": "edit existing data with a trained model (img2img, inpainting, infilling)",
     "eval": "evaluate samples or a trained model",
     "distill": "distil a trained model into students that sample in few network calls",
+    "refine": "improve images made anywhere with a model (boosting: one more round)",
 }
 DOMAINS = ("image", "text", "audio", "vocoder", "protein", "distill")  # command modules
 
