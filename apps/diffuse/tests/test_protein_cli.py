@@ -160,3 +160,80 @@ def test_the_same_command_twice_trains_bit_identical_weights(run, tmp_path):
         assert main([*argv, "--out", str(tmp_path / name)]) == 0
     a, b = (load_file(tmp_path / n / "final" / "model.safetensors") for n in ("a", "b"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def blosum(run):
+    """A tiny denoiser trained for a few steps on BLOSUM62 substitution."""
+    out = run / "blosum"
+    argv = ["train", "protein", str(run / "data"), "--out", str(out), "--preset", "tiny"]
+    argv += ["--steps", "3", "--batch-size", "8", "--process", "blosum", "--device", "cpu"]
+    assert main(argv) == 0
+    return out
+
+
+def test_a_blosum_model_trains_and_samples_with_the_substitute_sampler(run, blosum):
+    assert json.loads((blosum / "final" / "config.json").read_text())["corruption"] == "blosum"
+    assert json.loads((blosum / "run.json").read_text())["arguments"]["process"] == "blosum"
+    fasta = run / "blosum.fasta"
+    argv = ["sample", "protein", "--model", str(blosum), "--n", "3", "--family", "sh3"]
+    argv += ["--length", "24", "--motif", "4-8:ALYDY", "--steps", "6"]
+    assert main([*argv, "--out", str(fasta), "--device", "cpu"]) == 0
+    records = list(SeqIO.parse(fasta, "fasta"))
+    assert [len(r.seq) for r in records] == [24] * 3
+    assert all(str(r.seq)[3:8] == "ALYDY" for r in records)
+    assert parse_header(records[0].description)["sampler"] == "substitute"
+    sampling = json.loads(fasta.with_suffix(".run.json").read_text())["sampling"]
+    assert sampling["sampler"] == "substitute" and sampling["steps"] == 6
+
+
+def test_editing_regions_with_a_substitution_model_keeps_every_other_residue(run, blosum):
+    out = run / "blosum_edited.fasta"
+    argv = ["edit", "protein", str(run / "data" / "sh3.fasta"), "--model", str(blosum)]
+    argv += ["--regions", "5-12,30-33", "--steps", "4", "--option", "resample=confidence"]
+    assert main([*argv, "--out", str(out), "--device", "cpu"]) == 0
+    source = {r.id: str(r.seq) for r in SeqIO.parse(run / "data" / "sh3.fasta", "fasta")}
+    edited = list(SeqIO.parse(out, "fasta"))
+    assert len(edited) == len(source)
+    for r in edited:
+        header = parse_header(r.description)
+        original, seq = source[header["source"]], str(r.seq)
+        assert len(seq) == len(original)
+        assert seq[:4] + seq[12:29] + seq[33:] == original[:4] + original[12:29] + original[33:]
+        assert (header["sampler"], header["resample"]) == ("substitute", "confidence")
+    sampling = json.loads(out.with_suffix(".run.json").read_text())["sampling"]
+    assert sampling["sampler"] == "substitute" and sampling["resample"] == "confidence"
+
+
+def test_a_model_folder_saved_before_the_corruption_field_is_a_masked_model(run, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (old / name).write_bytes((run / "run" / "final" / name).read_bytes())
+    config = json.loads((old / "config.json").read_text())
+    assert config.pop("corruption") == "mask"
+    (old / "config.json").write_text(json.dumps(config))
+    fasta = tmp_path / "old.fasta"
+    argv = ["sample", "protein", "--model", str(old), "--n", "2", "--length", "12"]
+    assert main([*argv, "--out", str(fasta), "--device", "cpu"]) == 0
+    record = next(SeqIO.parse(fasta, "fasta"))
+    assert parse_header(record.description)["sampler"] == "masked_ancestral"
+    assert json.loads(fasta.with_suffix(".run.json").read_text())["sampling"]["sampler"] == (
+        "masked_ancestral"
+    )
+
+
+def test_substitution_usage_and_model_errors_are_one_line(run, blosum, capsys):
+    argv = ["train", "protein", str(run / "data"), "--out", str(run / "nope"), "--preset", "tiny"]
+    assert main([*argv, "--process", "blosum", "--objective", "autoregressive"]) == 2
+    err = capsys.readouterr().err
+    assert "--process blosum with --objective autoregressive, --process, expected " in err
+    assert main([*argv, "--process", "substitution", "--diffusion-block", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "--process substitution with --diffusion-block, --process, expected a whole" in err
+    assert not (run / "nope").exists()  # refused before anything was written
+    argv = ["sample", "protein", "--model", str(blosum), "--out", str(run / "x.fasta")]
+    assert main([*argv, "--best-of", "2", "--device", "cpu"]) == 1
+    assert "no likelihood bound for a substitution model" in capsys.readouterr().err
+    assert main([*argv, "--sampler", "confidence", "--device", "cpu"]) == 1
+    assert "unknown substitution sampler 'confidence'" in capsys.readouterr().err

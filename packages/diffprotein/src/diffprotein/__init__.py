@@ -4,7 +4,8 @@
 
 Modules: ``alphabet`` (ESM-2 tokens, residue policy), ``data`` (FASTA/A2M/A3M/Stockholm/
 datasets readers, FASTA writer, held-out split), ``conditioning`` (motifs, lengths, families),
-``model`` (the ESM denoiser), ``training`` (train, likelihood, sequence_likelihoods),
+``model`` (the ESM denoiser), ``corruption`` (what it undoes: masks, or wrong residues drawn
+uniformly or by BLOSUM62), ``training`` (train, likelihood, sequence_likelihoods),
 ``pipeline`` (ProteinPipeline: sample, infill, edit, save), ``judges`` (autoregressive peer, family classifier), ``evaluate``
 (composition, novelty, diversity, motif preservation).
 """

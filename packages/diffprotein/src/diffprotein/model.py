@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from diffcore.nn.attention import attention_mask_for
 from diffcore.processes import MaskProcess, block_attention_mask
 from diffcore.processes.mask import generated_blocks_end
+from diffcore.processes.substitution import SubstitutionProcess
 from diffcore.seeding import seeded
 from diffprotein.alphabet import (
     BASE_VOCAB_SIZE,
@@ -47,6 +48,7 @@ from diffprotein.alphabet import (
     PAD_ID,
     RESIDUE_IDS,
 )
+from diffprotein.corruption import CORRUPTIONS, substitution_process
 
 __all__ = [
     "BANNED_LOGIT",
@@ -135,11 +137,14 @@ class EsmShape:
 
 @dataclass(frozen=True)
 class ProteinDenoiserConfig(EsmShape):
-    """The denoiser: a shape, its families, and the lengths seen in training."""
+    """The denoiser: a shape, its families, the lengths seen in training, and what it undoes."""
 
     families: tuple[str, ...] = ()  # one conditioning token each; () = unconditional only
     lengths: dict[str, list[list[int]]] = field(default_factory=dict)  # LengthPrior.to_json()
     diffusion_block: int | None = None  # residues per block of a block-diffusion model
+    # "mask", or wrong residues: "substitution" (uniform) / "blosum" (diffprotein.corruption);
+    # folders saved before this field existed are masked models, which the default keeps
+    corruption: str = "mask"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -150,6 +155,20 @@ class ProteinDenoiserConfig(EsmShape):
             raise ValueError(f"diffusion_block must be a positive integer or None, got {block!r}")
         if len(set(self.families)) != len(self.families):
             raise ValueError(f"families must be distinct, got {self.families}")
+        if self.corruption not in CORRUPTIONS:
+            raise ValueError(
+                f"corruption must be one of {', '.join(CORRUPTIONS)}, got {self.corruption!r}"
+            )
+        if self.corruption != "mask" and block is not None:
+            raise ValueError(
+                f"corruption {self.corruption!r} cannot be combined with diffusion_block "
+                f"{block}: block diffusion generates each block by masking"
+            )
+
+    @property
+    def substitution(self) -> SubstitutionProcess | None:
+        """The model's ``SubstitutionProcess`` (None for a masked-diffusion model)."""
+        return substitution_process(self.corruption)
 
 
 def load_preset(name: str, **overrides: Any) -> dict[str, Any]:
@@ -407,15 +426,22 @@ def model_for_training(
     families: tuple[str, ...] = (),
     from_esm: str | Path | None = None,
     diffusion_block: int | None = None,
+    corruption: str = "mask",
     seed: int | None = None,
 ) -> nn.Module:
     """A fresh model to train on ``records`` (``ProteinRecord``s): the denoiser (``objective``
     "diffusion"; from ESM-2 weights in the folder ``from_esm`` when given; conditioned on
-    ``families``, () for none), its autoregressive peer ("autoregressive") or the family
-    classifier ("classifier", whose labels are ``families`` and "other"). seed: the initial
-    weights' (None: torch's global generator)."""
+    ``families``, () for none; undoing ``corruption``, see ``diffprotein.corruption``), its
+    autoregressive peer ("autoregressive") or the family classifier ("classifier", whose labels
+    are ``families`` and "other"). seed: the initial weights' (None: torch's global generator)."""
+    if objective != "diffusion" and (corruption != "mask" or diffusion_block is not None):
+        raise ValueError(
+            f"corruption and diffusion_block are the denoiser's (objective 'diffusion'), not "
+            f"the {objective!r} model's"
+        )
+    denoiser = {"diffusion_block": diffusion_block, "corruption": corruption}
     with seeded(seed):
-        return _fresh_model(objective, records, shape, families, from_esm, diffusion_block)
+        return _fresh_model(objective, records, shape, families, from_esm, denoiser)
 
 
 def _fresh_model(
@@ -424,7 +450,7 @@ def _fresh_model(
     shape: dict[str, Any],
     families: tuple[str, ...],
     from_esm: str | Path | None,
-    diffusion_block: int | None,
+    denoiser: dict[str, Any],
 ) -> nn.Module:
     from diffprotein import judges
     from diffprotein.conditioning import LengthPrior
@@ -437,13 +463,10 @@ def _fresh_model(
             families=families,
             lengths=lengths.to_json(),
             max_length=shape["max_length"],
-            diffusion_block=diffusion_block,
+            **denoiser,
         )
     if objective == "diffusion":
-        conditional = bool(families)
-        return build_denoiser(
-            records, shape, conditional=conditional, diffusion_block=diffusion_block
-        )
+        return build_denoiser(records, shape, conditional=bool(families), **denoiser)
     if objective == "autoregressive":
         return judges.ProteinLM(judges.ProteinLMConfig(**shape, families=families))
     if objective == "classifier":

@@ -22,9 +22,11 @@ from torch import Tensor
 
 from diffcore.denoisers import condition, guidance
 from diffcore.generation import Run, Sampling, TokenOptions, TokenPipeline, remask
+from diffcore.processes.substitution import SubstitutionProcess
 from diffcore.seeding import sample_seeds
 from diffprotein.alphabet import MASK_ID, PAD_ID, decode, encode
 from diffprotein.conditioning import LengthPrior, Motif, family_ids
+from diffprotein.corruption import check_has_likelihood
 from diffprotein.data import ProteinRecord, format_header, write_fasta
 from diffprotein.model import ProteinDenoiser, process_for
 
@@ -40,7 +42,8 @@ class ProteinPipeline(TokenPipeline):
     ``SeqRecord``s whose ``annotations`` (and FASTA header) say how each was made.
 
     The default sampler: masked_ancestral (each residue drawn from the model's conditional,
-    EvoDiff's order-agnostic decoding), or confidence for a block-diffusion model (its only one).
+    EvoDiff's order-agnostic decoding), confidence for a block-diffusion model (its only one),
+    or substitute for a model trained on substitution (refinement, its only one).
     """
 
     model_class = ProteinDenoiser
@@ -54,7 +57,13 @@ class ProteinPipeline(TokenPipeline):
         return self.model.config.diffusion_block
 
     @property
+    def substitution(self) -> SubstitutionProcess | None:
+        return self.model.config.substitution
+
+    @property
     def default_sampler(self) -> str:
+        if self.substitution is not None:
+            return "substitute"
         return "confidence" if self.diffusion_block is not None else "masked_ancestral"
 
     @property
@@ -87,10 +96,13 @@ class ProteinPipeline(TokenPipeline):
         training for the family (at least the motif's end). Motif residues are fixed tokens,
         never changed. best_of: draw this many candidates per sample and keep the one the
         model finds likeliest (its bound on the NLL per generated residue): typical sequences
-        over odd ones, at best_of times the cost. steps: None = one per residue."""
+        over odd ones, at best_of times the cost (masked models only: a substitution model
+        has no likelihood bound to rank by). steps: None = one per residue."""
         self.check_count(n)
         if isinstance(best_of, bool) or not isinstance(best_of, int) or best_of < 1:
             raise ValueError(f"best_of must be a positive integer, got {best_of!r}")
+        if best_of > 1:  # refused before best_of times the sampling is spent
+            check_has_likelihood(self.model.config.corruption)
         plan, run = self.plan(sampling)
         seed = run["seed"]
         fam = family_ids([family], self.families)

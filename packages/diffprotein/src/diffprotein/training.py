@@ -1,6 +1,7 @@
 """Train and score: diffcore's ``MaskProcess`` loss (MDLM's continuous-time ELBO, per block for
-a block-diffusion model) run by diffcore's one training loop, and the model's own likelihood of
-sequences. Sampling and editing: ``diffprotein.pipeline.ProteinPipeline``.
+a block-diffusion model) or, for a substitution model, ``SubstitutionProcess``'s cross-entropy,
+run by diffcore's one training loop; and a masked model's own likelihood of sequences.
+Sampling and editing: ``diffprotein.pipeline.ProteinPipeline``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from diffcore.training import (
 )
 from diffprotein.alphabet import PAD_ID, encode
 from diffprotein.conditioning import LengthPrior, family_ids
+from diffprotein.corruption import check_has_likelihood, substitution_process
 from diffprotein.data import ProteinRecord
 from diffprotein.model import (
     PROCESS,
@@ -93,17 +95,18 @@ def build_denoiser(
     *,
     conditional: bool = True,
     diffusion_block: int | None = None,
+    corruption: str = "mask",
 ) -> ProteinDenoiser:
     """A fresh denoiser of ``shape`` whose families (if ``conditional``) and length histogram
     come from ``records``; ``diffusion_block``: residues per block of a block-diffusion model
-    (None: the whole sequence is one block, MDLM)."""
+    (None: the whole sequence is one block, MDLM); ``corruption``: what it learns to undo,
+    "mask", "substitution" or "blosum" (``diffprotein.corruption``)."""
     fields = dataclass_fields(shape)
     families = tuple(sorted({r.family for r in records if r.family})) if conditional else ()
     prior = LengthPrior.from_records((r.family, len(r.sequence)) for r in records)
+    model = {"diffusion_block": diffusion_block, "corruption": corruption}
     return ProteinDenoiser(
-        ProteinDenoiserConfig(
-            **fields, families=families, lengths=prior.to_json(), diffusion_block=diffusion_block
-        )
+        ProteinDenoiserConfig(**fields, families=families, lengths=prior.to_json(), **model)
     )
 
 
@@ -115,24 +118,27 @@ def dataclass_fields(shape: EsmShape | dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class DenoiserLoss:
-    """``loss_fn(model, batch, generator)`` for diffcore's loop: the masking ELBO, with the
-    family dropped to "none" for a ``family_dropout`` share of rows so the same network also
-    learns the unconditional model that classifier-free guidance needs. ``block``: the
-    model's ``diffusion_block`` (the loop may hand over a wrapper, so it is given here)."""
+    """``loss_fn(model, batch, generator)`` for diffcore's loop: the masking ELBO (or, for a
+    substitution model, the cross-entropy of the clean residues), with the family dropped to
+    "none" for a ``family_dropout`` share of rows so the same network also learns the
+    unconditional model that classifier-free guidance needs. ``block`` and ``corruption``: the
+    model's (the loop may hand over a wrapper, so they are given here)."""
 
     family_dropout: float = 0.1
     block: int | None = None
+    corruption: str = "mask"
 
     @classmethod
     def for_model(cls, model: ProteinDenoiser, family_dropout: float = 0.1) -> DenoiserLoss:
-        """The loss ``train_denoiser`` trains ``model`` with (its block size included), so a
-        step timed elsewhere costs what a training step costs."""
-        return cls(family_dropout, model.config.diffusion_block)
+        """The loss ``train_denoiser`` trains ``model`` with (its block size and corruption
+        included), so a step timed elsewhere costs what a training step costs."""
+        config = model.config
+        return cls(family_dropout, config.diffusion_block, config.corruption)
 
     def __call__(self, model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         tokens, family = batch["tokens"], batch["family"]
         family = drop_condition(family, self.family_dropout, -1, generator)
-        process = process_for(self.block)
+        process = substitution_process(self.corruption) or process_for(self.block)
         return process.loss(model, tokens, generator, loss_mask=tokens != PAD_ID, family=family)
 
 
@@ -178,7 +184,9 @@ def sequence_likelihoods(
     """Per record, an upper bound on its negative log-likelihood in nats per residue
     (MaskProcess.nll_bound with ``samples`` mask draws; per block for a block-diffusion model),
     given its family where the model knows it and ``conditional``: the model's own score of
-    designs or natural sequences (lower is likelier)."""
+    designs or natural sequences (lower is likelier). A substitution model has no such bound:
+    ValueError."""
+    check_has_likelihood(model.config.corruption)
     device = next(model.parameters()).device
     model.eval()
     families = model.config.families if conditional else ()

@@ -1,6 +1,8 @@
-"""``diffuse train|sample|edit|eval protein``: protein sequences by masked diffusion (diffprotein).
+"""``diffuse train|sample|edit|eval protein``: protein sequences by masked diffusion, or by
+substitution (wrong residues instead of masks, ``--process``), with diffprotein.
 
     diffuse train protein data/families --out runs/protein --preset small --steps 4000
+    diffuse train protein data/families --out runs/blosum --process blosum --steps 4000
     diffuse sample protein --model runs/protein --n 100 --family kunitz --out kunitz.fasta
     diffuse sample protein --model runs/protein --n 20 --family sh3 --length 48 \\
         --motif 8-12:ALYDY --out scaffolds.fasta
@@ -20,7 +22,15 @@ from diffuse import kit
 
 DATA = "sequence files (FASTA, A2M, A3M, Stockholm) or folders of them"
 OBJECTIVES = ("diffusion", "autoregressive", "classifier")  # the denoiser, the peer, the judge
-SAMPLER = "sampler (default: masked_ancestral; confidence for a block-diffusion model)"
+PROCESSES = ("mask", "substitution", "blosum")  # diffprotein.corruption.CORRUPTIONS
+SAMPLER = (
+    "sampler (default: masked_ancestral; confidence for a block-diffusion model; substitute "
+    "for a substitution model)"
+)
+PROCESS = (
+    "diffusion: what the denoiser learns to undo: masks, or wrong residues drawn uniformly "
+    "(substitution) or by BLOSUM62 (blosum), sampled with --sampler substitute"
+)
 CLASSIFIER = "family judge (train protein --objective classifier --out)"
 HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
     "train protein": ("train a denoiser, its peer or a family judge", "run folder: final/..."),
@@ -44,6 +54,7 @@ def register(verbs: dict[str, Any]) -> None:
     a("--family-balance", type=float, metavar="ALPHA", help="a family of n weighs n**ALPHA")
     a("--unconditional", action="store_true", help="ignore families")
     a("--diffusion-block", type=kit.positive_int, help="diffusion: residues per block (BD3-LM)")
+    a("--process", choices=PROCESSES, default="mask", help=PROCESS)
     a("--background", nargs="*", default=(), help="classifier: 'other' proteins")
     a("--holdout", type=kit.fraction, default=0.1, help="share of each family held out")
     sample = add("sample protein", _sample)
@@ -98,9 +109,25 @@ def _read(paths: list[str], args: argparse.Namespace, max_length: int | None = N
     return data
 
 
+def _check_process(args: argparse.Namespace) -> None:
+    if args.process == "mask":
+        return
+    if args.objective != "diffusion":
+        raise kit.UsageError(
+            f"--process {args.process} with --objective {args.objective}, --process, expected "
+            "--objective diffusion"
+        )
+    if args.diffusion_block is not None:
+        raise kit.UsageError(
+            f"--process {args.process} with --diffusion-block, --process, expected a "
+            "whole-sequence model (no --diffusion-block)"
+        )
+
+
 def _train(args: argparse.Namespace) -> None:
     if args.diffusion_block is not None and args.objective != "diffusion":
         raise kit.UsageError("--diffusion-block is for diffusion, --objective, expected diffusion")
+    _check_process(args)
     budget = kit.Budget(args.minutes, grad_accum=args.grad_accum)
     kit.check_input(args.data, "data", DATA)
     from diffcore.training import TrainConfig
@@ -116,6 +143,7 @@ def _train(args: argparse.Namespace) -> None:
     alpha, families = args.family_balance, () if args.unconditional else data.families
     training = records if alpha is None else balance_families(records, alpha)
     extra = {"from_esm": args.from_esm, "diffusion_block": args.diffusion_block, "seed": args.seed}
+    extra["corruption"] = args.process
     model = protein.model_for_training(args.objective, records, shape, families=families, **extra)
     device, steps, stop_at = kit.resolve_device(args.device), args.steps, None
     if budget:  # (saving the model is all that follows training)
@@ -144,7 +172,9 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _save(pipe: Any, records: list, args: argparse.Namespace) -> None:
-    kit.write_run(args.out, args, beside=True)
+    # the sampler settings the pipeline ran with: a --sampler left out is the model's default
+    plan, _ = pipe.plan(kit.sampling(args))
+    kit.write_run(args.out, args, beside=True, sampling=plan.record())
     print(f"wrote {len(records)} sequences to {pipe.save(records, args.out)}")
 
 
