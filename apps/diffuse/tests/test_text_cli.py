@@ -212,3 +212,95 @@ def test_the_same_command_twice_trains_bit_identical_weights(tmp_path, corpus):
         assert main([*argv, "--out", str(tmp_path / name)]) == 0
     a, b = (load_file(tmp_path / n / "model" / "model.safetensors") for n in ("a", "b"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_substitution_model_trains_samples_and_fills_from_the_command_line(
+    tmp_path, corpus, capsys
+):
+    run = tmp_path / "substitution"
+    common = ["--preset", "tiny", "--block-size", "32", "--steps", "6", "--batch-size", "8"]
+    common += ["--log-every", "3", "--eval-every", "3", "--checkpoint-every", "6"]
+    train = ["train", "text", str(corpus), "--out", str(run), "--process", "substitution"]
+    assert main([*train, *common]) == 0
+    assert "no likelihood bound for a substitution model" in capsys.readouterr().out
+    assert json.loads((run / "model" / "difftext.json").read_text())["corruption"] == "substitution"
+    rows = read_jsonl(run / "metrics.jsonl")  # --eval-every 3 scores nothing: there is no bound
+    assert [r["step"] for r in rows] == [3, 6] and not any("final" in r for r in rows)
+    assert not any(k.startswith("val_") for r in rows for k in r)
+
+    samples = tmp_path / "samples.jsonl"
+    args = ["sample", "text", "--model", str(run), "--n", "2", "--steps", "6", "--seed", "1"]
+    assert main([*args, "--prompt", "ROMEO:", "--out", str(samples)]) == 0
+    assert all(r["text"].startswith("ROMEO:") for r in read_jsonl(samples))
+    assert json.loads(samples.with_suffix(".run.json").read_text())["sampling"]["sampler"] == (
+        "substitute"
+    )
+    confident = tmp_path / "confident.jsonl"
+    assert main([*args, "--option", "resample=confidence", "--out", str(confident)]) == 0
+    sampling = json.loads(confident.with_suffix(".run.json").read_text())["sampling"]
+    assert sampling["sampler"] == "substitute" and sampling["resample"] == "confidence"
+    assert len(read_jsonl(confident)) == 2
+    assert main([*args, "--confidence", "entropy", "--out", str(confident)]) == 1
+    assert "takes no option 'confidence'" in capsys.readouterr().err
+
+    infills = tmp_path / "infills.jsonl"
+    edit = ["edit", "text", "--model", str(run), "--steps", "4", "--out", str(infills)]
+    assert main([*edit, "--text", "To be, or [MASK*4] to be", "--n", "2"]) == 0
+    for record in read_jsonl(infills):
+        assert record["text"].startswith("To be, or ") and record["text"].endswith(" to be")
+        assert len(record["text"]) == len("To be, or  to be") + 4
+
+    report_path = tmp_path / "eval.json"
+    scoring = ["eval", "text", "--model", str(run), "--data", str(corpus), "--tail", "0.1"]
+    assert main([*scoring, "--samples", str(samples), "--out", str(report_path)]) == 0
+    assert "no likelihood bound for a substitution model" in capsys.readouterr().err
+    report = json.loads(report_path.read_text())
+    assert "likelihood" not in report and report["samples"]["samples"] == 2
+
+
+def test_a_masked_model_folder_from_before_substitution_samples_as_before(
+    tmp_path, corpus, char_tokenizer_folder
+):
+    from difftext.model import META_NAME, save_text_model
+    from difftext.tokenizer import load_tokenizer
+    from difftext.training import build_model
+
+    model = build_model("diffusion", load_tokenizer(char_tokenizer_folder), 32, preset="tiny")
+    folder = save_text_model(model, tmp_path / "old")
+    meta = json.loads((folder / META_NAME).read_text())
+    del meta["corruption"]  # written before the field existed
+    (folder / META_NAME).write_text(json.dumps(meta))
+    samples = tmp_path / "samples.jsonl"
+    argv = ["sample", "text", "--model", str(folder), "--n", "1", "--steps", "4"]
+    assert main([*argv, "--out", str(samples)]) == 0
+    assert json.loads(samples.with_suffix(".run.json").read_text())["sampling"]["sampler"] == (
+        "confidence"
+    )
+
+
+@pytest.fixture
+def char_tokenizer_folder(tmp_path):
+    import string
+
+    from difftext.tokenizer import train_char_tokenizer
+
+    folder = tmp_path / "tokenizer"
+    train_char_tokenizer([string.printable]).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "flags, detail",
+    [
+        (["--objective", "autoregressive"], "expected --objective diffusion"),
+        (["--diffusion-block", "8"], "expected a whole-sequence model (no --diffusion-block)"),
+    ],
+)
+def test_substitution_is_refused_for_models_it_cannot_train(
+    tmp_path, corpus, capsys, flags, detail
+):
+    argv = ["train", "text", str(corpus), "--out", str(tmp_path / "run"), "--preset", "tiny"]
+    assert main([*argv, "--process", "substitution", *flags]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("diffuse: error: --process substitution with ")
+    assert line.endswith(f", --process, {detail}")

@@ -2,7 +2,9 @@
 
 Text diffusion as MDLM and LLaDA do it: absorbing-state (masking) diffusion
 (``diffcore.processes.MaskProcess``) with a bidirectional ``transformers`` masked LM as the
-denoiser, trained by diffcore's loop and sampled by diffcore's discrete samplers.
+denoiser, trained by diffcore's loop and sampled by diffcore's discrete samplers; or, with
+``build_model(..., corruption="substitution")``, uniform substitution (``SubstitutionProcess``:
+wrong tokens instead of masks), sampled by refinement.
 
     from diffcore.training import TrainConfig
     from difftext import *

@@ -88,7 +88,13 @@ def diffusion_nll_bound(
     progress: bool = False,
 ) -> Likelihood:
     """Monte-Carlo upper bound on the NLL of ``blocks`` under the diffusion model (``samples``
-    mask draws per block, stratified); deterministic given ``seed``."""
+    mask draws per block, stratified); deterministic given ``seed``. Not for a substitution
+    model: the masked ELBO bounds the likelihood of a model trained on masks only."""
+    if text_model.substitution is not None:
+        raise ValueError(
+            "a substitution model has no likelihood bound (the masked-diffusion ELBO is a bound "
+            "for masked models only); judge its samples by generative perplexity instead"
+        )
     denoiser = text_model.denoiser()
     process = MaskProcess(
         text_model.mask_id, text_model.vocab_size, block=text_model.diffusion_block

@@ -12,15 +12,20 @@ with rotary position embeddings. At the sizes a CPU trains, BERT's learned absol
 left the denoiser stuck at the unigram loss for hundreds of steps where ModernBERT learns
 from its neighbours at once (measured on Tiny Shakespeare; ``bert-small`` is kept to compare).
 
+A diffusion model is trained on masking (``MaskProcess``, the default) or on substitution
+(``SubstitutionProcess``: wrong tokens instead of masks, uniform over the tokens it may write),
+which ``TextModel.corruption`` records.
+
 A trained model lives in a directory (``save_text_model``): the transformers ``config.json``, the
 weights in ``model.safetensors`` (written by ``diffcore.io``), the tokenizer files and
-``difftext.json`` (what kind of model it is and its block length). ``from_pretrained`` of
-transformers reads the same directory.
+``difftext.json`` (what kind of model it is, its block length and its corruption).
+``from_pretrained`` of transformers reads the same directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -45,10 +50,13 @@ from diffcore.nn.attention import attention_mask_for
 from diffcore.nn.presets import read_preset
 from diffcore.processes import block_attention_mask
 from diffcore.processes.mask import generated_blocks_end
+from diffcore.processes.substitution import SubstitutionProcess, uniform_replacement
 from difftext.tokenizer import banned_ids, load_tokenizer, start_id
 
 __all__ = [
+    "CORRUPTIONS",
     "META_NAME",
+    "Corruption",
     "ModelKind",
     "TextDenoiser",
     "TextModel",
@@ -62,6 +70,8 @@ __all__ = [
 ]
 
 ModelKind = Literal["diffusion", "autoregressive"]
+Corruption = Literal["mask", "substitution"]
+CORRUPTIONS: tuple[Corruption, ...] = ("mask", "substitution")
 META_NAME = "difftext.json"
 PRESET_FILE = "text.json"
 BANNED_LOGIT = -1e4
@@ -284,15 +294,32 @@ class TextDenoiser:
 class TextModel:
     """A model with its tokenizer. kind: "diffusion" (a masked LM) or "autoregressive" (the
     peer); block_size: the sequence length it was trained on; diffusion_block: the tokens per
-    block of a block-diffusion model (None: masked diffusion over the whole sequence)."""
+    block of a block-diffusion model (None: masked diffusion over the whole sequence);
+    corruption: what a diffusion model learned to undo, "mask" (absorbing state) or
+    "substitution" (wrong tokens, see ``substitution``)."""
 
     model: nn.Module
     tokenizer: PreTrainedTokenizerBase
     kind: ModelKind
     block_size: int
     diffusion_block: int | None = None
+    corruption: Corruption = "mask"
 
     def __post_init__(self) -> None:
+        if self.corruption not in CORRUPTIONS:
+            raise ValueError(
+                f"corruption must be 'mask' or 'substitution', got {self.corruption!r}"
+            )
+        if self.corruption == "substitution" and (
+            self.kind != "diffusion" or self.diffusion_block is not None
+        ):
+            # block diffusion's samplers and bound go block by block over masks: none for
+            # wrong tokens, which may sit anywhere
+            other = "a block-diffusion" if self.kind == "diffusion" else f"an {self.kind}"
+            raise ValueError(
+                f"substitution is a corruption of whole-sequence diffusion models, not of "
+                f"{other} model"
+            )
         block = self.diffusion_block
         if block is not None:
             if self.kind != "diffusion":
@@ -314,10 +341,22 @@ class TextModel:
     def mask_id(self) -> int:
         return int(self.tokenizer.mask_token_id)
 
+    @functools.cached_property
+    def substitution(self) -> SubstitutionProcess | None:
+        """The process of a substitution model: each token replaced by one drawn uniformly
+        from the tokens a sample may hold (not banned for generating, inside the tokenizer's
+        vocabulary); None for any other model. Cached: the (V, V) matrix is built once."""
+        if self.corruption != "substitution":
+            return None
+        banned = set(banned_ids(self.tokenizer, generating=True))  # mask, padding, BOS, UNK...
+        tokens = [i for i in range(len(self.tokenizer)) if i not in banned]
+        return SubstitutionProcess(uniform_replacement(self.vocab_size, tokens), self.mask_id)
+
     def denoiser(self, *, generating: bool = False) -> TextDenoiser:
         """The diffusion model as a ``TokenDenoiser``, banning tokens that are never text and
-        ids beyond the tokenizer's vocabulary (generating: UNK too, see ``banned_ids``, and rows
-        with nothing left to reveal skip the model)."""
+        ids beyond the tokenizer's vocabulary (generating: UNK too, see ``banned_ids``, and
+        rows with nothing left to reveal skip the model, unless it is a substitution model,
+        whose rows hold no mask after the start yet still change)."""
         if self.kind != "diffusion":
             raise ValueError("only a diffusion (masked LM) model is a denoiser")
         banned = banned_ids(self.tokenizer, generating=generating)
@@ -326,7 +365,7 @@ class TextModel:
             self.model,
             self.mask_id,
             (*banned, *beyond),
-            skip_done=generating,
+            skip_done=generating and self.corruption == "mask",
             diffusion_block=self.diffusion_block,
         )
 
@@ -339,9 +378,11 @@ def save_text_model(text_model: TextModel, directory: str | os.PathLike) -> Path
         model.config.save_pretrained(tmp)
         save_weights(model, tmp / "model.safetensors")
         text_model.tokenizer.save_pretrained(tmp)
-        meta = {"kind": text_model.kind, "block_size": text_model.block_size}
+        meta: dict[str, Any] = {"kind": text_model.kind, "block_size": text_model.block_size}
         if text_model.diffusion_block is not None:
             meta["diffusion_block"] = text_model.diffusion_block
+        if text_model.kind == "diffusion":
+            meta["corruption"] = text_model.corruption
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     return Path(directory)
 
@@ -402,7 +443,14 @@ def load_text_model(
     block = meta.get("block_size")
     block = block or getattr(config, "max_position_embeddings", None) or config.n_positions
     diffusion_block = meta.get("diffusion_block") if kind == "diffusion" else None
-    return TextModel(model.to(device).eval(), tokenizer, kind, int(block), diffusion_block)
+    # folders written before substitution models existed have no corruption: masking
+    corruption = meta.get("corruption", "mask") if kind == "diffusion" else "mask"
+    if corruption not in CORRUPTIONS:
+        raise ValueError(
+            f"{path / META_NAME}: corruption must be 'mask' or 'substitution', got {corruption!r}"
+        )
+    model = model.to(device).eval()
+    return TextModel(model, tokenizer, kind, int(block), diffusion_block, corruption)
 
 
 def seconds_per_bound_draw(text_model: TextModel, blocks: Any, *, probe: int = 32) -> float:

@@ -10,8 +10,11 @@ pipe.save(texts, "samples.jsonl")
 ```
 
 Templates fix any span of tokens (``difftext.conditioning``): prefix continuation and infilling
-are one operation. The autoregressive peer (a ``TextModel`` of kind "autoregressive") samples
-through the same ``sample`` (prompts as prefixes) with its own ancestral sampling.
+are one operation. A substitution model (``TextModel.corruption``) fills the same ``[MASK]``
+positions by refinement (the "substitute" sampler, its default): they start as random tokens
+and are corrected step by step, the fixed tokens read as context. The autoregressive peer (a
+``TextModel`` of kind "autoregressive") samples through the same ``sample`` (prompts as
+prefixes) with its own ancestral sampling.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Any, Unpack
 import torch
 from torch import Tensor
 
-from diffcore.generation import Sampling, TokenOptions, TokenPipeline, remask
+from diffcore.generation import Run, Sampling, TokenOptions, TokenPipeline, remask
+from diffcore.processes.substitution import SubstitutionProcess
 from diffcore.samplers import Callback
 from diffcore.seeding import SampleGenerators
 from difftext.autoregressive import sample_causal
@@ -65,6 +69,22 @@ class TextPipeline(TokenPipeline):
     @property
     def diffusion_block(self) -> int | None:
         return self.text_model.diffusion_block
+
+    @property
+    def substitution(self) -> SubstitutionProcess | None:
+        return self.text_model.substitution
+
+    def plan(self, sampling: Mapping[str, Any]) -> tuple[TokenOptions, Run]:
+        """The base plan, refusing guidance for a substitution model."""
+        plan, run = super().plan(sampling)
+        if plan.guidance != 1.0 and self.substitution is not None:
+            # the unconditional branch hides the prompt behind [MASK] tokens (prompt_guidance),
+            # an input a substitution model never saw in training
+            raise ValueError(
+                f"guidance {plan.guidance} needs a masked model; a substitution model samples "
+                "with guidance 1"
+            )
+        return plan, run
 
     def batch_key(self, masked: Tensor) -> tuple:
         # past the model's context, generation goes window by window: rows batched together

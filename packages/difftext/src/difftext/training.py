@@ -1,8 +1,11 @@
 """Build a model, train it with diffcore's loop, validate it. Generation:
 ``difftext.pipeline.TextPipeline``.
 
-Training a diffusion model is ``MaskProcess.loss`` (the MDLM ELBO) on blocks of tokens; the
-autoregressive peer is trained by the same loop on the same blocks.
+Training a diffusion model is ``MaskProcess.loss`` (the MDLM ELBO) on blocks of tokens, or
+``SubstitutionProcess.loss`` (cross-entropy of the clean tokens under uniform substitution) for
+a model whose corruption is "substitution"; the autoregressive peer is trained by the same loop
+on the same blocks. The masked ELBO bounds the likelihood of a masked model only: a
+substitution model is not validated (judge its samples instead).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from difftext.autoregressive import causal_lm_loss
 from difftext.data import TokenBlocks
 from difftext.evaluate import Likelihood, causal_nll, diffusion_nll_bound
 from difftext.model import (
+    Corruption,
     ModelKind,
     TextModel,
     causal_lm_config,
@@ -63,6 +67,7 @@ def build_model(
     seed: int = 0,
     dropout: float | None = None,
     diffusion_block: int | None = None,
+    corruption: Corruption = "mask",
 ) -> TextModel:
     """A fresh model (``from_config`` on the preset's shape; the autoregressive kind gets the
     GPT-2 peer of that shape), or, with ``init_from``, a model directory to keep training
@@ -71,7 +76,9 @@ def build_model(
     attention probabilities stay undropped, see ``set_dropout``); many passes over a small
     corpus need it (Tiny Shakespeare at 30 CPU minutes is ~36 epochs). ``diffusion_block``: a
     block-diffusion model (BD3-LM) with blocks of this many tokens, a divisor of ``block_size``;
-    None: masked diffusion over the whole block (MDLM)."""
+    None: masked diffusion over the whole block (MDLM). ``corruption``: what a diffusion model
+    learns to undo, "mask" or "substitution" (whole-sequence models only; with ``init_from``
+    too: a masked model may go on as a substitution model, and back)."""
     if diffusion_block is not None and (
         kind != "diffusion"
         or not isinstance(diffusion_block, int)
@@ -99,27 +106,28 @@ def build_model(
             )
         loaded.model.train()
         block = diffusion_block if diffusion_block is not None else loaded.diffusion_block
-        return TextModel(loaded.model, loaded.tokenizer, kind, block_size, block)
+        return TextModel(loaded.model, loaded.tokenizer, kind, block_size, block, corruption)
     torch.manual_seed(seed)  # weight initialization
     config = masked_lm_config(load_preset(preset), tokenizer, block_size)
     if dropout is not None:
         set_dropout(config, dropout)
     if kind == "diffusion":
         model = AutoModelForMaskedLM.from_config(config)
-        return TextModel(model, tokenizer, kind, block_size, diffusion_block)
+        return TextModel(model, tokenizer, kind, block_size, diffusion_block, corruption)
     elif kind == "autoregressive":
         model = AutoModelForCausalLM.from_config(causal_lm_config(config, tokenizer, block_size))
     else:
         raise ValueError(f"kind must be 'diffusion' or 'autoregressive', got {kind!r}")
-    return TextModel(model, tokenizer, kind, block_size)
+    return TextModel(model, tokenizer, kind, block_size, corruption=corruption)
 
 
 def loss_function(
     text_model: TextModel, estimator: str = "count"
 ) -> Callable[[nn.Module, Tensor, torch.Generator], Tensor]:
     """``loss_fn(model, tokens (B, L), generator)`` for diffcore's loop: the MDLM ELBO in nats
-    per token for a diffusion model (``estimator``: see ``MaskProcess``), the next-token NLL for
-    the autoregressive peer."""
+    per token for a masked diffusion model (``estimator``: see ``MaskProcess``), the clean
+    tokens' cross-entropy under substitution for a substitution model, the next-token NLL for
+    the autoregressive peer. Padding is neither corrupted, counted nor attended to."""
     tok = text_model.tokenizer
     pad = tok.pad_token_id
     if text_model.kind == "autoregressive":
@@ -127,12 +135,19 @@ def loss_function(
         return lambda model, tokens, generator: causal_lm_loss(
             model, tokens, start=start, pad_id=pad
         )
-    process = MaskProcess(
-        text_model.mask_id,
-        text_model.vocab_size,
-        estimator=estimator,
-        block=text_model.diffusion_block,
-    )
+    process = text_model.substitution
+    if process is None:
+        process = MaskProcess(
+            text_model.mask_id,
+            text_model.vocab_size,
+            estimator=estimator,
+            block=text_model.diffusion_block,
+        )
+    elif estimator != "count":
+        raise ValueError(
+            f"estimator {estimator!r} estimates the masked ELBO; a substitution model has one "
+            "loss (leave estimator at 'count')"
+        )
     base = text_model.denoiser()
 
     def diffusion_loss(model: nn.Module, tokens: Tensor, generator: torch.Generator) -> Tensor:
@@ -150,7 +165,7 @@ def validate(
     text_model: TextModel, blocks: TokenBlocks, *, samples: int = 16, progress: bool = False
 ) -> Likelihood:
     """NLL on ``blocks``: the diffusion bound (``samples`` mask draws per block), or the exact
-    NLL of the autoregressive peer."""
+    NLL of the autoregressive peer. A substitution model has neither: ValueError."""
     was_training = text_model.model.training
     text_model.model.eval()
     try:
@@ -181,7 +196,8 @@ class _LoopModule(nn.Module):
 class FitResult:
     """model_dir: the trained model (EMA weights), loadable by ``load_text_model``; log: the
     loop's rows; validation: (step, NLL) during training; final: NLL of the saved model on all
-    validation blocks (None without validation blocks)."""
+    validation blocks (None without validation blocks, and for a substitution model, which
+    has no likelihood bound)."""
 
     model_dir: Path
     log: list[LogRow]
@@ -211,7 +227,8 @@ def fit(
     Every ``eval_every`` steps (0: never) the NLL of the first ``eval_blocks`` validation blocks
     is logged (``eval_samples`` mask draws each: a noisier, cheaper bound); at the end all
     validation blocks are scored with ``final_samples`` draws. ``estimator``: how the
-    diffusion loss estimates the ELBO (see ``MaskProcess``).
+    diffusion loss estimates the ELBO (see ``MaskProcess``). A substitution model is not
+    validated (the masked ELBO is no bound of its likelihood): no validation rows, final None.
 
     Under torchrun rank 0 alone validates and writes ``model/`` and ``metrics.jsonl``; the
     other ranks return after training with no validation (``final`` None)."""
@@ -219,6 +236,8 @@ def fit(
     out.mkdir(parents=True, exist_ok=True)
     metrics = out / "metrics.jsonl"
     validation: list[tuple[int, Likelihood]] = []
+    if text_model.substitution is not None:
+        val_blocks = None
 
     def on_log(row: LogRow) -> None:
         record = {"step": row.step, "loss_nats": row.loss, "lr": row.lr}

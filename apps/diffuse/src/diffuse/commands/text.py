@@ -1,5 +1,7 @@
 """``diffuse train|sample|edit|eval text``: masked-diffusion language models (difftext), e.g.
-``diffuse edit text --model runs/text --text "To be, or [MASK*20] to be" --out infill.jsonl``."""
+``diffuse edit text --model runs/text --text "To be, or [MASK*20] to be" --out infill.jsonl``;
+``train text --process substitution`` trains on wrong tokens instead of masks (sampled with the
+"substitute" sampler)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from diffuse import kit
 
 DATA = "text files (.txt/.md), folders of them, or .parquet/.jsonl/.csv tables"
 FINAL_DRAWS = 16  # mask draws per block of the final validation bound (fewer under --minutes)
+NO_BOUND = "no likelihood bound for a substitution model; judge its samples with eval text --judge"
 HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
     "train text": ("train a text model", "run folder: model/, checkpoints/, metrics.jsonl"),
     "sample text": ("generate texts, unprompted or after --prompt", "JSONL file of the texts"),
@@ -35,6 +38,13 @@ def register(verbs: dict[str, Any]) -> None:
     a("--packing", choices=("pad", "pack"), default="pad", help="short documents: pad, or pack")
     a = kit.training_options(train, steps=2000, batch_size=32, lr=1e-3).add_argument
     a("--objective", choices=("diffusion", "autoregressive"), default="diffusion", help="what")
+    a(
+        "--process",
+        choices=("mask", "substitution"),
+        default="mask",
+        help="what a diffusion model learns to undo: masked tokens, or wrong tokens drawn "
+        "uniformly (sampled by the substitute sampler; no likelihood bound)",
+    )
     a("--preset", default="small", help="shape in shared/presets/text.json")
     a(
         "--dropout",
@@ -77,8 +87,24 @@ def _model_options(parser: argparse.ArgumentParser, n: int) -> None:
     kit.count_option(parser, default=n, help="texts (per prompt or template)")
 
 
+def _check_process(args: argparse.Namespace) -> None:
+    if args.process == "mask":
+        return
+    if args.objective != "diffusion":
+        raise kit.UsageError(
+            f"--process {args.process} with --objective {args.objective}, --process, expected "
+            "--objective diffusion"
+        )
+    if args.diffusion_block is not None:
+        raise kit.UsageError(
+            f"--process {args.process} with --diffusion-block, --process, expected a "
+            "whole-sequence model (no --diffusion-block)"
+        )
+
+
 def _train(args: argparse.Namespace) -> None:
     # (no grad_accum: calibrate_steps times whole optimizer steps, --grad-accum passes each)
+    _check_process(args)
     budget, out = kit.Budget(args.minutes), Path(args.out)
     kit.check_input([*args.data, *args.val_data], "data", DATA)
     from difftext.data import load_splits, make_blocks
@@ -90,6 +116,7 @@ def _train(args: argparse.Namespace) -> None:
     texts, vocab = [d.text for d in docs[0]], {"vocab_size": args.vocab_size}
     tokenizer = None if args.init_from else run_tokenizer(args.tokenizer, texts, out, **vocab)
     shape = {k: getattr(args, k) for k in ("preset", "dropout", "diffusion_block", "init_from")}
+    shape["corruption"] = args.process
     text_model = build_model(args.objective, tokenizer, args.block_size, seed=args.seed, **shape)
     tokenizer, size = text_model.tokenizer, args.block_size
     blocks = [make_blocks(tokenizer, d, size, packing=args.packing) for d in docs]
@@ -108,25 +135,31 @@ def _train(args: argparse.Namespace) -> None:
     if not kit.main_process():  # under torchrun rank 0 alone validates the model
         return
     f = result.final
+    if f is None:  # a substitution model (train text always holds validation blocks)
+        print(f"{NO_BOUND}; model: {result.model_dir}")
+        return
     nll = f"{f.bits_per_token:.4f} bits/token, {f.bits_per_char:.4f} bits/char"
     print(f"validation NLL ({'bound' if f.bound else 'exact'}): {nll}; model: {result.model_dir}")
 
 
 def _plan(text_model: Any, blocks: list, config: Any, args: argparse.Namespace, budget: Any):
     """(steps, the loop's deadline, validation blocks, final draws) that fit --minutes: the final
-    validation bound gets at most a fifth of the budget (fewer draws, then fewer blocks)."""
+    validation bound gets at most a fifth of the budget (fewer draws, then fewer blocks); a
+    substitution model has no bound to validate, and the whole budget trains."""
     if not budget:
         return args.steps, None, blocks[1], FINAL_DRAWS
     from difftext.model import seconds_per_bound_draw
     from difftext.training import calibrate_steps
 
-    val = blocks[1]
-    each = seconds_per_bound_draw(text_model, val, probe=args.batch_size)  # a block, a draw
-    share, exact = 12 * budget.minutes, text_model.kind == "autoregressive"  # exact: one pass
-    draws = 1 if exact else max(1, min(FINAL_DRAWS, int(share / (each * max(1, len(val))))))
-    val = val.subset(slice(0, max(1, int(share / (each * draws)))))
-    after = each * draws * len(val) + kit.SAVE_SECONDS
-    evals = each * min(args.eval_blocks, len(val)) * 4 / args.eval_every if args.eval_every else 0
+    val, after, evals, draws = blocks[1], kit.SAVE_SECONDS, 0.0, 0
+    if text_model.substitution is None:
+        each = seconds_per_bound_draw(text_model, val, probe=args.batch_size)  # a block, a draw
+        share, exact = 12 * budget.minutes, text_model.kind == "autoregressive"  # exact: one pass
+        draws = 1 if exact else max(1, min(FINAL_DRAWS, int(share / (each * max(1, len(val))))))
+        val = val.subset(slice(0, max(1, int(share / (each * draws)))))
+        after += each * draws * len(val)
+        blocks_scored = min(args.eval_blocks, len(val))
+        evals = each * blocks_scored * 4 / args.eval_every if args.eval_every else 0.0
     record = Path(args.out) / "run.json"  # a resumed run keeps its steps: one-cycle is fixed
     steps = record.is_file() and json.loads(record.read_text()).get("train_config", {}).get("steps")
     left = budget.remaining() - after
@@ -142,12 +175,13 @@ def _open(args: argparse.Namespace) -> Any:
     return TextPipeline.from_pretrained(folder, device=kit.resolve_device(args.device))
 
 
-def _save(texts: list[str], prompts: list[str], args: argparse.Namespace) -> None:
+def _save(texts: list[str], prompts: list[str], args: argparse.Namespace, pipe: Any) -> None:
     from difftext.data import write_jsonl
 
     pairs = enumerate(zip(texts, prompts, strict=True))
     records = [{"index": i, "text": t} | ({"prompt": p} if p else {}) for i, (t, p) in pairs]
-    sampling = kit.sampling(args)
+    sampling = kit.sampling(args, pipe)  # what the pipeline ran: its own default sampler too
+    sampling.setdefault("sampler", pipe.default_sampler)
     kit.write_run(args.out, args, beside=True, sampling=sampling | sampling.pop("options", {}))
     print(f"wrote {len(texts)} texts to {write_jsonl(records, args.out)}", file=sys.stderr)
     for text in texts[:2]:
@@ -157,9 +191,9 @@ def _save(texts: list[str], prompts: list[str], args: argparse.Namespace) -> Non
 def _sample(args: argparse.Namespace) -> None:
     pipe = _open(args)
     prompts = [p for p in args.prompt for _ in range(args.n)] or [""] * args.n
-    options = {"prompt": prompts, "length": args.length} | kit.sampling(args)
+    options = {"prompt": prompts, "length": args.length} | kit.sampling(args, pipe)
     texts = pipe.sample(len(prompts), **options)
-    _save(texts, prompts, args)
+    _save(texts, prompts, args, pipe)
 
 
 def _edit(args: argparse.Namespace) -> None:
@@ -170,7 +204,7 @@ def _edit(args: argparse.Namespace) -> None:
 
     templates = list(args.text) + (read_texts(args.input) if args.input else [])
     templates = [t for t in templates for _ in range(args.n)]
-    _save(pipe.infill(templates, **kit.sampling(args)), templates, args)
+    _save(pipe.infill(templates, **kit.sampling(args, pipe)), templates, args, pipe)
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -188,13 +222,15 @@ def _eval(args: argparse.Namespace) -> None:
 
     device, report = kit.resolve_device(args.device), {}
     model, judge = (f and load_text_model(f, device=device) for f in folders)
-    if args.data:
+    if args.data and model.substitution is None:
         docs = load_documents(args.data)
         docs = split_tail(docs, args.tail)[1] if args.tail else docs
         blocks = make_blocks(model.tokenizer, docs, model.block_size)
         blocks = blocks.subset(slice(0, args.max_blocks)) if args.max_blocks else blocks
         nll = validate(model, blocks, samples=args.mc_samples, progress=True)
         report["likelihood"] = dataclasses.asdict(nll)
+    elif args.data:
+        print(NO_BOUND, file=sys.stderr)
     if args.samples:
         texts = read_texts(kit.check_input(args.samples, "--samples", "JSONL"), jsonl_only=True)
         reference = [d.text for d in load_documents(args.reference)] if args.reference else ()
