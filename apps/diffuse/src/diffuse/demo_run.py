@@ -218,7 +218,7 @@ def judge_proteins(
 ) -> list[dict]:
     """Sample ``each`` sequences of every family into ``fasta`` (``sampling``: the pipeline's
     sampler, steps and options); per sequence its family, the family the judge gives it and the
-    denoiser's NLL bound (nats per residue, lower = likelier)."""
+    denoiser's NLL bound (nats per residue, lower = likelier; None for a substitution model)."""
     import torch
 
     from diffcore.io import from_pretrained
@@ -241,20 +241,26 @@ def judge_proteins(
         families += [family] * each
     pipe.save(records, fasta)
     sequences = [str(r.seq) for r in records]
-    tokens = collate([(encode(s), 0) for s in sequences])["tokens"]
-    with torch.no_grad():
-        nll = process_for(pipe.diffusion_block).nll_bound(
-            pipe.model,
-            tokens,
-            generator=torch.Generator().manual_seed(seed),
-            samples=4,
-            loss_mask=tokens != PAD_ID,
-            family=family_ids(families, pipe.families),
-        )
+    nll = [None] * len(records)  # a substitution model has no likelihood bound
+    if pipe.substitution is None:
+        tokens = collate([(encode(s), 0) for s in sequences])["tokens"]
+        with torch.no_grad():
+            nll = (
+                process_for(pipe.diffusion_block)
+                .nll_bound(
+                    pipe.model,
+                    tokens,
+                    generator=torch.Generator().manual_seed(seed),
+                    samples=4,
+                    loss_mask=tokens != PAD_ID,
+                    family=family_ids(families, pipe.families),
+                )
+                .tolist()
+            )
     judged = classify(classifier, sequences)
     return [
-        {"id": r.id, "family": f, "judged family": j, "NLL (nats/residue)": round(float(n), 3)}
-        for r, f, j, n in zip(records, families, judged, nll.tolist(), strict=True)
+        {"id": r.id, "family": f, "judged family": j, "NLL (nats/residue)": n and round(n, 3)}
+        for r, f, j, n in zip(records, families, judged, nll, strict=True)
     ]
 
 
