@@ -110,6 +110,18 @@ def test_train_sample_edit_and_eval_text(tmp_path, corpus, capsys):
     assert report["likelihood"]["bound"] and report["likelihood"]["bits_per_char"] > 0
     assert report["samples"]["samples"] == 2 and report["samples"]["generative_perplexity"] > 1
 
+    # the peer samples too (one token per pass: no sampler, steps or guidance to give)
+    peer_samples = tmp_path / "peer.jsonl"
+    assert (
+        main(["sample", "text", "--model", str(peer), "--n", "2", "--out", str(peer_samples)]) == 0
+    )
+    assert len(read_jsonl(peer_samples)) == 2
+    capsys.readouterr()
+    assert (
+        main(["sample", "text", "--model", str(peer), "--steps", "4", "--out", str(tmp_path)]) == 2
+    )
+    assert "one token per pass, --sampler/--steps" in capsys.readouterr().err
+
 
 def test_a_block_diffusion_model_trains_samples_and_fills_from_the_command_line(tmp_path, corpus):
     run = tmp_path / "block"

@@ -182,6 +182,8 @@ def _save(texts: list[str], prompts: list[str], args: argparse.Namespace, pipe: 
     records = [{"index": i, "text": t} | ({"prompt": p} if p else {}) for i, (t, p) in pairs]
     sampling = kit.sampling(args, pipe)  # what the pipeline ran: its own default sampler too
     sampling.setdefault("sampler", pipe.default_sampler)
+    if pipe.text_model.kind == "autoregressive":
+        sampling = {"sampler": "autoregressive", "seed": args.seed}
     kit.write_run(args.out, args, beside=True, sampling=sampling | sampling.pop("options", {}))
     print(f"wrote {len(texts)} texts to {write_jsonl(records, args.out)}", file=sys.stderr)
     for text in texts[:2]:
@@ -191,8 +193,15 @@ def _save(texts: list[str], prompts: list[str], args: argparse.Namespace, pipe: 
 def _sample(args: argparse.Namespace) -> None:
     pipe = _open(args)
     prompts = [p for p in args.prompt for _ in range(args.n)] or [""] * args.n
-    options = {"prompt": prompts, "length": args.length} | kit.sampling(args, pipe)
-    texts = pipe.sample(len(prompts), **options)
+    sampling = kit.sampling(args, pipe)
+    if pipe.text_model.kind == "autoregressive":  # one token per pass: no sampler to choose
+        if args.sampler or args.steps or args.guidance != 1.0 or args.sampler_option:
+            raise kit.UsageError(
+                "an autoregressive model draws one token per pass, --sampler/--steps/--guidance/"
+                "--option, expected none of them"
+            )
+        sampling = {k: v for k, v in sampling.items() if k in ("seed", "batch_size", "progress")}
+    texts = pipe.sample(len(prompts), prompt=prompts, length=args.length, **sampling)
     _save(texts, prompts, args, pipe)
 
 
