@@ -370,8 +370,8 @@ def test_a_mistyped_data_path_fails_at_once_without_the_hub(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "diffuse: error: data/fmnist does not exist (for a Hugging Face Hub data set write "
-        "hub:data/fmnist), --data, expected a folder (Hub parquet layout, or one subfolder per "
-        "class), a .parquet file or hub:NAME (a Hugging Face Hub data set)"
+        "hub:data/fmnist), --data, expected a folder (Hub parquet layout, or a subfolder per "
+        "class), a .parquet file, or hub:NAME"
     ]
     assert not (tmp_path / "out").exists()
 

@@ -46,3 +46,15 @@ def test_training_options_resolve_to_a_train_config_with_the_ema_choices():
     warm = train_config(parser.parse_args(["--ema", "0.999", "--ema-warmup"]))
     assert warm.ema_decay == 0.999 and warm.ema_warmup
     assert train_config(parser.parse_args(["--ema", "0"])).ema_decay is None
+
+
+def test_every_command_module_stays_small():
+    """A domain's command module holds only what is domain-specific (issue #34: <= 200 lines);
+    logic that grows belongs in the domain package or the kit."""
+    from pathlib import Path
+
+    import diffuse.commands
+
+    folder = Path(diffuse.commands.__file__).parent
+    sizes = {p.name: len(p.read_text().splitlines()) for p in folder.glob("*.py")}
+    assert {name: n for name, n in sizes.items() if n > 200} == {}

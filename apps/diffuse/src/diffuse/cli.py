@@ -28,7 +28,8 @@ VERBS = {
     "distill": "distil a trained model into students that sample in few network calls",
     "refine": "improve images made anywhere with a model (boosting: one more round)",
 }
-DOMAINS = ("image", "text", "audio", "vocoder", "protein", "distill")  # command modules
+# command modules: one per domain, and one per verb that spans domains
+DOMAINS = ("image", "text", "audio", "vocoder", "protein", "distill", "refine")
 
 
 def _demo(args: argparse.Namespace) -> int:

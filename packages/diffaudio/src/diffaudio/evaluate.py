@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,6 +49,21 @@ class VocoderScores:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def sample_every_class(
+    pipe: Any, judge: Judge, per_class: int, real: Any, **sampling: Any
+) -> tuple[Tensor, Tensor, Tensor, SampleScores]:
+    """``per_class`` samples of each of the pipeline's classes, scored by ``judge`` against
+    the ``real`` clips (``AudioClips``): (labels (N,) into the pipeline's class names,
+    spectrograms, waveforms, scores). The judge's own ids are matched by class name."""
+    names = pipe.model.config.label_names
+    labels = torch.arange(len(names)).repeat(per_class)
+    specs = pipe.sample(len(labels), labels=labels, **sampling)
+    waves = pipe.to_waveform(specs)
+    lookup = {n: i for i, n in enumerate(judge.config.label_names)}
+    intended = torch.tensor([lookup[names[i]] for i in labels.tolist()])
+    return labels, specs, waves, evaluate_samples(judge, waves, intended, real.waves, real.labels)
 
 
 def judge_accuracy(judge: Judge, waves: Tensor, labels: Tensor) -> float:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,8 +33,8 @@ from diffcore.training import (
     train,
 )
 from difftext.autoregressive import causal_lm_loss
-from difftext.data import TokenBlocks
-from difftext.evaluate import Likelihood, causal_nll, diffusion_nll_bound
+from difftext.data import Document, TokenBlocks, make_blocks, split_tail
+from difftext.evaluate import Likelihood, causal_nll, diffusion_nll_bound, evaluate_samples
 from difftext.model import (
     Corruption,
     ModelKind,
@@ -43,6 +44,7 @@ from difftext.model import (
     load_text_model,
     masked_lm_config,
     save_text_model,
+    seconds_per_bound_draw,
     set_dropout,
 )
 from difftext.tokenizer import start_id
@@ -51,8 +53,11 @@ __all__ = [
     "FitResult",
     "build_model",
     "calibrate_steps",
+    "evaluation_report",
     "fit",
     "loss_function",
+    "plan_validation",
+    "score_documents",
     "validate",
 ]
 
@@ -174,6 +179,73 @@ def validate(
         return causal_nll(text_model, blocks, progress=progress)
     finally:
         text_model.model.train(was_training)
+
+
+def score_documents(
+    text_model: TextModel,
+    documents: Sequence[Document],
+    *,
+    tail: float | None = None,
+    max_blocks: int | None = None,
+    samples: int = 16,
+    progress: bool = True,
+) -> Likelihood:
+    """NLL of ``documents`` (only their last ``tail`` share of characters, at most
+    ``max_blocks`` blocks of the model's length): see ``validate``."""
+    documents = split_tail(documents, tail)[1] if tail else documents
+    blocks = make_blocks(text_model.tokenizer, documents, text_model.block_size)
+    blocks = blocks.subset(slice(0, max_blocks)) if max_blocks else blocks
+    return validate(text_model, blocks, samples=samples, progress=progress)
+
+
+def evaluation_report(
+    model: TextModel | None,
+    judge: TextModel | None,
+    *,
+    documents: Sequence[Document] = (),
+    texts: Sequence[str] = (),
+    reference: Sequence[Document] = (),
+    **scoring: Any,
+) -> dict[str, Any]:
+    """``eval text``'s report: the model's NLL on ``documents`` (``score_documents`` with
+    ``scoring``: tail, max_blocks, samples; none for a substitution model, which has no bound)
+    and the scores of the sampled ``texts`` (``evaluate_samples``: under ``judge``, against
+    the words of ``reference``)."""
+    report: dict[str, Any] = {}
+    if documents and model.substitution is not None:
+        report["likelihood"] = "none: a substitution model has no likelihood bound"
+    elif documents:
+        report["likelihood"] = dataclasses.asdict(score_documents(model, documents, **scoring))
+    if texts:
+        tokenizer = (model or judge).tokenizer
+        words = [d.text for d in reference]
+        scores = evaluate_samples(texts, tokenizer, judge=judge, reference=words)
+        report["samples"] = dataclasses.asdict(scores)
+    return report
+
+
+def plan_validation(
+    text_model: TextModel,
+    blocks: TokenBlocks,
+    seconds: float,
+    *,
+    probe: int,
+    max_draws: int,
+    eval_blocks: int,
+    eval_every: int,
+) -> tuple[TokenBlocks, int, float, float]:
+    """The validation that fits ``seconds``: (the final bound's blocks, its mask draws per block
+    — fewer draws first, then fewer blocks —, the seconds it takes, and the seconds per
+    training step that a bound of ``eval_blocks`` every ``eval_every`` steps adds), timed on
+    ``probe`` blocks. A substitution model has no bound: (blocks, 0, 0, 0)."""
+    if text_model.substitution is not None:
+        return blocks, 0, 0.0, 0.0
+    each = seconds_per_bound_draw(text_model, blocks, probe=probe)  # a block, a draw
+    exact = text_model.kind == "autoregressive"  # one exact pass
+    draws = 1 if exact else max(1, min(max_draws, int(seconds / (each * max(1, len(blocks))))))
+    blocks = blocks.subset(slice(0, max(1, int(seconds / (each * draws)))))
+    periodic = each * min(eval_blocks, len(blocks)) * 4 / eval_every if eval_every else 0.0
+    return blocks, draws, each * draws * len(blocks), periodic
 
 
 class _LoopModule(nn.Module):

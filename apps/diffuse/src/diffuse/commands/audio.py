@@ -37,9 +37,7 @@ def register(verbs: dict[str, Any]) -> None:
         options = {"steps": steps, "batch_size": batch, "lr": lr, "crappifiers": CRAPPIFIERS}
         g[name] = kit.training_options(train, minutes=audio, process=audio, **options)
     g["audio"].add_argument("--preset", default="small", help="preset in shared/presets/audio.json")
-    g["audio"].add_argument(
-        "--label-dropout", type=kit.fraction, default=0.1, help="share without label"
-    )
+    g["audio"].add_argument("--label-dropout", type=kit.fraction, default=0.1, help="unlabelled")
     sample = add("sample audio", _sample)
     _model_options(sample, batch_size=50)
     kit.count_option(sample, default=None, help="samples (default: one per label or speaker)")
@@ -74,9 +72,7 @@ def data_options(parser: argparse.ArgumentParser, use: str = "train") -> None:
 
 
 def _model_options(parser: Any, batch_size: int | None = None, conditions: bool = True) -> None:
-    g = kit.model_options(
-        parser, help="model folder (train audio --out, or its final/)", experts=True
-    )
+    g = kit.model_options(parser, help="model folder (train audio --out or final/)", experts=True)
     g.add_argument("--vocoder", help="vocoder folder (train vocoder --out); default: Griffin-Lim")
     g.add_argument("--griffin-lim-iters", type=kit.positive_int, default=32, help="iterations")
     g = kit.sampling_options(
@@ -131,14 +127,8 @@ def _train(args: argparse.Namespace) -> None:
 
 def _open(args: argparse.Namespace) -> Any:
     """The pipeline of --model and --vocoder, checked before torch is imported."""
-    folder, voc = kit.check_model_dir(args.model, "audio"), args.vocoder
-    voc = voc and kit.check_model_dir(voc, "audio", option="--vocoder")
-    from diffaudio.pipeline import AudioPipeline
-
-    options = {"vocoder": voc} | kit.loading(args, "audio")
-    return AudioPipeline.from_pretrained(
-        folder, griffin_lim_iters=args.griffin_lim_iters, **options
-    )
+    voc = args.vocoder and kit.check_model_dir(args.vocoder, "audio", option="--vocoder")
+    return kit.open_pipeline(args, "audio", vocoder=voc, griffin_lim_iters=args.griffin_lim_iters)
 
 
 def _conditions(pipe: Any, args: argparse.Namespace) -> tuple[int, dict, list[dict]]:
@@ -161,9 +151,7 @@ def _write(args: argparse.Namespace, pipe: Any, waves: Any, specs: Any, names: l
 
 def _save(args: argparse.Namespace, pipe: Any, specs: Any, names: list, records: list) -> None:
     kit.write_run(args.out, args)
-    used = kit.sampling(args, pipe)  # what the pipeline ran: the folder's defaults filled in
-    settings = {k: getattr(args, k) for k in ("seed", "guidance")}
-    settings |= {"steps": used.get("steps"), "sampler": used.get("sampler") or pipe.default_sampler}
+    settings = kit.sampling_record(args, pipe)  # what ran: the folder's defaults filled in
     records = [{**r, **settings} for r in records]
     index = _write(args, pipe, pipe.to_waveform(specs), specs, names, records=records)
     print(f"{len(names)} WAVs and spectrogram PNGs in {args.out} (index: {index})")
@@ -195,23 +183,16 @@ def _edit(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     pipe = _open(args)
     judge_dir = kit.check_model_dir(args.judge, "audio", option="--judge")
-    import torch
-
-    from diffaudio.evaluate import evaluate_samples
+    from diffaudio.evaluate import sample_every_class
     from diffaudio.judge import Judge
     from diffcore.io import from_pretrained
 
     judge, names = from_pretrained(Judge, judge_dir), pipe.model.config.label_names
     _, real = load(args, pipe.spectrogram, label_names=judge.config.label_names)
-    labels = torch.arange(len(names)).repeat(args.per_class)
-    specs = pipe.sample(len(labels), labels=labels, **kit.sampling(args, pipe))
-    waves = pipe.to_waveform(specs)
+    sampling = kit.sampling(args, pipe)
+    labels, specs, waves, scores = sample_every_class(pipe, judge, args.per_class, real, **sampling)
     if args.out:
         files = [f"{i:04d}_{names[y]}" for i, y in enumerate(labels.tolist())]
         _write(args, pipe, waves, specs, files)
-    lookup = {n: i for i, n in enumerate(judge.config.label_names)}  # the judge's own ids
-    intended = torch.tensor([lookup[names[i]] for i in labels.tolist()])
-    scores = evaluate_samples(judge, waves, intended, real.waves, real.labels)
-    if args.out:
         kit.write_run(args.out, args, report=scores.to_dict())
     print(json.dumps(scores.to_dict(), indent=2))

@@ -9,10 +9,9 @@ from typing import Any
 
 from diffuse import kit
 
-DATA = (
-    "a folder (Hub parquet layout, or one subfolder per class), a .parquet file "
-    "or hub:NAME (a Hugging Face Hub data set)"
-)
+DATA = "a folder (Hub parquet layout, or a subfolder per class), a .parquet file, or hub:NAME"
+# diffimage.model.CRAPPIFIERS (a test keeps them equal), here so --help imports no torch
+CRAPPIFIERS = ("blur", "downsample", "pixelate", "jpeg", "noise")
 PREVIEW_ROWS, PREVIEW = 8, {"steps": 20, "guidance": 2.0}  # the grid a training run ends with
 HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
     "train image": ("train an image model", "run folder: final/, checkpoints/, samples.png"),
@@ -20,19 +19,7 @@ HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
     "sample image": ("sample images", "folder for images/NNNN_<class>.png and grid.png"),
     "edit image": ("img2img, or inpainting with --mask", "folder for edited/ and grid.png"),
     "eval image": ("FID, KID and judge accuracy of samples", "folder for run.json, samples.png"),
-    "train image-level": (
-        "train a model's level predictor (for `refine image` without --strength)",
-        "run folder; the predictor is also copied into the model's level/",
-    ),
-    "refine image": (
-        "refine images from anywhere with a model: edit from each one's own level",
-        "folder for refined/, grid.png and refine.jsonl",
-    ),
 }
-
-
-# diffimage.model.CRAPPIFIERS (a test keeps them equal), here so --help imports no torch
-CRAPPIFIERS = ("blur", "downsample", "pixelate", "jpeg", "noise")
 
 
 def register(verbs: dict[str, Any]) -> None:
@@ -62,20 +49,6 @@ def register(verbs: dict[str, Any]) -> None:
     _model_options(evaluate, n=1000)
     kit.model_options(evaluate, option="--judge", help="judge folder (train image-judge --out)")
     data_options(evaluate, split="test")
-    level = add("train image-level", _train_level)
-    kit.model_options(level, help="the refiner's model folder (its process is learned)")
-    data_options(level)
-    kit.training_options(level, steps=500, batch_size=128, lr=2e-3, ema=False, minutes=False)
-    refine = add("refine image", _refine)
-    _model_options(refine)
-    g = kit.group(refine, "data")
-    g.add_argument("--input", nargs="+", required=True, help="image files or folders")
-    g.add_argument(
-        "--strength",
-        type=kit.share,
-        help="share of steps run for every image (default: each image's level, read by the "
-        "model's level predictor: train image-level)",
-    )
 
 
 def data_options(parser: argparse.ArgumentParser, split: str = "train") -> Any:
@@ -111,13 +84,6 @@ def load_data(args: argparse.Namespace, split: str | None = None) -> Any:
     return load_images(args.data, split=split or args.split, spec=spec, limit=args.limit, **columns)
 
 
-def _open(args: argparse.Namespace) -> Any:
-    folder = kit.check_model_dir(args.model, "image")  # before importing torch: fast errors
-    from diffimage import ImagePipeline
-
-    return ImagePipeline.from_pretrained(folder, compile=args.compile, **kit.loading(args, "image"))
-
-
 def _sampling(pipe: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
     """The keyword arguments of ``pipe.sample``/``edit``/``inpaint`` for ``n`` images."""
     from diffimage.conditioning import parse_conditions
@@ -134,11 +100,10 @@ def _train(args: argparse.Namespace) -> None:
     from diffimage.images import save_preview
     from diffimage.model import model_for_data
 
-    device, encoder = kit.resolve_device(args.device), None
+    device = kit.resolve_device(args.device)
     if args.caption_column and not args.text_encoder:
         raise kit.UsageError("no --text-encoder, --caption-column, expected an encoder folder")
-    if args.caption_column:
-        encoder = caption_encoder(data, args.text_encoder, device=device)
+    encoder = args.caption_column and caption_encoder(data, args.text_encoder, device=device)
     shape = {"conditional": not args.unconditional, "encoder": encoder} | kit.process_options(args)
     model = model_for_data(args.preset, data, **shape)
     kit.initialise(model, args, "image")
@@ -186,7 +151,7 @@ def _train_judge(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    pipe = _open(args)
+    pipe = kit.open_pipeline(args, "image", compile=args.compile)
     from diffimage.images import sample_names, save_sample_files
 
     options = _sampling(pipe, args, args.n)
@@ -200,7 +165,7 @@ def _sample(args: argparse.Namespace) -> None:
 
 def _edit(args: argparse.Namespace) -> None:
     kit.check_input(args.input, "--input", "image files or folders")
-    pipe = _open(args)
+    pipe = kit.open_pipeline(args, "image", compile=args.compile)
     from diffimage import load_image_files, load_mask
     from diffimage.images import save_sample_files
 
@@ -217,7 +182,7 @@ def _edit(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    pipe = _open(args)
+    pipe = kit.open_pipeline(args, "image", compile=args.compile)
     judge_dir = kit.check_model_dir(args.judge, "image", option="--judge")
     from diffimage import judge_features, load_judge, save_grid, score_samples
 
@@ -226,61 +191,10 @@ def _eval(args: argparse.Namespace) -> None:
     options = _sampling(pipe, args, args.n)
     samples = pipe.sample(args.n, **options)
     r = score_samples(judge, samples, reference, labels=options.get("labels"))
+    used = kit.sampling_record(args, pipe)
+    print(f"{r.samples} samples, {used['sampler']} x{used['steps']}, {args.guidance:g}x CFG")
     accuracy = "n/a" if r.accuracy is None else f"{r.accuracy:.4f}"
-    print(f"{r.samples} samples, {options['sampler']} x{options['steps']}, {args.guidance:g}x CFG")
     print(f"FID {r.fid:.3f}  KID {r.kid:.5f} ± {r.kid_std:.5f}  judge accuracy {accuracy}")
     if args.out:
         kit.write_run(Path(args.out), args, report=r)
         save_grid(samples[:100], Path(args.out) / "samples.png", columns=10, scale=2)
-
-
-def _train_level(args: argparse.Namespace) -> None:
-    folder = kit.check_model_dir(args.model, "image")
-    data = load_data(args)
-    import shutil
-
-    from diffimage import ImagePipeline
-    from diffimage.refine import LEVEL_DIR, train_level_predictor
-
-    device, out = kit.resolve_device(args.device), Path(args.out)
-    pipe = ImagePipeline.from_pretrained(folder, device=device)
-    config = kit.train_config(args, device=device)
-    kit.write_run(out, args, train_config=config)
-    result = train_level_predictor(pipe.model, data, config, out_dir=out, device=device)
-    target = folder / LEVEL_DIR
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(result.final_model, target)
-    print(f"level predictor: {result.final_model} (copied to {target})")
-
-
-def _refine(args: argparse.Namespace) -> None:
-    kit.check_input(args.input, "--input", "image files or folders")
-    pipe = _open(args)
-    from diffimage import load_image_files
-    from diffimage.images import save_sample_files
-    from diffimage.refine import LEVEL_DIR, load_level_predictor, refine
-
-    predictor = None
-    if args.strength is None:
-        folder = kit.check_model_dir(args.model, "image")
-        if not (folder / LEVEL_DIR).is_dir():
-            raise kit.UsageError(
-                f"no level predictor in {folder / LEVEL_DIR}, --strength, expected a strength or "
-                f"`diffuse train image-level --model {args.model}` first"
-            )
-        predictor = load_level_predictor(folder, device=pipe.device)
-    size = pipe.model.config.image_size
-    images, files = load_image_files(args.input, channels=pipe.model.channels, size=size)
-    options = _sampling(pipe, args, len(images))
-    refined, strengths = refine(
-        pipe, images, strength=args.strength, predictor=predictor, **options
-    )
-    kit.write_run(args.out, args)
-    out = Path(args.out)
-    grid = {"folder": "refined", "grid": (images, refined), "columns": len(images)}
-    written = save_sample_files(refined, out, [f.stem for f in files], **grid)
-    with (out / "refine.jsonl").open("w") as index:
-        for file, strength in zip(files, strengths.tolist(), strict=True):
-            index.write(json.dumps({"input": str(file), "strength": round(strength, 4)}) + "\n")
-    print("{} and {}".format(*written))
-    print(f"strengths: {', '.join(f'{s:.2f}' for s in strengths.tolist())}")

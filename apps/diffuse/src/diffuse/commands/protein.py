@@ -23,14 +23,8 @@ from diffuse import kit
 DATA = "sequence files (FASTA, A2M, A3M, Stockholm) or folders of them"
 OBJECTIVES = ("diffusion", "autoregressive", "classifier")  # the denoiser, the peer, the judge
 PROCESSES = ("mask", "substitution", "blosum")  # diffprotein.corruption.CORRUPTIONS
-SAMPLER = (
-    "sampler (default: masked_ancestral; confidence for a block-diffusion model; substitute "
-    "for a substitution model)"
-)
-PROCESS = (
-    "diffusion: what the denoiser learns to undo: masks, or wrong residues drawn uniformly "
-    "(substitution) or by BLOSUM62 (blosum), sampled with --sampler substitute"
-)
+SAMPLER = "sampler (default: masked_ancestral; blocks: confidence; substitution: substitute)"
+PROCESS = "what the denoiser undoes: masks, or wrong residues, uniform or BLOSUM62-weighted"
 CLASSIFIER = "family judge (train protein --objective classifier --out)"
 HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
     "train protein": ("train a denoiser, its peer or a family judge", "run folder: final/..."),
@@ -109,25 +103,8 @@ def _read(paths: list[str], args: argparse.Namespace, max_length: int | None = N
     return data
 
 
-def _check_process(args: argparse.Namespace) -> None:
-    if args.process == "mask":
-        return
-    if args.objective != "diffusion":
-        raise kit.UsageError(
-            f"--process {args.process} with --objective {args.objective}, --process, expected "
-            "--objective diffusion"
-        )
-    if args.diffusion_block is not None:
-        raise kit.UsageError(
-            f"--process {args.process} with --diffusion-block, --process, expected a "
-            "whole-sequence model (no --diffusion-block)"
-        )
-
-
 def _train(args: argparse.Namespace) -> None:
-    if args.diffusion_block is not None and args.objective != "diffusion":
-        raise kit.UsageError("--diffusion-block is for diffusion, --objective, expected diffusion")
-    _check_process(args)
+    kit.check_corruption(args)
     budget = kit.Budget(args.minutes, grad_accum=args.grad_accum)
     kit.check_input(args.data, "data", DATA)
     from diffcore.training import TrainConfig
@@ -164,13 +141,6 @@ def _train(args: argparse.Namespace) -> None:
     kit.print_result(protein.train_for_objective(model, training, config, args.out, **extra))
 
 
-def _open(args: argparse.Namespace) -> Any:
-    folder = kit.check_model_dir(args.model, "protein")  # before importing torch: fast errors
-    from diffprotein.pipeline import ProteinPipeline
-
-    return ProteinPipeline.from_pretrained(folder, device=kit.resolve_device(args.device))
-
-
 def _save(pipe: Any, records: list, args: argparse.Namespace) -> None:
     # the sampler settings the pipeline ran with: a --sampler left out is the model's default
     plan, _ = pipe.plan(kit.sampling(args))
@@ -179,7 +149,7 @@ def _save(pipe: Any, records: list, args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    pipe = _open(args)
+    pipe = kit.open_pipeline(args, "protein")
     from diffprotein.conditioning import Motif
 
     motif = Motif.parse(args.motif) if args.motif else None
@@ -189,7 +159,7 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _edit(args: argparse.Namespace) -> None:
-    pipe = _open(args)
+    pipe = kit.open_pipeline(args, "protein")
     from diffprotein.data import ReadOptions, read_sequences
 
     source = kit.check_input(args.input, "input", "a sequence file")
@@ -221,8 +191,6 @@ def _eval(args: argparse.Namespace) -> None:
     rows = evaluate_samples(samples, reference, **options)
     print(table := format_scores(rows))
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "table.md").write_text(table + "\n")
+        kit.write_text(Path(args.out) / "table.md", table + "\n")
         metrics = [dataclasses.asdict(r) | {"perplexity_ratio": r.perplexity_ratio} for r in rows]
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        kit.write_text(Path(args.out) / "metrics.json", json.dumps(metrics, indent=2) + "\n")

@@ -1,7 +1,6 @@
-"""``diffuse train|sample|edit|eval text``: masked-diffusion language models (difftext), e.g.
-``diffuse edit text --model runs/text --text "To be, or [MASK*20] to be" --out infill.jsonl``;
-``train text --process substitution`` trains on wrong tokens instead of masks (sampled with the
-"substitute" sampler)."""
+"""``diffuse train|sample|edit|eval text``: diffusion language models (difftext), masked or
+substitution (``--process``), e.g. ``diffuse edit text --model runs/text --text "To be, or
+[MASK*20] to be" --out infill.jsonl``."""
 
 from __future__ import annotations
 
@@ -15,6 +14,11 @@ from diffuse import kit
 
 DATA = "text files (.txt/.md), folders of them, or .parquet/.jsonl/.csv tables"
 FINAL_DRAWS = 16  # mask draws per block of the final validation bound (fewer under --minutes)
+PROCESS = "what a diffusion model undoes: masks, or wrong tokens (sampler: substitute)"
+AUTOREGRESSIVE = (
+    "an autoregressive model draws one token per pass, --sampler/--steps/--guidance/--option, "
+    "expected none of them"
+)
 NO_BOUND = "no likelihood bound for a substitution model; judge its samples with eval text --judge"
 HELP = {  # command: (its line in `diffuse <verb> --help`, --out)
     "train text": ("train a text model", "run folder: model/, checkpoints/, metrics.jsonl"),
@@ -38,19 +42,9 @@ def register(verbs: dict[str, Any]) -> None:
     a("--packing", choices=("pad", "pack"), default="pad", help="short documents: pad, or pack")
     a = kit.training_options(train, steps=2000, batch_size=32, lr=1e-3).add_argument
     a("--objective", choices=("diffusion", "autoregressive"), default="diffusion", help="what")
-    a(
-        "--process",
-        choices=("mask", "substitution"),
-        default="mask",
-        help="what a diffusion model learns to undo: masked tokens, or wrong tokens drawn "
-        "uniformly (sampled by the substitute sampler; no likelihood bound)",
-    )
+    a("--process", choices=("mask", "substitution"), default="mask", help=PROCESS)
     a("--preset", default="small", help="shape in shared/presets/text.json")
-    a(
-        "--dropout",
-        type=kit.fraction,
-        help="residual dropout of a fresh model (default: the preset's)",
-    )
+    a("--dropout", type=kit.fraction, help="residual dropout of a fresh model (or the preset's)")
     a("--diffusion-block", type=kit.positive_int, help="block diffusion (BD3-LM): tokens a block")
     a("--init-from", help="a model folder to continue training (its tokenizer is used)")
     a("--warmup", type=kit.fraction, default=0.05, help="share of steps warming up")
@@ -87,24 +81,9 @@ def _model_options(parser: argparse.ArgumentParser, n: int) -> None:
     kit.count_option(parser, default=n, help="texts (per prompt or template)")
 
 
-def _check_process(args: argparse.Namespace) -> None:
-    if args.process == "mask":
-        return
-    if args.objective != "diffusion":
-        raise kit.UsageError(
-            f"--process {args.process} with --objective {args.objective}, --process, expected "
-            "--objective diffusion"
-        )
-    if args.diffusion_block is not None:
-        raise kit.UsageError(
-            f"--process {args.process} with --diffusion-block, --process, expected a "
-            "whole-sequence model (no --diffusion-block)"
-        )
-
-
 def _train(args: argparse.Namespace) -> None:
     # (no grad_accum: calibrate_steps times whole optimizer steps, --grad-accum passes each)
-    _check_process(args)
+    kit.check_corruption(args)
     budget, out = kit.Budget(args.minutes), Path(args.out)
     kit.check_input([*args.data, *args.val_data], "data", DATA)
     from difftext.data import load_splits, make_blocks
@@ -116,20 +95,19 @@ def _train(args: argparse.Namespace) -> None:
     texts, vocab = [d.text for d in docs[0]], {"vocab_size": args.vocab_size}
     tokenizer = None if args.init_from else run_tokenizer(args.tokenizer, texts, out, **vocab)
     shape = {k: getattr(args, k) for k in ("preset", "dropout", "diffusion_block", "init_from")}
-    shape["corruption"] = args.process
+    shape |= {"corruption": args.process}
     text_model = build_model(args.objective, tokenizer, args.block_size, seed=args.seed, **shape)
     tokenizer, size = text_model.tokenizer, args.block_size
     blocks = [make_blocks(tokenizer, d, size, packing=args.packing) for d in docs]
     options = {"warmup": args.warmup, "compile": args.compile, "log_every": args.log_every}
     options["device"] = kit.resolve_device(args.device)  # where the loop will train
     text_model.model.to(options["device"])  # (and where --minutes times it)
-    plan = _plan(text_model, blocks, kit.train_config(args, **options), args, budget)
-    steps, stop_at, val, draws = plan
+    steps, stop_at, val, draws = _plan(text_model, blocks, options, args, budget)
     config = kit.train_config(args, steps=steps, deadline=stop_at, **options)
     counts = f"{len(blocks[0])} training and {len(val)} validation blocks of {size} tokens"
     print(f"{counts}; {len(tokenizer)} token types; {config.steps} steps", file=sys.stderr)
     kit.write_run(out, args, train_config=config)
-    evals = {"eval_every": args.eval_every, "eval_blocks": args.eval_blocks}
+    evals = {k: getattr(args, k) for k in ("eval_every", "eval_blocks")}
     evals["device"] = options["device"]
     result = fit(text_model, blocks[0], config, out, val_blocks=val, final_samples=draws, **evals)
     if not kit.main_process():  # under torchrun rank 0 alone validates the model
@@ -142,37 +120,24 @@ def _train(args: argparse.Namespace) -> None:
     print(f"validation NLL ({'bound' if f.bound else 'exact'}): {nll}; model: {result.model_dir}")
 
 
-def _plan(text_model: Any, blocks: list, config: Any, args: argparse.Namespace, budget: Any):
+def _plan(text_model: Any, blocks: list, options: dict, args: argparse.Namespace, budget: Any):
     """(steps, the loop's deadline, validation blocks, final draws) that fit --minutes: the final
-    validation bound gets at most a fifth of the budget (fewer draws, then fewer blocks); a
-    substitution model has no bound to validate, and the whole budget trains."""
+    validation bound gets at most a fifth of the budget (``plan_validation``)."""
     if not budget:
         return args.steps, None, blocks[1], FINAL_DRAWS
-    from difftext.model import seconds_per_bound_draw
-    from difftext.training import calibrate_steps
+    from difftext.training import calibrate_steps, plan_validation
 
-    val, after, evals, draws = blocks[1], kit.SAVE_SECONDS, 0.0, 0
-    if text_model.substitution is None:
-        each = seconds_per_bound_draw(text_model, val, probe=args.batch_size)  # a block, a draw
-        share, exact = 12 * budget.minutes, text_model.kind == "autoregressive"  # exact: one pass
-        draws = 1 if exact else max(1, min(FINAL_DRAWS, int(share / (each * max(1, len(val))))))
-        val = val.subset(slice(0, max(1, int(share / (each * draws)))))
-        after += each * draws * len(val)
-        blocks_scored = min(args.eval_blocks, len(val))
-        evals = each * blocks_scored * 4 / args.eval_every if args.eval_every else 0.0
+    evals = {k: getattr(args, k) for k in ("eval_blocks", "eval_every")}
+    share = {"probe": args.batch_size, "max_draws": FINAL_DRAWS} | evals
+    val, draws, final, evals = plan_validation(text_model, blocks[1], 12 * budget.minutes, **share)
     record = Path(args.out) / "run.json"  # a resumed run keeps its steps: one-cycle is fixed
     steps = record.is_file() and json.loads(record.read_text()).get("train_config", {}).get("steps")
+    after = kit.SAVE_SECONDS + final
     left = budget.remaining() - after
+    config = kit.train_config(args, **options)
     step = left / (steps or calibrate_steps(text_model, blocks[0], config, left)) + evals
     planned, stop_at = budget.plan(step, after=after)
     return steps or planned, stop_at, val, draws
-
-
-def _open(args: argparse.Namespace) -> Any:
-    folder = kit.check_model_dir(args.model, "text")  # before importing torch: fast errors
-    from difftext.pipeline import TextPipeline
-
-    return TextPipeline.from_pretrained(folder, device=kit.resolve_device(args.device))
 
 
 def _save(texts: list[str], prompts: list[str], args: argparse.Namespace, pipe: Any) -> None:
@@ -180,27 +145,22 @@ def _save(texts: list[str], prompts: list[str], args: argparse.Namespace, pipe: 
 
     pairs = enumerate(zip(texts, prompts, strict=True))
     records = [{"index": i, "text": t} | ({"prompt": p} if p else {}) for i, (t, p) in pairs]
-    sampling = kit.sampling(args, pipe)  # what the pipeline ran: its own default sampler too
-    sampling.setdefault("sampler", pipe.default_sampler)
-    if pipe.text_model.kind == "autoregressive":
-        sampling = {"sampler": "autoregressive", "seed": args.seed}
-    kit.write_run(args.out, args, beside=True, sampling=sampling | sampling.pop("options", {}))
+    autoregressive = pipe.text_model.kind == "autoregressive"  # one token per pass
+    sampling = {"sampler": "autoregressive"} if autoregressive else kit.sampling_record(args, pipe)
+    kit.write_run(args.out, args, beside=True, sampling=sampling)
     print(f"wrote {len(texts)} texts to {write_jsonl(records, args.out)}", file=sys.stderr)
     for text in texts[:2]:
         print(f"{text}\n{'-' * 40}")
 
 
 def _sample(args: argparse.Namespace) -> None:
-    pipe = _open(args)
+    pipe = kit.open_pipeline(args, "text")
     prompts = [p for p in args.prompt for _ in range(args.n)] or [""] * args.n
     sampling = kit.sampling(args, pipe)
     if pipe.text_model.kind == "autoregressive":  # one token per pass: no sampler to choose
         if args.sampler or args.steps or args.guidance != 1.0 or args.sampler_option:
-            raise kit.UsageError(
-                "an autoregressive model draws one token per pass, --sampler/--steps/--guidance/"
-                "--option, expected none of them"
-            )
-        sampling = {k: v for k, v in sampling.items() if k in ("seed", "batch_size", "progress")}
+            raise kit.UsageError(AUTOREGRESSIVE)
+        sampling = {k: sampling[k] for k in ("seed", "batch_size", "progress")}
     texts = pipe.sample(len(prompts), prompt=prompts, length=args.length, **sampling)
     _save(texts, prompts, args, pipe)
 
@@ -208,7 +168,7 @@ def _sample(args: argparse.Namespace) -> None:
 def _edit(args: argparse.Namespace) -> None:
     if not (args.text or args.input):
         raise kit.UsageError("no templates, --text, expected --text or --input")
-    pipe = _open(args)
+    pipe = kit.open_pipeline(args, "text")
     from difftext.data import read_texts
 
     templates = list(args.text) + (read_texts(args.input) if args.input else [])
@@ -222,31 +182,18 @@ def _eval(args: argparse.Namespace) -> None:
         raise kit.UsageError("nothing to score, --model, expected --model --data, or --samples")
     named = {k: getattr(args, k) for k in ("model", "judge")}
     folders = [v and kit.check_model_dir(v, "text", option=f"--{k}") for k, v in named.items()]
-    import dataclasses
-
-    from difftext.data import load_documents, make_blocks, read_texts, split_tail
-    from difftext.evaluate import evaluate_samples
+    from difftext.data import load_documents, read_texts
     from difftext.model import load_text_model
-    from difftext.training import validate
+    from difftext.training import evaluation_report
 
-    device, report = kit.resolve_device(args.device), {}
+    device = kit.resolve_device(args.device)
     model, judge = (f and load_text_model(f, device=device) for f in folders)
-    if args.data and model.substitution is None:
-        docs = load_documents(args.data)
-        docs = split_tail(docs, args.tail)[1] if args.tail else docs
-        blocks = make_blocks(model.tokenizer, docs, model.block_size)
-        blocks = blocks.subset(slice(0, args.max_blocks)) if args.max_blocks else blocks
-        nll = validate(model, blocks, samples=args.mc_samples, progress=True)
-        report["likelihood"] = dataclasses.asdict(nll)
-    elif args.data:
-        print(NO_BOUND, file=sys.stderr)
-    if args.samples:
-        texts = read_texts(kit.check_input(args.samples, "--samples", "JSONL"), jsonl_only=True)
-        reference = [d.text for d in load_documents(args.reference)] if args.reference else ()
-        tokenizer = (model or judge).tokenizer
-        scores = evaluate_samples(texts, tokenizer, judge=judge or None, reference=reference)
-        report["samples"] = dataclasses.asdict(scores)
+    samples = args.samples and kit.check_input(args.samples, "--samples", "JSONL")
+    sources = {"documents": args.data and load_documents(args.data), "judge": judge or None}
+    sources |= {"texts": samples and read_texts(samples, jsonl_only=True)}
+    sources |= {"reference": load_documents(args.reference) if args.reference else ()}
+    scoring = {"tail": args.tail, "max_blocks": args.max_blocks, "samples": args.mc_samples}
+    report = evaluation_report(model, **sources, **scoring)
     print(text := json.dumps(report, indent=2))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        kit.write_text(args.out, text + "\n")

@@ -15,6 +15,7 @@ from diffuse.kit.errors import ArgumentParser, DataError, UsageError, report
 from diffuse.kit.options import (
     SAMPLERS,
     add_command,
+    check_corruption,
     commands,
     count_option,
     data_options,
@@ -32,11 +33,12 @@ from diffuse.kit.options import (
     process_options,
     sampling,
     sampling_options,
+    sampling_record,
     share,
     token_sampler_options,
     training_options,
 )
-from diffuse.kit.paths import check_input, check_model_dir, loading
+from diffuse.kit.paths import check_input, check_model_dir, loading, open_pipeline, write_text
 from diffuse.kit.record import main_process, resolve_device, write_run
 
 __all__ = [
@@ -62,21 +64,25 @@ __all__ = [
     "group",
     "model_options",
     "non_negative",
+    "open_pipeline",
     "no_preview",
     "output_options",
     "positive_float",
     "positive_int",
     "preview_rows",
     "print_result",
+    "check_corruption",
     "process_options",
     "process_start",
     "report",
     "resolve_device",
     "sampling",
     "sampling_options",
+    "sampling_record",
     "share",
     "token_sampler_options",
     "train_config",
     "training_options",
     "write_run",
+    "write_text",
 ]

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from diffuse.kit.errors import ArgumentParser
+from diffuse.kit.errors import ArgumentParser, UsageError
 from diffuse.kit.lock import holding_out
 from diffuse.kit.record import reporting
 
@@ -357,6 +357,13 @@ def sampling(args: argparse.Namespace, pipe: Any = None) -> dict[str, Any]:
     return out | ({"options": options} if options else {})
 
 
+def sampling_record(args: argparse.Namespace, pipe: Any) -> dict[str, Any]:
+    """What ``pipe`` samples with under the command's options, as run records keep it: the
+    sampler (the model's default when none was named), steps, guidance, its options, seed."""
+    plan, run = pipe.plan(sampling(args, pipe))
+    return plan.record() | {"seed": run["seed"]}
+
+
 def token_sampler_options(g: Any) -> None:
     """The options of the token samplers (text, protein): the mask schedule, temperature,
     nucleus, and the confidence sampler's ranking; each left out is the sampler's default."""
@@ -474,6 +481,24 @@ def training_options(
         help="steps between checkpoints (re-running the command resumes)",
     )
     return g
+
+
+def check_corruption(args: argparse.Namespace) -> None:
+    """A token domain's --process other than "mask" and --diffusion-block belong to the
+    denoiser (--objective diffusion); substitution is not block diffusion. UsageError else."""
+    process, objective = args.process, args.objective
+    if objective != "diffusion" and args.diffusion_block is not None:
+        raise UsageError("--diffusion-block is for diffusion, --objective, expected diffusion")
+    if objective != "diffusion" and process != "mask":
+        raise UsageError(
+            f"--process {process} with --objective {objective}, --process, expected "
+            "--objective diffusion"
+        )
+    if process != "mask" and args.diffusion_block is not None:
+        raise UsageError(
+            f"--process {process} with --diffusion-block, --process, expected a whole-sequence "
+            "model (no --diffusion-block)"
+        )
 
 
 def process_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -157,3 +157,30 @@ def loading(args: Any, domain: str) -> dict[str, Any]:
     experts = [e for e in (getattr(args, "experts", None) or "").split(",") if e]
     folders = [check_model_dir(e, domain, option="--experts") for e in experts]
     return {"device": resolve_device(args.device)} | ({"experts": folders} if folders else {})
+
+
+PIPELINES = {  # each domain's pipeline class, imported only when a command opens a model
+    "image": "diffimage:ImagePipeline",
+    "audio": "diffaudio.pipeline:AudioPipeline",
+    "text": "difftext.pipeline:TextPipeline",
+    "protein": "diffprotein.pipeline:ProteinPipeline",
+}
+
+
+def open_pipeline(args: Any, domain: str, **options: Any) -> Any:
+    """The ``domain`` pipeline of --model (checked before torch is imported), on --device, with
+    --experts where the command has them; ``options`` go to its ``from_pretrained``."""
+    import importlib
+
+    folder = check_model_dir(args.model, domain)
+    module, name = PIPELINES[domain].split(":")
+    pipeline = getattr(importlib.import_module(module), name)
+    return pipeline.from_pretrained(folder, **(loading(args, domain) | options))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path``, making its folder first (a report a command was asked for)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

@@ -26,17 +26,17 @@ from diffcore.processes.gaussian import (
     process_fields,
     time_limits,
 )
-from diffcore.processes.substitution import (
-    SubstitutionProcess,
-    blosum_replacement,
-    uniform_replacement,
-)
 from diffcore.processes.mask import (
     MaskProcess,
     block_attention_mask,
     clean_log_probs,
     cosine_mask_grid,
     linear_mask_grid,
+)
+from diffcore.processes.substitution import (
+    SubstitutionProcess,
+    blosum_replacement,
+    uniform_replacement,
 )
 
 __all__ = [

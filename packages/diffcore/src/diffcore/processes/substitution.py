@@ -83,7 +83,9 @@ class SubstitutionProcess:
         r = self.replacement
         if not isinstance(r, Tensor) or r.ndim != 2 or r.shape[0] != r.shape[1]:
             raise ValueError("replacement must be a (V, V) tensor of row probabilities")
-        if bool((r < 0).any()) or not torch.allclose(r.sum(1).double(), torch.ones(len(r)).double()):
+        if bool((r < 0).any()) or not torch.allclose(
+            r.sum(1).double(), torch.ones(len(r)).double()
+        ):
             raise ValueError("every row of replacement must be probabilities summing to 1")
         if bool((r[:, self.mask_id] > 0).any()):
             raise ValueError("replacement must never write the mask token")
@@ -105,7 +107,9 @@ class SubstitutionProcess:
         drawn = torch.searchsorted(cdf, (u * cdf[..., -1]).unsqueeze(-1)).squeeze(-1)
         return torch.where(where, drawn.clamp_max(self.vocab_size - 1), x)
 
-    def draw_prior(self, shape: Sequence[int], generator: Any = None, device: Any = "cpu") -> Tensor:
+    def draw_prior(
+        self, shape: Sequence[int], generator: Any = None, device: Any = "cpu"
+    ) -> Tensor:
         """Tokens (B, L) drawn independently from ``prior``: where generation starts."""
         u = seeding.rand(shape, generator, device=device, dtype=torch.float64)
         cdf = self.prior.to(device).cumsum(0)

@@ -29,8 +29,8 @@ from diffcore.samplers.discrete import (
 from diffcore.samplers.grids import fit_grid
 from diffcore.samplers.refine import sample_refine
 from diffcore.samplers.smc import sample_smc
-from diffcore.samplers.substitute import sample_substitute
 from diffcore.samplers.step import Callback, Step
+from diffcore.samplers.substitute import sample_substitute
 
 __all__ = [
     "CONFIDENCES",

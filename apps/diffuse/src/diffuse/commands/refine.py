@@ -1,0 +1,94 @@
+"""``diffuse refine image`` and ``diffuse train image-level``: refiners, boosting's next round
+(``diffimage.refine``). Any image model refines images made anywhere, each from the level its
+model's level predictor reads on it, or from one --strength."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from diffuse import kit
+from diffuse.commands import image
+
+HELP = {
+    "train image-level": (
+        "train a model's level predictor (for `refine image` without --strength)",
+        "run folder; the predictor is also copied into the model's level/",
+    ),
+    "refine image": (
+        "refine images from anywhere with a model: edit from each one's own level",
+        "folder for refined/, grid.png and refine.jsonl",
+    ),
+}
+
+
+def register(verbs: dict[str, Any]) -> None:
+    add = kit.commands(verbs, HELP)
+    level = add("train image-level", _train_level)
+    kit.model_options(level, help="the refiner's model folder (its process is learned)")
+    image.data_options(level)
+    kit.training_options(level, steps=500, batch_size=128, lr=2e-3, ema=False, minutes=False)
+    refine = add("refine image", _refine)
+    image._model_options(refine)
+    g = kit.group(refine, "data")
+    g.add_argument("--input", nargs="+", required=True, help="image files or folders")
+    g.add_argument(
+        "--strength",
+        type=kit.share,
+        help="share of steps run for every image (default: each image's level, read by the "
+        "model's level predictor: train image-level)",
+    )
+
+
+def _train_level(args: argparse.Namespace) -> None:
+    folder = kit.check_model_dir(args.model, "image")
+    data = image.load_data(args)
+    import shutil
+
+    from diffimage import ImagePipeline
+    from diffimage.refine import LEVEL_DIR, train_level_predictor
+
+    device, out = kit.resolve_device(args.device), Path(args.out)
+    pipe = ImagePipeline.from_pretrained(folder, device=device)
+    config = kit.train_config(args, device=device)
+    kit.write_run(out, args, train_config=config)
+    result = train_level_predictor(pipe.model, data, config, out_dir=out, device=device)
+    target = folder / LEVEL_DIR
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(result.final_model, target)
+    print(f"level predictor: {result.final_model} (copied to {target})")
+
+
+def _refine(args: argparse.Namespace) -> None:
+    kit.check_input(args.input, "--input", "image files or folders")
+    pipe = kit.open_pipeline(args, "image", compile=args.compile)
+    from diffimage import load_image_files
+    from diffimage.images import save_sample_files
+    from diffimage.refine import LEVEL_DIR, load_level_predictor, refine
+
+    predictor = None
+    if args.strength is None:
+        folder = kit.check_model_dir(args.model, "image")
+        if not (folder / LEVEL_DIR).is_dir():
+            raise kit.UsageError(
+                f"no level predictor in {folder / LEVEL_DIR}, --strength, expected a strength or "
+                f"`diffuse train image-level --model {args.model}` first"
+            )
+        predictor = load_level_predictor(folder, device=pipe.device)
+    size = pipe.model.config.image_size
+    images, files = load_image_files(args.input, channels=pipe.model.channels, size=size)
+    options = image._sampling(pipe, args, len(images))
+    refined, strengths = refine(
+        pipe, images, strength=args.strength, predictor=predictor, **options
+    )
+    kit.write_run(args.out, args)
+    out = Path(args.out)
+    grid = {"folder": "refined", "grid": (images, refined), "columns": len(images)}
+    written = save_sample_files(refined, out, [f.stem for f in files], **grid)
+    with (out / "refine.jsonl").open("w") as index:
+        for file, strength in zip(files, strengths.tolist(), strict=True):
+            index.write(json.dumps({"input": str(file), "strength": round(strength, 4)}) + "\n")
+    print("{} and {}".format(*written))
+    print(f"strengths: {', '.join(f'{s:.2f}' for s in strengths.tolist())}")
