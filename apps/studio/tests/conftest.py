@@ -25,7 +25,9 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory):
-    """root/image: an 8x8 grey 2-class U-Net; root/text: a 32-token masked LM on characters."""
+    """root/image: an 8x8 grey 2-class U-Net; root/text: a 32-token masked LM on characters;
+    root/audio: a 16-frame spectrogram U-Net (classes lo, hi; speaker ann); root/protein: a
+    tiny denoiser of two families (kunitz, sh3) of 12-15 residues."""
     from diffimage import ImagePipeline, build_model
     from difftext.model import save_text_model
     from difftext.tokenizer import train_char_tokenizer
@@ -41,13 +43,28 @@ def model_root(tmp_path_factory):
     save_text_model(
         build_text_model("diffusion", tokenizer, 32, preset="tiny", seed=0), root / "text"
     )
+    from diffaudio.model import AudioUNet, audio_unet_config
+    from diffaudio.pipeline import AudioPipeline
+    from diffaudio.spectrogram import SpectrogramConfig
+
+    names = {"label_names": ("lo", "hi"), "speaker_names": ("ann",)}
+    audio = AudioUNet(audio_unet_config("tiny", SpectrogramConfig(frames=16), **names))
+    AudioPipeline(audio).save_pretrained(root / "audio")
+    from diffcore.io import save_pretrained
+    from diffprotein.data import ProteinRecord
+    from diffprotein.model import load_preset
+    from diffprotein.training import build_denoiser
+
+    records = [ProteinRecord(f"k{i}", "MKVLAAGWMKVLAAGW"[: 12 + i], "kunitz") for i in range(4)]
+    records += [ProteinRecord(f"s{i}", "GSHMCCPQRTGSHMCC"[: 12 + i], "sh3") for i in range(4)]
+    save_pretrained(build_denoiser(records, load_preset("tiny")), root / "protein")
     return root
 
 
 def make_app(root, **limits):
     models = Models([root])
-    models.add("image")
-    models.add("text")
+    for name in ("image", "text", "audio", "protein"):
+        models.add(name)
     return create_app(models, out_dir=root / "outputs", limits=Limits(**limits))
 
 

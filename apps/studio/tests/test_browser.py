@@ -94,3 +94,48 @@ def test_text_infill_in_the_browser(page):
     text = page.inner_text("#filled")
     assert text.startswith("To be, or ") and text.endswith(" to be")
     assert "[MASK" not in text
+
+
+def test_audio_play_and_redraw_a_span_in_the_browser(page):
+    page.goto(f"{page.base_url}/?model=audio")
+    page.wait_for_selector("body[data-ready]")
+    assert page.is_visible("#audio-panel") and not page.is_visible("#image-panel")
+    page.fill("#audio-n", "2")
+    page.fill("#audio-steps", "3")
+    page.select_option("#audio-label", "hi")
+    page.click("#audio-sample")
+    page.wait_for_selector("body[data-audio='1']:not([data-busy])")
+    assert page.locator(".clip audio").count() == 2
+    # the players hold real sound: the browser decodes the WAV and knows its length
+    page.wait_for_function(
+        "[...document.querySelectorAll('.clip audio')].every((a) => a.duration > 0)"
+    )
+    duration = page.evaluate("document.querySelector('#clip-0 audio').duration")
+    assert 0.1 < duration < 5
+    before = shot(page, "#clip-0 img")
+    other = shot(page, "#clip-1 img")
+    page.fill("#clip-0 .start", "0")
+    page.fill("#clip-0 .end", "0.05")
+    page.click("#clip-0 .redraw")
+    page.wait_for_selector("body[data-redraws='1']:not([data-busy])")
+    after = shot(page, "#clip-0 img")
+    width = after.shape[1]
+    assert differ(before[:, width // 2 :], after[:, width // 2 :]) < 0.5  # after the span: kept
+    assert differ(before[:, : width // 8], after[:, : width // 8]) > 1  # the span: redrawn
+    assert differ(other, shot(page, "#clip-1 img")) < 0.5  # the other clip: untouched
+    assert "error" not in (page.get_attribute("#status", "class") or "")
+
+
+def test_protein_motif_scaffolding_in_the_browser(page):
+    page.goto(f"{page.base_url}/?model=protein")
+    page.wait_for_selector("body[data-ready]")
+    assert page.is_visible("#protein-panel")
+    page.fill("#protein-n", "3")
+    page.select_option("#protein-family", "kunitz")
+    page.fill("#protein-length", "14")
+    page.fill("#protein-motif", "3-6:WYKL")
+    page.click("#protein-sample")
+    page.wait_for_selector("body[data-proteins='1']:not([data-busy])")
+    rows = [page.inner_text(f"#sequence-{i}") for i in range(3)]
+    assert all(len(r) == 14 and r[2:6] == "WYKL" for r in rows), rows
+    assert page.locator("#sequence-0 mark").count() == 4  # the motif, highlighted

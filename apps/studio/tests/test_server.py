@@ -210,3 +210,73 @@ def test_diffuse_studio_hands_over_to_the_studio_and_diffuse_pulls_no_web_server
     probe = "import sys, diffuse.cli; diffuse.cli.build_parser(); print('fastapi' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# audio and proteins
+
+
+def test_audio_and_protein_models_are_served_with_their_conditions(client):
+    models = {m["name"]: m for m in client.get("/api/models").json()}
+    assert models["audio"]["domain"] == "audio"
+    assert models["audio"]["classes"] == ["lo", "hi"] and models["audio"]["speakers"] == ["ann"]
+    assert models["protein"]["domain"] == "protein"
+    assert models["protein"]["families"] == ["kunitz", "sh3"]
+    assert "masked_ancestral" in models["protein"]["samplers"]
+
+
+def wav_frames(url: str) -> tuple[int, int]:
+    import wave
+
+    with wave.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as clip:
+        return clip.getframerate(), clip.getnframes()
+
+
+def test_audio_samples_come_as_playable_wavs_beside_their_spectrograms(client, wait):
+    body = {"model": "audio", "n": 2, "steps": 3, "label": "hi"}
+    job = client.post("/api/audio/sample", json=body)
+    assert job.status_code == 202, job.text
+    result = wait(client, job.json()["id"])
+    assert [c["label"] for c in result["clips"]] == ["hi", "hi"]
+    rate, frames = wav_frames(result["clips"][0]["wav"])
+    assert rate == 8000 and frames > 0.5 * rate * result["seconds"]
+    assert pixels(result["clips"][0]["spectrogram"]).ndim == 2
+
+
+def test_redrawing_a_span_keeps_the_rest_of_the_spectrogram(client, wait):
+    first = client.post("/api/audio/sample", json={"model": "audio", "n": 1, "steps": 3})
+    first_id = first.json()["id"]
+    before = wait(client, first_id)["clips"][0]["spectrogram"]
+    seconds = client.get("/api/models").json()
+    seconds = next(m for m in seconds if m["name"] == "audio")["seconds"]
+    body = {"model": "audio", "job": first_id, "start": 0.0, "end": seconds / 2, "steps": 3}
+    body["seed"] = 5
+    job = client.post("/api/audio/redraw", json=body)
+    assert job.status_code == 202, job.text
+    result = wait(client, job.json()["id"])
+    kept = result["kept_frames"]
+    a, b = pixels(before), pixels(result["clips"][0]["spectrogram"])
+    scale = a.shape[1] // 16  # 16 frames, each `scale` pixels wide
+    assert 0 < kept < 16
+    assert np.array_equal(a[:, -kept * scale :], b[:, -kept * scale :])  # the kept frames
+    assert not np.array_equal(a, b)  # and the span was drawn again
+    bad = client.post("/api/audio/redraw", json={**body, "start": 0.1, "end": 0.05})
+    assert bad.status_code == 400 and "start < end" in bad.json()["detail"]
+    assert client.post("/api/audio/redraw", json={**body, "job": "nope"}).status_code == 404
+    wrong = client.post("/api/audio/sample", json={"model": "audio", "label": "mid"})
+    assert wrong.status_code == 400 and "'mid'" in wrong.json()["detail"]
+
+
+def test_protein_motif_scaffolding_keeps_the_motif_at_its_positions(client, wait):
+    body = {"model": "protein", "n": 3, "family": "sh3", "length": 14, "motif": "3-6:WYKL"}
+    job = client.post("/api/protein/sample", json=body)
+    assert job.status_code == 202, job.text
+    result = wait(client, job.json()["id"])
+    sequences = [row["sequence"] for row in result["sequences"]]
+    assert len(sequences) == 3 and all(len(s) == 14 and s[2:6] == "WYKL" for s in sequences)
+    assert result["fasta"].count(">") == 3
+    saved = client.post("/api/save", json={"job": job.json()["id"], "folder": "proteins"})
+    assert saved.json()["written"][0].endswith(".fasta")
+    bad = client.post("/api/protein/sample", json={"model": "protein", "motif": "9-3:AA"})
+    assert bad.status_code == 400
+    unknown = client.post("/api/protein/sample", json={"model": "protein", "family": "x"})
+    assert unknown.status_code == 400 and "'x'" in unknown.json()["detail"]

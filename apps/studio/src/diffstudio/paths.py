@@ -7,6 +7,7 @@ the page sends names a file elsewhere on the machine.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import threading
@@ -17,7 +18,20 @@ from typing import Any
 
 from diffcore.generation import sampler_names
 
-DOMAINS = ("image", "text")  # what the studio serves so far
+DOMAINS = ("image", "audio", "text", "protein")  # what the studio serves
+
+
+PIPELINES = {  # each domain's pipeline class, imported in the worker on first use
+    "image": ("diffimage", "ImagePipeline"),
+    "audio": ("diffaudio.pipeline", "AudioPipeline"),
+    "text": ("difftext", "TextPipeline"),
+    "protein": ("diffprotein.pipeline", "ProteinPipeline"),
+}
+
+
+def _token_samplers(config: dict[str, Any]) -> list[str]:
+    masked = (config.get("corruption") or "mask") == "mask"
+    return list(sampler_names("token" if masked else "substitute"))
 
 
 class PathRefused(ValueError):
@@ -46,7 +60,8 @@ def inside(roots: Sequence[Path], relative: str, *, must_exist: bool = True) -> 
 
 
 def detect_domain(folder: Path) -> str:
-    """ "image" (a diffimage folder: config.json with a U-Net) or "text" (a difftext folder)."""
+    """ "image" (config.json with a U-Net), "audio" (a U-Net and spectrogram settings),
+    "protein" (a denoiser with families and lengths) or "text" (a difftext folder)."""
     if (folder / "difftext.json").is_file() or (folder / "model" / "difftext.json").is_file():
         return "text"
     config = folder / "config.json"
@@ -56,10 +71,12 @@ def detect_domain(folder: Path) -> str:
         except (OSError, ValueError) as err:
             raise ValueError(f"{config} is not readable JSON: {err}") from None
         if isinstance(data, dict) and "unet" in data:
-            return "image"
+            return "audio" if "spectrogram" in data else "image"
+        if isinstance(data, dict) and {"families", "lengths"} <= data.keys():
+            return "protein"
     raise ValueError(
-        f"{folder} is not a model folder the studio serves yet ({' or '.join(DOMAINS)}: "
-        "config.json with a U-Net, or difftext.json)"
+        f"{folder} is not a model folder the studio serves ({', '.join(DOMAINS)}: config.json "
+        "of a U-Net, of a spectrogram U-Net or of a protein denoiser, or difftext.json)"
     )
 
 
@@ -74,16 +91,29 @@ class ModelEntry:
         return {"name": self.name, "domain": self.domain, **self.pipeline_info()}
 
     def pipeline_info(self) -> dict[str, Any]:
-        if self.domain == "image":
-            config = json.loads((self.path / "config.json").read_text())
-            classes = int(config["unet"].get("num_classes") or 0)
-            names = list(config.get("class_names") or [str(i) for i in range(classes)])
+        if self.domain == "text":
+            return {"samplers": list(sampler_names("token"))}
+        config = json.loads((self.path / "config.json").read_text())
+        if self.domain == "protein":
+            return {"families": list(config["families"]), "samplers": _token_samplers(config)}
+        samplers = list(sampler_names("refine" if config.get("degradation") else "continuous"))
+        if self.domain == "audio":
+            from diffaudio.spectrogram import SpectrogramConfig
+
+            spectrogram = SpectrogramConfig(**config["spectrogram"])
             return {
-                "image_size": list(config.get("image_size", (28, 28))),
-                "classes": names,
-                "samplers": list(sampler_names("continuous")),
+                "classes": list(config.get("label_names") or ()),
+                "speakers": list(config.get("speaker_names") or ()),
+                "seconds": round(spectrogram.seconds, 4),
+                "samplers": samplers,
             }
-        return {"samplers": list(sampler_names("token"))}
+        classes = int(config["unet"].get("num_classes") or 0)
+        names = list(config.get("class_names") or [str(i) for i in range(classes)])
+        return {
+            "image_size": list(config.get("image_size", (28, 28))),
+            "classes": names,
+            "samplers": samplers,
+        }
 
 
 @dataclass
@@ -131,12 +161,7 @@ class Models:
     def pipeline(self, entry: ModelEntry) -> Any:
         """The entry's pipeline (loaded once; call from the worker thread)."""
         if entry.pipeline is None:
-            if entry.domain == "image":
-                from diffimage import ImagePipeline
-
-                entry.pipeline = ImagePipeline.from_pretrained(entry.path, device=self.device)
-            else:
-                from difftext import TextPipeline
-
-                entry.pipeline = TextPipeline.from_pretrained(entry.path, device=self.device)
+            module, name = PIPELINES[entry.domain]
+            pipeline = getattr(importlib.import_module(module), name)
+            entry.pipeline = pipeline.from_pretrained(entry.path, device=self.device)
         return entry.pipeline

@@ -8,8 +8,10 @@ folders, 400 for anything else the request got wrong, 404 for an unknown model o
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from diffstudio.imaging import image_tensor, mask_tensor, open_png, png_urls
 from diffstudio.jobs import Job, JobQueue, QueueFull
+from diffstudio.media import fasta, residue_preview, spectrogram_urls, wav_url
 from diffstudio.paths import Models, PathRefused, inside
 
 STATIC = Path(str(resources.files("diffstudio") / "static"))
@@ -110,6 +113,28 @@ class TextInfill(SamplingFields):
     n: int = Field(1, ge=1, le=16)
 
 
+class AudioSample(SamplingFields):
+    n: int = Field(2, ge=1)
+    label: str | None = None  # a class name; None: any
+    speaker: str | None = None  # a speaker name; None: any
+
+
+class AudioRedraw(SamplingFields):
+    job: str  # a finished audio job whose clip is redrawn
+    index: int = Field(0, ge=0)
+    start: float = Field(ge=0.0)  # seconds: the span to draw again
+    end: float = Field(gt=0.0)
+    label: str | None = None
+    speaker: str | None = None
+
+
+class ProteinSample(SamplingFields):
+    n: int = Field(4, ge=1)
+    family: str | None = None
+    length: int | None = Field(None, ge=1, le=2000)
+    motif: str | None = None  # START-END:RESIDUES, 1-based, e.g. "8-12:ALYDY"
+
+
 class AddModel(BaseModel):
     path: str
 
@@ -129,6 +154,13 @@ def _image_conditions(pipe: Any, label: int | None, n: int) -> dict[str, Any]:
 def _image_progress(job: Job) -> Callable:
     def callback(step: Any, x: torch.Tensor, denoised: torch.Tensor) -> None:
         job.report(step.index + 1, step.total, png_urls(denoised))
+
+    return callback
+
+
+def _audio_progress(job: Job) -> Callable:
+    def callback(step: Any, x: torch.Tensor, denoised: torch.Tensor) -> None:
+        job.report(step.index + 1, step.total, spectrogram_urls(denoised))
 
     return callback
 
@@ -285,6 +317,114 @@ def create_app(
 
         return submit("infill", work)
 
+    spectra: OrderedDict[str, torch.Tensor] = OrderedDict()  # audio jobs' spectrograms
+
+    def check_names(model: Any, request: Any) -> None:
+        info = model.pipeline_info()
+        for key, names in (("label", info["classes"]), ("speaker", info["speakers"])):
+            value = getattr(request, key)
+            if value is not None and value not in names:
+                raise HTTPException(400, f"{key} {value!r} is not one of the model's: {names}")
+
+    def audio_result(job: Job, pipe: Any, specs: torch.Tensor, records: list) -> dict:
+        spectra[job.id] = specs.detach().cpu()
+        while len(spectra) > limits.max_kept:
+            spectra.popitem(last=False)
+        rate = pipe.spectrogram.sample_rate
+        clips = [
+            {"wav": wav_url(w, rate), "spectrogram": png} | record
+            for w, png, record in zip(
+                pipe.to_waveform(specs), spectrogram_urls(specs), records, strict=True
+            )
+        ]
+        return {"clips": clips, "seconds": pipe.spectrogram.seconds}
+
+    def audio_conditions(pipe: Any, request: Any, n: int) -> tuple[dict, list]:
+        from diffaudio.conditioning import sample_conditions
+
+        config = pipe.model.config
+        names = (request.label or "any", request.speaker or "any")
+        _, ids, records = sample_conditions(config.label_names, config.speaker_names, *names, n)
+        return ids, records
+
+    @app.post("/api/audio/sample", status_code=202)
+    def audio_sample(request: AudioSample) -> JSONResponse:
+        model = entry(request.model, "audio")
+        check_names(model, request)
+        if request.n > limits.max_n:
+            raise HTTPException(400, f"at most {limits.max_n} clips a request, got {request.n}")
+
+        def work(job: Job) -> dict:
+            pipe = models.pipeline(model)
+            ids, records = audio_conditions(pipe, request, request.n)
+            progress = _audio_progress(job)
+            specs = pipe.sample(request.n, callback=progress, **_sampling(request), **ids)
+            return audio_result(job, pipe, specs, records)
+
+        return submit("audio", work)
+
+    @app.post("/api/audio/redraw", status_code=202)
+    def audio_redraw(request: AudioRedraw) -> JSONResponse:
+        """Draw the span [start, end) seconds of a clip again; the rest is kept exactly."""
+        model = entry(request.model, "audio")
+        check_names(model, request)
+        source = spectra.get(request.job)
+        if source is None:
+            raise HTTPException(404, f"no audio job {request.job!r} to redraw from")
+        if request.index >= len(source):
+            raise HTTPException(400, f"clip {request.index} is not one of {len(source)}")
+        seconds = model.pipeline_info()["seconds"]
+        if not request.start < request.end <= seconds:
+            raise HTTPException(
+                400,
+                f"the span must satisfy 0 <= start < end <= {seconds} s, got "
+                f"{request.start}-{request.end}",
+            )
+        clip = source[request.index : request.index + 1]
+
+        def work(job: Job) -> dict:
+            from diffaudio.pipeline import keep_mask
+
+            pipe = models.pipeline(model)
+            keep = keep_mask(pipe.spectrogram, gap=(request.start, request.end))
+            ids, records = audio_conditions(pipe, request, 1)
+            redraw = ~keep.reshape(1, 1, 1, -1)
+            progress = _audio_progress(job)
+            specs = pipe.inpaint(clip, redraw, callback=progress, **_sampling(request), **ids)
+            return audio_result(job, pipe, specs, records) | {"kept_frames": int(keep.sum())}
+
+        return submit("redraw", work)
+
+    @app.post("/api/protein/sample", status_code=202)
+    def protein_sample(request: ProteinSample) -> JSONResponse:
+        """Sequences of a family, a length, around a motif (motif scaffolding: its residues are
+        kept exactly at their positions)."""
+        model = entry(request.model, "protein")
+        families = model.pipeline_info()["families"]
+        if request.family is not None and request.family not in families:
+            raise HTTPException(400, f"family {request.family!r} is not one of {families}")
+        if request.n > limits.max_n:
+            raise HTTPException(400, f"at most {limits.max_n} sequences, got {request.n}")
+        from diffprotein.conditioning import Motif
+
+        try:
+            motif = Motif.parse(request.motif) if request.motif else None
+        except ValueError as err:
+            raise HTTPException(400, str(err)) from None
+
+        def work(job: Job) -> dict:
+            pipe = models.pipeline(model)
+
+            def callback(step: Any, x: torch.Tensor, denoised: torch.Tensor) -> None:
+                job.report(step.index + 1, step.total, residue_preview(denoised))
+
+            where = {"family": request.family, "length": request.length, "motif": motif}
+            records = pipe.sample(request.n, callback=callback, **where, **_sampling(request))
+            rows = [{"id": r.id, "sequence": str(r.seq)} for r in records]
+            return {"sequences": rows, "fasta": fasta(records)}
+
+        return submit("protein", work)
+
     @app.get("/api/jobs/{job_id}")
     def job_status(job_id: str) -> dict:
         job = jobs.get(job_id)
@@ -308,6 +448,14 @@ def create_app(
         for i, url in enumerate(job.result.get("images") or []):
             path = folder / f"{job.id}-{i:02d}.png"
             open_png(url, "image").save(path)
+            written.append(path)
+        for i, clip in enumerate(job.result.get("clips") or []):
+            path = folder / f"{job.id}-{i:02d}.wav"
+            path.write_bytes(base64.b64decode(clip["wav"].split(",", 1)[1]))
+            written.append(path)
+        if "fasta" in job.result:
+            path = folder / f"{job.id}.fasta"
+            path.write_text(job.result["fasta"], encoding="utf-8")
             written.append(path)
         if "texts" in job.result:
             path = folder / f"{job.id}.jsonl"

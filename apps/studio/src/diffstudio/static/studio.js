@@ -26,13 +26,17 @@ async function api(path, body) {
 
 // post a job, show its progress, call onPreview with each new preview; resolve with its result
 async function runJob(path, body, onPreview) {
+  return (await runJobWithId(path, body, onPreview)).result;
+}
+
+async function runJobWithId(path, body, onPreview) {
   state.busy = true;
   document.body.dataset.busy = "1";
   try {
     const { id } = await api(path, body);
     for (;;) {
       const job = await api(`/api/jobs/${id}`);
-      if (job.status === "done") { setStatus(`done (${id})`); return job.result; }
+      if (job.status === "done") { setStatus(`done (${id})`); return { result: job.result, id }; }
       if (job.status === "error") throw new Error(job.error);
       if (job.status === "queued") setStatus(`queued (${job.position} ahead)`);
       else setStatus(`step ${job.step} / ${job.total}`);
@@ -197,11 +201,132 @@ async function infill() {
   } catch (err) { setStatus(err.message, true); }
 }
 
+// audio: each clip plays beside its spectrogram; a span of it can be drawn again
+function intValue(id) { const v = parseInt($(id).value, 10); return Number.isNaN(v) ? null : v; }
+
+function audioBody() {
+  const label = $("audio-label").value, speaker = $("audio-speaker").value;
+  return {
+    model: $("model").value, seed: intValue("audio-seed") || 0, steps: intValue("audio-steps"),
+    label: label === "" ? null : label, speaker: speaker === "" ? null : speaker,
+  };
+}
+
+function renderClips(result, job) {
+  state.audioJob = job;
+  state.clipJobs = {};
+  $("clips").replaceChildren(...result.clips.map((clip, i) => {
+    const row = document.createElement("div");
+    row.className = "clip";
+    row.id = `clip-${i}`;
+    const player = document.createElement("audio");
+    player.controls = true;
+    player.src = clip.wav;
+    const picture = document.createElement("img");
+    picture.alt = `spectrogram ${i}`;
+    picture.src = clip.spectrogram;
+    const span = (name, value) => {
+      const input = document.createElement("input");
+      input.type = "number"; input.step = "0.05"; input.min = "0"; input.max = String(result.seconds);
+      input.value = String(value); input.className = name;
+      const label = document.createElement("label");
+      label.append(`${name} (s) `, input);
+      return label;
+    };
+    const redraw = document.createElement("button");
+    redraw.className = "redraw";
+    redraw.textContent = "Redraw span";
+    redraw.onclick = () => redrawSpan(i);
+    const caption = document.createElement("span");
+    caption.textContent = `${clip.label} / ${clip.speaker}`;
+    row.append(player, picture, caption, span("start", 0), span("end", (result.seconds / 2).toFixed(2)), redraw);
+    return row;
+  }));
+}
+
+async function audioSample() {
+  const body = { ...audioBody(), n: intValue("audio-n") || 1 };
+  const preview = (urls) => {
+    $("clips").replaceChildren(...urls.map((url) => { const i = document.createElement("img"); i.src = url; return i; }));
+  };
+  try {
+    const { result, id } = await runJobWithId("/api/audio/sample", body, preview);
+    renderClips(result, id);
+    document.body.dataset.audio = String((parseInt(document.body.dataset.audio || "0", 10)) + 1);
+  } catch (err) { setStatus(err.message, true); }
+}
+
+async function redrawSpan(i) {
+  const row = $(`clip-${i}`);
+  // a clip redrawn before lives in its redraw's job (as clip 0): later redraws start from it
+  const source = state.clipJobs[i] || { job: state.audioJob, index: i };
+  const body = {
+    ...audioBody(), ...source,
+    start: parseFloat(row.querySelector(".start").value), end: parseFloat(row.querySelector(".end").value),
+  };
+  state.redraws = (state.redraws || 0) + 1;
+  body.seed = (body.seed + 1) * 1000 + state.redraws; // a new draw of the span, not the old one
+  try {
+    const { result, id } = await runJobWithId("/api/audio/redraw", body, null);
+    state.clipJobs[i] = { job: id, index: 0 };
+    row.querySelector("audio").src = result.clips[0].wav;
+    row.querySelector("img").src = result.clips[0].spectrogram;
+    document.body.dataset.redraws = String(state.redraws);
+  } catch (err) { setStatus(err.message, true); }
+}
+
+// proteins: sample, with a motif kept in place and highlighted
+function motifPositions(text) {
+  const kept = new Set();
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const m = part.match(/^(\d+)(?:-(\d+))?:([A-Za-z]+)$/);
+    if (!m) continue;
+    const start = parseInt(m[1], 10);
+    for (let k = 0; k < m[3].length; k++) kept.add(start - 1 + k);
+  }
+  return kept;
+}
+
+function showSequences(rows, motif) {
+  const kept = motifPositions(motif);
+  $("sequences").replaceChildren(...rows.map((text, i) => {
+    const line = document.createElement("div");
+    line.id = `sequence-${i}`;
+    [...text].forEach((letter, k) => {
+      if (kept.has(k)) { const mark = document.createElement("mark"); mark.textContent = letter; line.append(mark); }
+      else line.append(letter);
+    });
+    return line;
+  }));
+}
+
+async function proteinSample() {
+  const family = $("protein-family").value, motif = $("protein-motif").value.trim();
+  const body = {
+    model: $("model").value, n: intValue("protein-n") || 1, seed: intValue("protein-seed") || 0,
+    steps: intValue("protein-steps"), family: family === "" ? null : family,
+    length: intValue("protein-length"), motif: motif === "" ? null : motif,
+  };
+  try {
+    const { result } = await runJobWithId("/api/protein/sample", body, (rows) => showSequences(rows, motif));
+    showSequences(result.sequences.map((r) => r.sequence), motif);
+    document.body.dataset.proteins = String((parseInt(document.body.dataset.proteins || "0", 10)) + 1);
+  } catch (err) { setStatus(err.message, true); }
+}
+
 function selectModel() {
   const model = currentModel();
-  $("image-panel").hidden = !model || model.domain !== "image";
-  $("text-panel").hidden = !model || model.domain !== "text";
+  for (const domain of ["image", "text", "audio", "protein"]) {
+    $(`${domain}-panel`).hidden = !model || model.domain !== domain;
+  }
   if (!model) return;
+  if (model.domain === "audio") {
+    $("audio-label").replaceChildren(new Option("(any)", ""), ...model.classes.map((c) => new Option(c, c)));
+    $("audio-speaker").replaceChildren(new Option("(any)", ""), ...model.speakers.map((c) => new Option(c, c)));
+  }
+  if (model.domain === "protein") {
+    $("protein-family").replaceChildren(new Option("(any)", ""), ...model.families.map((f) => new Option(f, f)));
+  }
   if (model.domain === "image") {
     $("sampler").replaceChildren(new Option("(model's default)", ""),
       ...model.samplers.map((s) => new Option(s, s)));
@@ -230,6 +355,8 @@ $("refine").onclick = () => edit(false);
 $("clear-mask").onclick = () => { clearMask(); drawEditor(); };
 $("strength").oninput = () => { $("strength-value").textContent = $("strength").value; };
 $("infill").onclick = infill;
+$("audio-sample").onclick = audioSample;
+$("protein-sample").onclick = proteinSample;
 let drawing = false;
 $("canvas").addEventListener("pointerdown", (e) => { drawing = true; paint(e); });
 $("canvas").addEventListener("pointermove", (e) => { if (drawing) paint(e); });
