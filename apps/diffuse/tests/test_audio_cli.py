@@ -277,9 +277,11 @@ def test_process_crappifier_trains_a_spectrogram_restorer_that_samples_and_edits
     run = tmp_path / "restorer"
     argv = ["train", "audio", "--data", str(tone_folder), *DATA, "--preset", "tiny"]
     argv += ["--steps", "2", "--batch-size", "4"]
-    assert main([*argv, "--process", "lowpass+time_mask+noise:0.2", "--out", str(run)]) == 0
+    spec = ["--process", "lowpass+time_mask+noise:0.2", "--set", 'weighting="min_snr"']
+    assert main([*argv, *spec, "--out", str(run)]) == 0
     config = json.loads((run / "final" / "config.json").read_text())
     assert config["degradation"] == "lowpass+time_mask+noise:0.2" and len(config["start"]) == 1
+    assert config["weighting"] == "min_snr"  # --set reaches the config
     model = ["--model", str(run / "final"), "--steps", "3"]
     samples = tmp_path / "samples"
     assert main(["sample", "audio", *model, "--n", "2", "--out", str(samples)]) == 0

@@ -194,6 +194,18 @@ def test_process_flow_trains_a_flow_matching_model_that_samples_and_edits(image_
     assert main(["train", "image", "--data", str(image_folder), "--process", "gauss"]) == 2
 
 
+def test_set_overrides_fields_of_the_models_config(image_folder, tmp_path, capsys):
+    out = tmp_path / "eps"
+    argv = ["train", "image", "--data", str(image_folder), "--preset", "tiny", "--steps", "2"]
+    argv += ["--batch-size", "8", "--no-preview", "--set", 'prediction="eps"']
+    assert main([*argv, "--set", 'weighting="uniform"', "--out", str(out)]) == 0
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert (config["prediction"], config["weighting"]) == ("eps", "uniform")
+    capsys.readouterr()
+    assert main([*argv, "--set", "colour=1", "--out", str(tmp_path / "x")]) == 1
+    assert "unknown model settings ['colour']" in capsys.readouterr().err
+
+
 def test_process_crappifier_trains_a_restorer_that_samples_edits_and_inpaints(
     image_folder, tmp_path, capsys
 ):

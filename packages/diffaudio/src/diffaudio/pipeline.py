@@ -74,13 +74,15 @@ def train_audio_diffusion(
     process: str = "diffusion",
     init: str | Path | None = None,
     seed: int | None = None,
+    settings: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train a spectrogram U-Net on ``clips`` (their labels and speakers, when present, become
     its conditions, each dropped to null with the given probability for guidance) with
     ``process``: "diffusion", "flow" (flow matching; ``diffcore.processes.PROCESSES``) or a
     crappifier spec of ``diffaudio.model.CRAPPIFIERS`` such as "lowpass+noise:0.3" (a restorer);
-    ``init``: a model folder of the same shape to start from; ``seed``: the initial weights'.
+    ``init``: a model folder of the same shape to start from; ``seed``: the initial weights';
+    ``settings``: fields of ``AudioUNetConfig`` (weighting, prediction...) over the process's.
     The model lands in ``out_dir/final``; ``overrides`` go to
     :func:`diffaudio.model.audio_unet_config`."""
     _check_rate(clips, spectrogram)
@@ -96,7 +98,7 @@ def train_audio_diffusion(
         spectrogram,
         label_names=clips.label_names,
         speaker_names=clips.speaker_names,
-        **(fields | overrides),
+        **(fields | (settings or {}) | overrides),
     )
     with seeded(seed):  # the initial weights
         model = AudioUNet(config)

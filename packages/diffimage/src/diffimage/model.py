@@ -188,6 +188,7 @@ def model_for_data(
     process: str = "diffusion",
     time_range: tuple[float, float] = (0.0, 1.0),
     seed: int | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> ImageDiffusion:
     """A fresh ``preset`` model shaped for ``data`` (an ``ImageData``): its channels and image
     size, its classes when ``conditional`` and the data has labels, and captions encoded by
@@ -196,7 +197,9 @@ def model_for_data(
     crappifier spec of ``CRAPPIFIERS`` such as "blur+noise:0.3" (a restorer; see
     ``ImageModelConfig.degradation``).
     time_range: the times (lo, hi) it trains on, for an expert per noise level.
-    seed: the initial weights' seed (None: torch's global generator)."""
+    seed: the initial weights' seed (None: torch's global generator). settings: fields of
+    ``ImageModelConfig`` (weighting, prediction...) over the process's; an unknown one is a
+    ValueError naming the fields."""
     classes = conditional and data.labels is not None
     if process in PROCESSES:
         fields: dict[str, Any] = process_fields(process)
@@ -214,5 +217,5 @@ def model_for_data(
             context_dim=encoder.dim if encoder is not None else None,
             text_encoder="text_encoder" if encoder is not None else None,
             time_range=tuple(time_range),
-            **fields,
+            **(fields | (settings or {})),
         )

@@ -437,6 +437,16 @@ def training_options(
             metavar="FOLDER",
             help="start from this model's weights (same shape), e.g. an expert from a full model",
         )
+        g.add_argument(
+            "--set",
+            dest="model_settings",
+            type=sampler_option,
+            action="append",
+            default=[],
+            metavar="FIELD=VALUE",
+            help='a field of the model\'s config, e.g. weighting="uniform" or prediction="eps" '
+            "(the value read as JSON); repeatable",
+        )
     g.add_argument("--steps", type=positive_int, default=steps, help="optimizer steps")
     if minutes:
         g.add_argument(
@@ -502,9 +512,11 @@ def check_corruption(args: argparse.Namespace) -> None:
 
 
 def process_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What --process, --noise-range and --seed ask of a domain's new model: ``process``,
-    ``time_range`` and ``seed`` (its initial weights, so one command gives one model)."""
-    return {"process": args.process, "time_range": args.noise_range, "seed": args.seed}
+    """What --process, --noise-range, --seed and --set ask of a domain's new model: ``process``,
+    ``time_range``, ``seed`` (its initial weights, so one command gives one model) and
+    ``settings`` (config fields) when --set was given."""
+    options = {"process": args.process, "time_range": args.noise_range, "seed": args.seed}
+    return options | ({"settings": dict(args.model_settings)} if args.model_settings else {})
 
 
 def init_option(args: argparse.Namespace, domain: str) -> dict[str, Any]:
