@@ -206,6 +206,24 @@ def test_set_overrides_fields_of_the_models_config(image_folder, tmp_path, capsy
     assert "unknown model settings ['colour']" in capsys.readouterr().err
 
 
+def test_a_cascade_trains_base_and_stage_apart_and_samples_them_in_order(image_folder, tmp_path):
+    common = ["--data", str(image_folder), "--preset", "tiny", "--steps", "2", "--no-preview"]
+    common += ["--batch-size", "8"]
+    base, stage = tmp_path / "base", tmp_path / "stage"
+    assert (
+        main(["train", "image", *common, "--size", "4x4", "--fit", "resize", "--out", str(base)])
+        == 0
+    )
+    assert main(["train", "image", *common, "--set", "low_res=[4,4]", "--out", str(stage)]) == 0
+    assert json.loads((stage / "final" / "config.json").read_text())["low_res"] == [4, 4]
+    out = tmp_path / "samples"
+    sample = ["sample", "image", "--model", str(base), "--stages", str(stage), "--n", "2"]
+    assert main([*sample, "--steps", "3", "--out", str(out)]) == 0
+    sizes = {Image.open(p).size for p in (out / "images").glob("*.png")}
+    assert sizes == {(8, 8)}  # the stage's size
+    assert main(["sample", "image", "--model", str(stage), "--n", "1", "--out", str(out)]) == 1
+
+
 def test_process_crappifier_trains_a_restorer_that_samples_edits_and_inpaints(
     image_folder, tmp_path, capsys
 ):

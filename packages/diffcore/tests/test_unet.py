@@ -233,3 +233,51 @@ def test_tiny_net_overfits_one_batch():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 10
+
+
+def _stage(**kw) -> UNet:
+    torch.manual_seed(0)
+    config = UNetConfig(
+        in_channels=2,
+        channels=(8, 16),
+        attention_levels=(),
+        mid_attention=False,
+        norm_groups=4,
+        low_res_channels=2,
+    )
+    net = UNet(config)
+    for weight in net.parameters():  # zero-initialised layers (the last, embedding inputs
+        if not weight.any():  # of the blocks) as a trained net would have them
+            torch.nn.init.normal_(weight, std=0.1)
+    return net
+
+
+def test_a_cascade_stage_stacks_the_upsampled_low_res_input_it_was_given():
+    net = _stage()
+    x, low = torch.randn(3, 2, 12, 10), torch.randn(3, 2, 6, 5)
+    stacked, level = net._stack_low_res(x, low, torch.tensor([0.0, 0.1, 0.2]))
+    assert stacked.shape == (3, 4, 12, 10) and torch.equal(stacked[:, :2], x)
+    torch.testing.assert_close(stacked[:, 2:], F.interpolate(low, size=(12, 10), mode="bilinear"))
+    assert level.tolist() == pytest.approx([0.0, 0.1, 0.2])
+    t = torch.full((3,), 0.5)
+    out = net(x, t, low_res=low)
+    assert out.shape == x.shape
+    assert torch.equal(out, net(x, t, low_res=low.clone()))  # same input, same output
+    assert not torch.allclose(out, net(x, t, low_res=low.flip(0)))  # each row reads its own
+    assert not torch.allclose(out, net(x, t, low_res=low, low_res_sigma=torch.ones(3)))
+
+
+def test_a_cascade_stage_needs_its_low_res_input_and_others_refuse_one():
+    net = _stage()
+    x = torch.randn(1, 2, 8, 8)
+    with pytest.raises(ValueError, match="cascade stage: give low_res"):
+        net(x, torch.zeros(1))
+    with pytest.raises(ValueError, match=r"low_res must be \(B, 2, h, w\)"):
+        net(x, torch.zeros(1), low_res=torch.randn(1, 1, 4, 4))
+    plain = UNet(
+        UNetConfig(
+            in_channels=2, channels=(8,), attention_levels=(), mid_attention=False, norm_groups=4
+        )
+    )
+    with pytest.raises(ValueError, match="no cascade stage"):
+        plain(x, torch.zeros(1), low_res=torch.randn(1, 2, 4, 4))

@@ -56,6 +56,11 @@ class ImageModelConfig:
     degradation: str = ""
     start: tuple[tuple[float, float], ...] = ()  # per channel (mean, std) of training images'
     # means: refinement starts from a constant picture drawn from these (degradation only)
+    # A cascade stage (super-resolution): the (H, W) of the low-resolution image it is given
+    # (its U-Net stacks it, upsampled, onto x), trained with that image noise-augmented at a
+    # VE level drawn uniformly in [0, low_res_noise] and sampled at half of it.
+    low_res: tuple[int, int] | None = None
+    low_res_noise: float = 0.2
 
     def __post_init__(self) -> None:
         if isinstance(self.unet, dict):
@@ -67,6 +72,16 @@ class ImageModelConfig:
         object.__setattr__(self, "time_range", tuple(float(v) for v in self.time_range))
         time_limits(self.time_range)  # checks the range
         object.__setattr__(self, "start", tuple(tuple(float(v) for v in p) for p in self.start))
+        if self.low_res is not None:
+            object.__setattr__(self, "low_res", tuple(int(v) for v in self.low_res))
+            if len(self.low_res) != 2 or min(self.low_res) < 1:
+                raise ValueError(f"ImageModelConfig.low_res must be (H, W), got {self.low_res}")
+        if (self.low_res is not None) != (self.unet.low_res_channels == self.unet.in_channels):
+            raise ValueError(
+                "a cascade stage (low_res) needs unet.low_res_channels == in_channels, and only it"
+            )
+        if not self.low_res_noise >= 0:
+            raise ValueError(f"low_res_noise must be >= 0, got {self.low_res_noise}")
         if self.degradation:
             parse_crappifier(self.degradation, allowed=CRAPPIFIERS)  # checks the spec
             if self.time_range != (0.0, 1.0):
@@ -115,9 +130,19 @@ class ImageDiffusion(nn.Module):
         self.unet = UNet(config.unet)
 
     def forward(
-        self, x: Tensor, t: Tensor, *, labels: Tensor | None = None, context: Tensor | None = None
+        self,
+        x: Tensor,
+        t: Tensor,
+        *,
+        labels: Tensor | None = None,
+        context: Tensor | None = None,
+        low_res: Tensor | None = None,
+        low_res_sigma: Tensor | None = None,
     ) -> Tensor:
-        return self.unet(x, t, labels=labels, context=context)
+        cascade = (
+            {"low_res": low_res, "low_res_sigma": low_res_sigma} if low_res is not None else {}
+        )
+        return self.unet(x, t, labels=labels, context=context, **cascade)
 
     @property
     def process(self) -> GaussianProcess | DegradationProcess:
@@ -157,6 +182,8 @@ def build_model(
     """A fresh model from a U-Net preset of ``shared/presets/image.json`` ("tiny", "fmnist",
     "base"). unet: overrides of preset fields; process: overrides of ImageModelConfig's
     schedule / prediction / weighting fields."""
+    if process.get("low_res") is not None:  # a cascade stage: its U-Net takes the low-res image
+        unet = {"low_res_channels": channels, **(unet or {})}
     unet_config = load_unet_preset(
         presets_file,
         preset,

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from diffcore.denoisers import noise_augment
 from diffcore.generation import ContinuousPipeline
 from diffcore.io import from_pretrained, read_sampling, save_pretrained
 from diffcore.training import (
@@ -76,6 +77,8 @@ def train_model(
             cond["labels"] = drop_condition(batch["labels"], label_dropout, null, generator)
         if "context" in batch and model.context_dim is not None:
             cond["context"] = drop_condition(batch["context"], caption_dropout, 0.0, generator)
+        if model.config.low_res is not None:  # a cascade stage learns from augmented low-res x0
+            cond |= low_res_input(x0, model.config.low_res, model.config.low_res_noise, generator)
         return process.loss(net, x0, generator, **cond)
 
     result = train(
@@ -93,6 +96,26 @@ def train_model(
     if text_encoder is not None and dist_info().is_main:  # under torchrun rank 0 writes
         text_encoder.save(result.final_model / TEXT_ENCODER_DIR)
     return result
+
+
+def low_res_input(
+    images: Tensor,
+    size: tuple[int, int],
+    noise: float,
+    generator: Any = None,
+    *,
+    fixed: bool = False,
+) -> dict[str, Tensor]:
+    """A cascade stage's conditioning: ``images`` (B, C, H, W) area-downsampled to ``size`` and
+    noise-augmented (``diffcore.denoisers.noise_augment``) at a VE level drawn uniformly in
+    [0, noise] per image (training) or, ``fixed``, at noise / 2 (sampling)."""
+    small = torch.nn.functional.interpolate(images.float(), size=size, mode="area")
+    if fixed:
+        sigma = torch.full((len(small),), noise / 2, device=small.device)
+    else:
+        sigma = noise * torch.rand(len(small), generator=generator, device=small.device)
+    augmented, sigma = noise_augment(small, sigma, generator)
+    return {"low_res": augmented, "low_res_sigma": sigma}
 
 
 def distill_model(
@@ -230,10 +253,31 @@ class ImagePipeline(ContinuousPipeline):
         *,
         labels: Tensor | Sequence[int] | None = None,
         captions: Sequence[str] | None = None,
+        low_res: Tensor | None = None,
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """labels: n class ids (None: unconditional); captions: n strings."""
+        """labels: n class ids (None: unconditional); captions: n strings; low_res: n images
+        (n, C, h, w) in [-1, 1] for a cascade stage to bring up to its size (any h, w: they
+        are area-resized to the stage's ``low_res`` and augmented at half its training noise,
+        with noise seeded 0, so a call is repeatable)."""
         model = self.model
         cond, uncond = {}, {}
+        stage = model.config.low_res
+        if (low_res is None) != (stage is None):
+            raise ValueError(
+                "a cascade stage needs low_res= images (the base's samples)"
+                if low_res is None
+                else "low_res was given but the model is no cascade stage"
+            )
+        if low_res is not None:
+            low_res = torch.as_tensor(low_res, device=self.device)
+            if low_res.ndim != 4 or tuple(low_res.shape[:2]) != (n, model.channels):
+                raise ValueError(
+                    f"low_res must be ({n}, {model.channels}, h, w), got {tuple(low_res.shape)}"
+                )
+            g = torch.Generator(device=self.device).manual_seed(0)
+            cascade = low_res_input(low_res, stage, model.config.low_res_noise, g, fixed=True)
+            cond |= cascade
+            uncond |= cascade
         if labels is not None:
             if model.num_classes is None:
                 raise ValueError("labels were given but the model is unconditional")

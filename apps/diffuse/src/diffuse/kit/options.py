@@ -230,6 +230,12 @@ def model_options(
             help="models trained on the other noise ranges (train --noise-range); with --model "
             "they must cover all noise levels, each serving its own",
         )
+        g.add_argument(
+            "--stages",
+            metavar="FOLDER[,FOLDER]",
+            help="super-resolution stages (train --set low_res=[H,W]) run after --model in "
+            "order, each given the samples before it (a cascade; sample and eval)",
+        )
     return g
 
 

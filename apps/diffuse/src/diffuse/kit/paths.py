@@ -30,8 +30,10 @@ MODELS = {
     ("image", "--model"): "diffimage.model.ImageDiffusion",
     ("image", "--judge"): "diffimage.evaluate.Judge",
     ("image", "--experts"): "diffimage.model.ImageDiffusion",
+    ("image", "--stages"): "diffimage.model.ImageDiffusion",
     ("image", "--init"): "diffimage.model.ImageDiffusion",
     ("audio", "--experts"): "diffaudio.model.AudioUNet",
+    ("audio", "--stages"): "diffaudio.model.AudioUNet",
     ("audio", "--init"): "diffaudio.model.AudioUNet",
     ("audio", "--model"): "diffaudio.model.AudioUNet",
     ("audio", "--judge"): "diffaudio.judge.Judge",
@@ -173,9 +175,17 @@ def open_pipeline(args: Any, domain: str, **options: Any) -> Any:
     import importlib
 
     folder = check_model_dir(args.model, domain)
+    stages = [e for e in (getattr(args, "stages", None) or "").split(",") if e]
+    stages = [check_model_dir(s, domain, option="--stages") for s in stages]
     module, name = PIPELINES[domain].split(":")
     pipeline = getattr(importlib.import_module(module), name)
-    return pipeline.from_pretrained(folder, **(loading(args, domain) | options))
+    base = pipeline.from_pretrained(folder, **(loading(args, domain) | options))
+    if not stages:
+        return base
+    from diffcore.generation import CascadePipeline
+
+    device = {"device": base.device}
+    return CascadePipeline(base, [pipeline.from_pretrained(s, **device) for s in stages])
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -12,6 +12,7 @@ done once).
 """
 
 from diffcore.generation.base import PRECISIONS, Pipeline, Run, Sampling
+from diffcore.generation.cascade import CascadePipeline
 from diffcore.generation.continuous import (
     ContinuousPipeline,
     check_experts,
@@ -35,6 +36,7 @@ from diffcore.generation.tokens import TokenPipeline, remask
 __all__ = [
     "PRECISIONS",
     "REFINE_SAMPLERS",
+    "CascadePipeline",
     "SUBSTITUTE_SAMPLERS",
     "ContinuousOptions",
     "ContinuousPipeline",

@@ -44,6 +44,7 @@ class UNetConfig:
     time_features: int | None = None  # sinusoidal features of t; None = channels[0]
     embed_dim: int | None = None  # width of the summed embedding; None = 4 * channels[0]
     time_scale: float = 1000.0  # t is multiplied by this before the sinusoidal features
+    low_res_channels: int = 0  # a cascade stage: channels of the low-resolution input (0: none)
 
     def __post_init__(self) -> None:
         # JSON round trips (config.json) turn tuples into lists; store tuples so configs compare
@@ -61,6 +62,10 @@ class UNetConfig:
         for name in ("in_channels", "blocks_per_level", "head_dim", "norm_groups"):
             if getattr(self, name) < 1:
                 raise ValueError(f"UNetConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.low_res_channels < 0:
+            raise ValueError(
+                f"UNetConfig.low_res_channels must be >= 0, got {self.low_res_channels}"
+            )
         for name in ("out_channels", "num_classes", "context_dim", "embed_dim", "time_features"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -108,13 +113,18 @@ class UNetConfig:
 
 
 class UNet(nn.Module):
-    """Noise-conditioned 2-D U-Net: ``net(x, t, *, labels=None, context=None)``.
+    """Noise-conditioned 2-D U-Net: ``net(x, t, *, labels=None, context=None, low_res=None,
+    low_res_sigma=None)``.
 
     x: (B, in_channels, H, W), any H and W; t: (B,) (or a scalar) noise-level input, e.g. time in
     [0, 1] or a log-SNR; labels: (B,) long in [0, num_classes], where ``num_classes`` is the null
     (unconditional) label and None means null for every sample; context: (B, context_dim), None
-    means no context. Returns (B, out_channels, H, W). Freshly built nets output exactly zero
-    (zero-initialised last convolution).
+    means no context. A cascade stage (``low_res_channels`` > 0; Ho et al. 2021,
+    https://arxiv.org/abs/2106.15282) also takes ``low_res`` (B, low_res_channels, h, w), any
+    size: upsampled bilinearly to H x W and stacked onto x's channels, and ``low_res_sigma``
+    (B,), the noise level it was augmented with (``diffcore.denoisers.noise_augment``; None:
+    0), embedded like t. Returns (B, out_channels, H, W). Freshly built nets output exactly
+    zero (zero-initialised last convolution).
     """
 
     config_class = UNetConfig
@@ -135,7 +145,12 @@ class UNet(nn.Module):
         self.time_embed = TimeEmbedding(c.time_features or width, emb, scale=c.time_scale)
         self.label_embed = LabelEmbedding(c.num_classes, emb) if c.num_classes else None
         self.context_embed = ContextEmbedding(c.context_dim, emb) if c.context_dim else None
-        self.conv_in = nn.Conv2d(c.in_channels, width, 3, padding=1)
+        self.low_res_embed = (
+            TimeEmbedding(c.time_features or width, emb, scale=c.time_scale)
+            if c.low_res_channels
+            else None
+        )
+        self.conv_in = nn.Conv2d(c.in_channels + c.low_res_channels, width, 3, padding=1)
 
         # Down path; `skips` records the width of every activation saved for the up path.
         self.down = nn.ModuleList()
@@ -166,10 +181,22 @@ class UNet(nn.Module):
         self.conv_out = zero_init(nn.Conv2d(ch, c.out_channels or c.in_channels, 3, padding=1))
 
     def forward(
-        self, x: Tensor, t: Tensor, *, labels: Tensor | None = None, context: Tensor | None = None
+        self,
+        x: Tensor,
+        t: Tensor,
+        *,
+        labels: Tensor | None = None,
+        context: Tensor | None = None,
+        low_res: Tensor | None = None,
+        low_res_sigma: Tensor | None = None,
     ) -> Tensor:
         t = self._check_inputs(x, t, labels, context)
         emb = self.time_embed(t)
+        if self.low_res_embed is not None:
+            x, level = self._stack_low_res(x, low_res, low_res_sigma)
+            emb = emb + self.low_res_embed(level)
+        elif low_res is not None:
+            raise ValueError("low_res was given to a UNet that is no cascade stage")
         if self.label_embed is not None:
             if labels is None:
                 labels = torch.full_like(t, self.label_embed.null_label, dtype=torch.long)
@@ -196,6 +223,23 @@ class UNet(nn.Module):
                 h = layer(h)
         out = self.conv_out(self.norm_out(h))
         return out[..., :height, :width]
+
+    def _stack_low_res(
+        self, x: Tensor, low_res: Tensor | None, sigma: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """x with the upsampled low-resolution input stacked on its channels, and the level."""
+        want = self.config.low_res_channels
+        if low_res is None:
+            raise ValueError(f"this UNet is a cascade stage: give low_res (B, {want}, h, w)")
+        if low_res.ndim != 4 or low_res.shape[:2] != (x.shape[0], want):
+            raise ValueError(
+                f"low_res must be (B, {want}, h, w) = ({x.shape[0]}, {want}, h, w), got "
+                f"{tuple(low_res.shape)}"
+            )
+        up = F.interpolate(low_res.to(x.dtype), size=x.shape[-2:], mode="bilinear")
+        level = torch.zeros(x.shape[0], device=x.device) if sigma is None else sigma
+        level = torch.as_tensor(level, device=x.device, dtype=torch.float32).expand(x.shape[0])
+        return torch.cat([x, up], dim=1), level
 
     def _check_inputs(
         self, x: Tensor, t: Tensor, labels: Tensor | None, context: Tensor | None
