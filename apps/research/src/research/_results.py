@@ -25,6 +25,12 @@ def results_dir(domain: str, folder: str | Path | None = None) -> Path:
     return out
 
 
+def sample_files(folder: Path) -> list[str]:
+    """The files a study left in ``folder`` (relative, sorted), its own table and record aside."""
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return [f for f in files if not f.endswith(("results.json", "table.md"))]
+
+
 def write_results(
     folder: Path,
     *,

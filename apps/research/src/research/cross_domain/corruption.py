@@ -27,7 +27,7 @@ from typing import Any
 
 from diffuse import demo_data
 from diffuse.demo_run import run_command
-from research._results import RESULTS, results_dir, write_results
+from research._results import RESULTS, results_dir, sample_files, write_results
 from research._utils import study_parser
 
 TEXT_ARMS = {  # name: (--process, sampler, sampler options)
@@ -180,8 +180,7 @@ def main() -> None:
     table = format_table(rows)
     print(table)
     (out / "table.md").write_text(table + "\n")
-    samples = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    samples = [s for s in samples if not s.endswith(("results.json", "table.md"))]
+    samples = sample_files(out)
     settings = {k: v for k, v in vars(args).items() if k not in ("results", "work")}
     rows = [
         {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}

@@ -24,7 +24,7 @@ from typing import Any
 
 from diffuse import demo_data
 from diffuse.demo_run import run_command
-from research._results import RESULTS, results_dir, write_results
+from research._results import RESULTS, results_dir, sample_files, write_results
 from research._utils import study_parser
 
 ARMS = {  # name: extra arguments of `diffuse train`
@@ -155,8 +155,7 @@ def main() -> None:
     table = format_table(rows)
     print(table)
     (out / "table.md").write_text(table + "\n")
-    samples = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    samples = [s for s in samples if not s.endswith(("results.json", "table.md"))]
+    samples = sample_files(out)
     settings = {k: v for k, v in vars(args).items() if k not in ("results", "work")}
     settings["arms"] = ARMS
     write_results(out, figures={"rows": rows}, precision="fp32", samples=samples, settings=settings)
