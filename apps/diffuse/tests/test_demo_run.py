@@ -1,5 +1,7 @@
 """`diffuse demo`: the main job's page, with tiny step counts."""
 
+import json
+
 import pytest
 
 from diffuse.cli import main
@@ -37,6 +39,10 @@ def test_quick_demo_writes_a_page_of_images_and_infilled_texts(tmp_path):
     assert page.count("<mark>") >= 4
     assert page.count('alt="loss curve"') == 2
     assert "<h2>Metrics</h2>" in page and "final loss" in page
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["plan"] == "quick" and results["command"].startswith("diffuse demo")
+    assert set(results["domains"]) == {"image", "text"} and "avx2" in results["machine"]
+    assert results["domains"]["image"]["judge agrees"] >= 0 and results["seconds"] > 0
 
 
 @pytest.mark.slow

@@ -111,8 +111,31 @@ def run_demo(
         phases.append(phase)
     index = out / "index.html"
     index.write_text(render_page(phases, command), encoding="utf-8")
-    print(f"diffuse demo: done in {(time.perf_counter() - began) / 60:.1f} min", file=sys.stderr)
+    seconds = time.perf_counter() - began
+    results = write_results(out / "results.json", phases, command, seconds, quick=quick)
+    print(f"diffuse demo: done in {seconds / 60:.1f} min; wrote {results}", file=sys.stderr)
     return index
+
+
+def write_results(
+    path: Path, phases: list[Phase], command: str, seconds: float, *, quick: bool
+) -> Path:
+    """The run's figures beside the page, for anyone to compare or commit: command, machine
+    (CPU flags, precision), date, revision, wall time, and each phase's seconds and metrics."""
+    from diffuse.kit.record import git_revision, machine
+
+    results = {
+        "command": command,
+        "plan": "quick" if quick else "full",
+        "date": time.strftime("%Y-%m-%d"),
+        "revision": git_revision(),
+        "machine": machine(),
+        "precision": "fp32",  # every phase runs --device cpu in float32
+        "seconds": round(seconds, 1),
+        "domains": {p.domain: {"seconds": round(p.seconds, 1)} | p.metrics for p in phases},
+    }
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
 
 
 def run_command(*argv: str) -> None:
