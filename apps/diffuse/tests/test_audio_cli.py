@@ -294,3 +294,25 @@ def test_process_crappifier_trains_a_spectrogram_restorer_that_samples_and_edits
     capsys.readouterr()
     assert main([*argv, "--process", "jpeg", "--out", str(tmp_path / "x")]) == 2
     assert "of blur, lowpass, freq_mask, time_mask, downsample, noise" in capsys.readouterr().err
+
+
+def test_refine_audio_edits_every_recording_of_a_folder_from_one_strength(
+    tone_folder, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    argv = ["train", "audio", "--data", str(tone_folder), *DATA, "--preset", "tiny"]
+    assert main([*argv, "--steps", "2", "--batch-size", "4", "--out", str(run)]) == 0
+    model = ["--model", str(run / "final"), "--steps", "4"]
+    out = tmp_path / "refined"
+    argv = ["refine", "audio", *model, "--input", str(tone_folder), "--strength", "0.5"]
+    assert main([*argv, "--out", str(out)]) == 0
+    wavs = sorted(p.name for p in out.glob("*_refined.wav"))
+    assert wavs == sorted(f"{p.stem}_refined.wav" for p in tone_folder.glob("*.wav"))
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert {r["strength"] for r in rows} == {0.5} and len(rows) == len(wavs)
+    capsys.readouterr()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["refine", "audio", *model, "--input", str(empty), "--strength", "0.5"]
+    assert main([*argv, "--out", str(tmp_path / "none")]) == 1
+    assert "no .wav file in" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from diffuse import kit
-from diffuse.commands import image
+from diffuse.commands import audio, image
 
 HELP = {
     "train image-level": (
@@ -20,6 +20,10 @@ HELP = {
     "refine image": (
         "refine images from anywhere with a model: edit from each one's own level",
         "folder for refined/, grid.png and refine.jsonl",
+    ),
+    "refine audio": (
+        "refine recordings from anywhere with a model: edit each from one --strength",
+        "folder for the refined WAVs and spectrogram PNGs",
     ),
 }
 
@@ -39,6 +43,16 @@ def register(verbs: dict[str, Any]) -> None:
         type=kit.share,
         help="share of steps run for every image (default: each image's level, read by the "
         "model's level predictor: train image-level)",
+    )
+    refine_audio = add("refine audio", _refine_audio)
+    audio._model_options(refine_audio, conditions=False)
+    g = kit.group(refine_audio, "data")
+    g.add_argument("--input", nargs="+", required=True, help="WAV files or folders of them")
+    g.add_argument(
+        "--strength",
+        type=kit.share,
+        required=True,
+        help="share of the steps run on each recording (noise level to start from)",
     )
 
 
@@ -92,3 +106,23 @@ def _refine(args: argparse.Namespace) -> None:
             index.write(json.dumps({"input": str(file), "strength": round(strength, 4)}) + "\n")
     print("{} and {}".format(*written))
     print(f"strengths: {', '.join(f'{s:.2f}' for s in strengths.tolist())}")
+
+
+def _refine_audio(args: argparse.Namespace) -> None:
+    kit.check_input(args.input, "--input", "WAV files or folders")
+    files = sorted(
+        f
+        for path in map(Path, args.input)
+        for f in (path.rglob("*.wav") if path.is_dir() else [path])
+    )
+    if not files:
+        raise kit.DataError(f"no .wav file in {' '.join(args.input)}, --input, expected WAVs")
+    pipe = audio._open(args)
+    import torch
+
+    from diffaudio.spectrogram import load_spectrogram
+
+    clips = torch.stack([load_spectrogram(f, pipe.spectrogram) for f in files])[:, None]
+    refined = pipe.edit(clips, args.strength, **kit.sampling(args, pipe))  # without a class
+    records = [{"input": str(f), "strength": args.strength} for f in files]
+    audio._save(args, pipe, refined, [f"{f.stem}_refined" for f in files], records)
