@@ -1,6 +1,8 @@
-"""``diffuse refine image`` and ``diffuse train image-level``: refiners, boosting's next round
-(``diffimage.refine``). Any image model refines images made anywhere, each from the level its
-model's level predictor reads on it, or from one --strength."""
+"""``diffuse refine image|audio|text`` and ``diffuse train image-level``: refiners, boosting's
+next round. Any model refines what was made anywhere by running the last part of its own process
+on it: images from the level the model's level predictor reads on each (``diffimage.refine``) or
+from one --strength; recordings and texts from one --strength (proteins: ``edit protein
+--fraction``)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from diffuse import kit
-from diffuse.commands import audio, image
+from diffuse.commands import audio, image, text
 
 HELP = {
     "train image-level": (
@@ -24,6 +26,10 @@ HELP = {
     "refine audio": (
         "refine recordings from anywhere with a model: edit each from one --strength",
         "folder for the refined WAVs and spectrogram PNGs",
+    ),
+    "refine text": (
+        "refine texts from anywhere with a model: re-noise a share of each and redraw it",
+        "JSONL of the refined texts (with run.json beside it)",
     ),
 }
 
@@ -53,6 +59,13 @@ def register(verbs: dict[str, Any]) -> None:
         type=kit.share,
         required=True,
         help="share of the steps run on each recording (noise level to start from)",
+    )
+    refine_text = add("refine text", _refine_text, out_default="refined.jsonl")
+    text._model_options(refine_text, n=1)
+    g = kit.group(refine_text, "data")
+    g.add_argument("--input", required=True, help="texts: one per line, or .jsonl with `text`")
+    g.add_argument(
+        "--strength", type=kit.share, required=True, help="share of each text's tokens redrawn"
     )
 
 
@@ -126,3 +139,13 @@ def _refine_audio(args: argparse.Namespace) -> None:
     refined = pipe.edit(clips, args.strength, **kit.sampling(args, pipe))  # without a class
     records = [{"input": str(f), "strength": args.strength} for f in files]
     audio._save(args, pipe, refined, [f"{f.stem}_refined" for f in files], records)
+
+
+def _refine_text(args: argparse.Namespace) -> None:
+    source = kit.check_input(args.input, "--input", "a text or JSONL file")
+    pipe = kit.open_pipeline(args, "text")
+    from difftext.data import read_texts
+
+    texts = [t for t in read_texts(source) for _ in range(args.n)]
+    refined = pipe.edit(texts, args.strength, **kit.sampling(args, pipe))
+    text._save(refined, [""] * len(refined), args, pipe)
