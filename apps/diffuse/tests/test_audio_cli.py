@@ -316,3 +316,26 @@ def test_refine_audio_edits_every_recording_of_a_folder_from_one_strength(
     argv = ["refine", "audio", *model, "--input", str(empty), "--strength", "0.5"]
     assert main([*argv, "--out", str(tmp_path / "none")]) == 1
     assert "no .wav file in" in capsys.readouterr().err
+
+
+def test_a_spectrogram_cascade_trains_base_and_stage_apart_and_samples_them_in_order(
+    tone_folder, tmp_path
+):
+    argv = ["train", "audio", "--data", str(tone_folder), *DATA, "--preset", "tiny"]
+    argv += ["--steps", "2", "--batch-size", "4"]
+    base, stage = tmp_path / "base", tmp_path / "stage"
+    assert main([*argv, "--set", "size=[16,6]", "--out", str(base)]) == 0
+    assert main([*argv, "--set", "low_res=[16,6]", "--out", str(stage)]) == 0
+    samples = tmp_path / "samples"
+    sample = ["sample", "audio", "--model", str(base / "final"), "--stages", str(stage / "final")]
+    assert main([*sample, "--n", "2", "--steps", "3", "--out", str(samples)]) == 0
+    wavs = sorted(samples.glob("*.wav"))
+    assert len(wavs) == 2
+    wave, rate = soundfile.read(str(wavs[0]))
+    config = json.loads((stage / "final" / "config.json").read_text())
+    assert rate == 8000 and config["low_res"] == [16, 6]
+    assert len(wave) == config["spectrogram"]["hop_length"] * (config["spectrogram"]["frames"] - 1)
+    from diffaudio.spectrogram import load_spectrogram_png
+
+    picture, _ = load_spectrogram_png(wavs[0].with_suffix(".png"))  # the stage's full grid
+    assert picture.shape == (32, config["spectrogram"]["frames"])

@@ -166,3 +166,60 @@ def test_experts_per_noise_range_sample_together_and_not_alone(tmp_path):
         AudioPipeline(low)
     with pytest.raises(ValueError, match="time range"):
         audio_unet_config("tiny", SPEC, time_range=(0.5, 0.5))
+
+
+def test_a_coarse_base_and_a_stage_sample_a_full_spectrogram_in_order():
+    from diffcore.generation import CascadePipeline
+
+    coarse = (SPEC.n_mels // 2, SPEC.frames // 2)
+    torch.manual_seed(0)
+    base = AudioUNet(audio_unet_config("tiny", SPEC, label_names=LABELS, size=coarse)).eval()
+    stage = AudioUNet(audio_unet_config("tiny", SPEC, label_names=LABELS, low_res=coarse)).eval()
+    assert stage.config.unet.low_res_channels == 1 and base.config.shape == coarse
+    torch.nn.init.normal_(stage.unet.conv_out.weight, std=0.05)  # (zero at first: no input shows)
+    base_pipe, stage_pipe = AudioPipeline(base), AudioPipeline(stage)
+    labels = torch.tensor([0, 2])
+    small = base_pipe.sample(2, labels=labels, steps=3, seed=0)
+    assert small.shape == (2, 1, *coarse)
+    assert base_pipe.to_waveform(small).shape == (2, SPEC.num_samples)  # heard at full size
+    cascade = CascadePipeline(base_pipe, [stage_pipe])
+    full = cascade.sample(2, labels=labels, steps=3, seed=0)
+    assert full.shape == (2, 1, SPEC.n_mels, SPEC.frames)
+    assert torch.equal(cascade.samples[0], small)  # the stage was given the base's samples
+    # the stage reads its coarse input: a different one changes what it draws
+    other = stage_pipe.sample(2, labels=labels, steps=3, seed=0, low_res=-small)
+    assert not torch.allclose(other, full)
+    with pytest.raises(ValueError, match="needs low_res="):
+        stage_pipe.sample(2, steps=3)
+    with pytest.raises(ValueError, match="size must be"):
+        audio_unet_config("tiny", SPEC, size=(SPEC.n_mels + 1, 4))
+
+
+def test_a_stage_trains_on_clips_with_their_coarse_spectrograms(tmp_path):
+    from diffaudio.data import AudioClips
+
+    waves = 0.1 * torch.randn(6, SPEC.num_samples)
+    clips = AudioClips(waves, SPEC.sample_rate, torch.tensor([0, 1, 2] * 2), label_names=LABELS)
+    config = TrainConfig(steps=2, batch_size=3, log_every=1)
+    coarse = {"low_res": (SPEC.n_mels // 2, SPEC.frames // 2)}
+    result = train_audio_diffusion(
+        clips,
+        tmp_path / "stage",
+        config,
+        spectrogram=SPEC,
+        preset="tiny",
+        progress=False,
+        settings=coarse,
+    )
+    pipe = AudioPipeline.from_pretrained(result.final_model)
+    assert pipe.model.config.low_res == coarse["low_res"]
+    base = train_audio_diffusion(
+        clips,
+        tmp_path / "base",
+        config,
+        spectrogram=SPEC,
+        preset="tiny",
+        progress=False,
+        settings={"size": coarse["low_res"]},
+    )
+    assert AudioPipeline.from_pretrained(base.final_model).sample_shape() == (1, *coarse["low_res"])

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from diffcore.generation import CascadePipeline
+from diffcore.generation.cascade import low_res_input
 from diffcore.training import TrainConfig
 from diffimage import ImagePipeline, build_model, train_model
 from diffimage.data import ImageData
-from diffimage.pipeline import low_res_input
 
 
 def data(n: int = 64, size: int = 8) -> ImageData:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffaudio.spectrogram import SpectrogramConfig
+from diffcore.generation.cascade import check_stage
 from diffcore.nn import UNet, UNetConfig, load_unet_preset
 from diffcore.processes import (
     DegradationProcess,
@@ -49,6 +50,13 @@ class AudioUNetConfig:
     # (diffcore.processes.parse_crappifier): the network restores, sampled with "cold"/"direct"
     degradation: str = ""
     start: tuple[tuple[float, float], ...] = ()  # (mean, std) of training spectrograms' means
+    # Cascades: ``size`` (mels, frames) makes a base that generates a coarser grid than the
+    # spectrogram's, trained on area-downsampled spectrograms (upsampled again to be heard);
+    # ``low_res`` (mels, frames) makes a stage that refines such a coarse spectrogram to the
+    # full one, given it noise-augmented at a VE level in [0, low_res_noise] (half at sampling).
+    size: tuple[int, int] | None = None
+    low_res: tuple[int, int] | None = None
+    low_res_noise: float = 0.2
 
     def __post_init__(self) -> None:
         # from_pretrained hands nested configs over as dicts (config.json).
@@ -61,6 +69,19 @@ class AudioUNetConfig:
         object.__setattr__(self, "time_range", tuple(float(v) for v in self.time_range))
         time_limits(self.time_range)  # checks the range
         object.__setattr__(self, "start", tuple(tuple(float(v) for v in p) for p in self.start))
+        stage = check_stage(self.low_res, self.low_res_noise, self.unet, "AudioUNetConfig")
+        object.__setattr__(self, "low_res", stage)
+        if self.size is not None:
+            object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+            full = (self.spectrogram.n_mels, self.spectrogram.frames)
+            fits = len(self.size) == 2 and all(
+                1 <= a <= b for a, b in zip(self.size, full, strict=True)
+            )
+            if not fits:
+                raise ValueError(
+                    f"AudioUNetConfig.size must be (mels, frames) no larger than the "
+                    f"spectrogram's {full}, got {self.size}"
+                )
         if self.degradation:
             parse_crappifier(self.degradation, allowed=CRAPPIFIERS)  # checks the spec
             if self.time_range != (0.0, 1.0):
@@ -78,6 +99,11 @@ class AudioUNetConfig:
                 f"AudioUNetConfig.unet.context_dim ({u.context_dim}) must equal the number of "
                 f"speaker_names ({len(self.speaker_names)}; None when there are none)"
             )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The (mels, frames) the model generates: ``size``, or the spectrogram's."""
+        return self.size or (self.spectrogram.n_mels, self.spectrogram.frames)
 
     @property
     def null_label(self) -> int:
@@ -101,6 +127,8 @@ def audio_unet_config(
     for AudioUNetConfig's own fields (``prediction``...), to it."""
     own = {f.name for f in fields(AudioUNetConfig)}
     mine = {k: overrides.pop(k) for k in list(overrides) if k in own}
+    if mine.get("low_res") is not None:  # a cascade stage: its U-Net takes the coarse input
+        overrides.setdefault("low_res_channels", 1)
     unet = load_unet_preset(
         "audio.json",
         preset,
@@ -125,7 +153,14 @@ class AudioUNet(nn.Module):
         self.unet = UNet(config.unet)
 
     def forward(
-        self, x: Tensor, t: Tensor, *, labels: Tensor | None = None, speakers: Tensor | None = None
+        self,
+        x: Tensor,
+        t: Tensor,
+        *,
+        labels: Tensor | None = None,
+        speakers: Tensor | None = None,
+        low_res: Tensor | None = None,
+        low_res_sigma: Tensor | None = None,
     ) -> Tensor:
         c = self.config
         if labels is not None and not c.label_names:
@@ -147,7 +182,10 @@ class AudioUNet(nn.Module):
             context = F.one_hot(speakers, c.null_speaker + 1)[:, :-1].to(x.dtype)
         elif speakers is not None:
             raise ValueError("speakers were given to a model trained without speakers")
-        return self.unet(x, t, labels=labels, context=context)
+        cascade = (
+            {"low_res": low_res, "low_res_sigma": low_res_sigma} if low_res is not None else {}
+        )
+        return self.unet(x, t, labels=labels, context=context, **cascade)
 
     @property
     def process(self) -> GaussianProcess | DegradationProcess:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffaudio.data import AudioClips
@@ -26,6 +27,7 @@ from diffaudio.outputs import save_outputs
 from diffaudio.spectrogram import LogMel, SpectrogramConfig, griffin_lim
 from diffaudio.vocoder import Vocoder, VocoderConfig, vocoder_loss
 from diffcore.generation import ContinuousPipeline
+from diffcore.generation.cascade import low_res_input, stage_conditions
 from diffcore.io import WEIGHTS_NAME, from_pretrained, load_weights, read_sampling, save_pretrained
 from diffcore.processes import PROCESSES, parse_crappifier, process_fields, start_stats
 from diffcore.seeding import seeded
@@ -176,6 +178,8 @@ def _train_unet(
     or a distillation objective), conditions dropped to null for guidance."""
     config = model.config
     x = clip_spectrograms(clips, config.spectrogram)
+    if config.size is not None:  # a cascade's base learns the coarse grid
+        x = F.interpolate(x, size=config.size, mode="area")
     rows: list[dict[str, Tensor]] = []
     for i in range(len(clips)):
         row = {"x": x[i]}
@@ -195,6 +199,8 @@ def _train_unet(
             cond["speakers"] = drop_condition(
                 batch["speakers"], speaker_dropout, config.null_speaker, generator
             )
+        if config.low_res is not None:  # a cascade stage learns from augmented coarse x0
+            cond |= low_res_input(batch["x"], config.low_res, config.low_res_noise, generator)
         return objective.loss(net, batch["x"], generator, **cond)
 
     return train(
@@ -307,15 +313,25 @@ class AudioPipeline(ContinuousPipeline):
         return self.model.config.spectrogram
 
     def sample_shape(self) -> tuple[int, ...]:
-        return (1, self.spectrogram.n_mels, self.spectrogram.frames)
+        return (1, *self.model.config.shape)
 
     def conditions(
-        self, n: int, *, labels: Tensor | None = None, speakers: Tensor | None = None
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        speakers: Tensor | None = None,
+        low_res: Tensor | None = None,
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """labels / speakers: n ids each (the null id, or None for all, means "any"). Guidance
-        contrasts them with the fully unconditional model."""
+        contrasts them with the fully unconditional model. low_res: n coarse spectrograms
+        (n, 1, m, f) for a cascade stage (a base's samples; area-resized to the stage's
+        ``low_res`` and augmented at half its training noise, seeded, so a call repeats)."""
         c = self.model.config
-        cond, uncond = {}, {}
+        cascade = stage_conditions(
+            low_res, c.low_res, c.low_res_noise, n=n, channels=1, device=self.device
+        )
+        cond, uncond = dict(cascade), dict(cascade)
         for key, ids, null in (
             ("labels", labels, c.null_label),
             ("speakers", speakers, c.null_speaker),
@@ -336,8 +352,13 @@ class AudioPipeline(ContinuousPipeline):
 
     @torch.no_grad()
     def to_waveform(self, spectrograms: Tensor) -> Tensor:
-        """(B, 1, M, T) or (B, M, T) spectrograms -> waveforms (B, hop * (T - 1))."""
-        x = spectrograms[:, 0] if spectrograms.ndim == 4 else spectrograms
+        """(B, 1, M, T) or (B, M, T) spectrograms -> waveforms (B, hop * (T - 1)); a coarse
+        base's (smaller M, T) are first upsampled bilinearly to the spectrogram's grid."""
+        x = spectrograms[:, None] if spectrograms.ndim == 3 else spectrograms
+        full = (self.spectrogram.n_mels, self.spectrogram.frames)
+        if tuple(x.shape[-2:]) != full:
+            x = F.interpolate(x.float(), size=full, mode="bilinear", align_corners=False)
+        x = x[:, 0]
         if self.vocoder is None:
             return griffin_lim(x.cpu(), self.spectrogram, n_iter=self.griffin_lim_iters)
         return self.vocoder(x.to(self.device)).cpu()

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
+from diffcore.generation.cascade import check_stage
 from diffcore.nn import UNet, UNetConfig, load_unet_preset
 from diffcore.processes import (
     PROCESSES,
@@ -72,16 +73,8 @@ class ImageModelConfig:
         object.__setattr__(self, "time_range", tuple(float(v) for v in self.time_range))
         time_limits(self.time_range)  # checks the range
         object.__setattr__(self, "start", tuple(tuple(float(v) for v in p) for p in self.start))
-        if self.low_res is not None:
-            object.__setattr__(self, "low_res", tuple(int(v) for v in self.low_res))
-            if len(self.low_res) != 2 or min(self.low_res) < 1:
-                raise ValueError(f"ImageModelConfig.low_res must be (H, W), got {self.low_res}")
-        if (self.low_res is not None) != (self.unet.low_res_channels == self.unet.in_channels):
-            raise ValueError(
-                "a cascade stage (low_res) needs unet.low_res_channels == in_channels, and only it"
-            )
-        if not self.low_res_noise >= 0:
-            raise ValueError(f"low_res_noise must be >= 0, got {self.low_res_noise}")
+        stage = check_stage(self.low_res, self.low_res_noise, self.unet, "ImageModelConfig")
+        object.__setattr__(self, "low_res", stage)
         if self.degradation:
             parse_crappifier(self.degradation, allowed=CRAPPIFIERS)  # checks the spec
             if self.time_range != (0.0, 1.0):

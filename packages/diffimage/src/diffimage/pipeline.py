@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffcore.denoisers import noise_augment
 from diffcore.generation import ContinuousPipeline
+from diffcore.generation.cascade import low_res_input, stage_conditions
 from diffcore.io import from_pretrained, read_sampling, save_pretrained
 from diffcore.training import (
     LogRow,
@@ -96,26 +96,6 @@ def train_model(
     if text_encoder is not None and dist_info().is_main:  # under torchrun rank 0 writes
         text_encoder.save(result.final_model / TEXT_ENCODER_DIR)
     return result
-
-
-def low_res_input(
-    images: Tensor,
-    size: tuple[int, int],
-    noise: float,
-    generator: Any = None,
-    *,
-    fixed: bool = False,
-) -> dict[str, Tensor]:
-    """A cascade stage's conditioning: ``images`` (B, C, H, W) area-downsampled to ``size`` and
-    noise-augmented (``diffcore.denoisers.noise_augment``) at a VE level drawn uniformly in
-    [0, noise] per image (training) or, ``fixed``, at noise / 2 (sampling)."""
-    small = torch.nn.functional.interpolate(images.float(), size=size, mode="area")
-    if fixed:
-        sigma = torch.full((len(small),), noise / 2, device=small.device)
-    else:
-        sigma = noise * torch.rand(len(small), generator=generator, device=small.device)
-    augmented, sigma = noise_augment(small, sigma, generator)
-    return {"low_res": augmented, "low_res_sigma": sigma}
 
 
 def distill_model(
@@ -260,24 +240,11 @@ class ImagePipeline(ContinuousPipeline):
         are area-resized to the stage's ``low_res`` and augmented at half its training noise,
         with noise seeded 0, so a call is repeatable)."""
         model = self.model
-        cond, uncond = {}, {}
-        stage = model.config.low_res
-        if (low_res is None) != (stage is None):
-            raise ValueError(
-                "a cascade stage needs low_res= images (the base's samples)"
-                if low_res is None
-                else "low_res was given but the model is no cascade stage"
-            )
-        if low_res is not None:
-            low_res = torch.as_tensor(low_res, device=self.device)
-            if low_res.ndim != 4 or tuple(low_res.shape[:2]) != (n, model.channels):
-                raise ValueError(
-                    f"low_res must be ({n}, {model.channels}, h, w), got {tuple(low_res.shape)}"
-                )
-            g = torch.Generator(device=self.device).manual_seed(0)
-            cascade = low_res_input(low_res, stage, model.config.low_res_noise, g, fixed=True)
-            cond |= cascade
-            uncond |= cascade
+        c = model.config
+        cascade = stage_conditions(
+            low_res, c.low_res, c.low_res_noise, n=n, channels=model.channels, device=self.device
+        )
+        cond, uncond = dict(cascade), dict(cascade)
         if labels is not None:
             if model.num_classes is None:
                 raise ValueError("labels were given but the model is unconditional")

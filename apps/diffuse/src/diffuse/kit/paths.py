@@ -184,8 +184,9 @@ def open_pipeline(args: Any, domain: str, **options: Any) -> Any:
         return base
     from diffcore.generation import CascadePipeline
 
-    device = {"device": base.device}
-    return CascadePipeline(base, [pipeline.from_pretrained(s, **device) for s in stages])
+    # the stages load as the base did (device, vocoder...): the cascade is the last one's
+    on = options | {"device": base.device}
+    return CascadePipeline(base, [pipeline.from_pretrained(s, **on) for s in stages])
 
 
 def write_text(path: str | Path, text: str) -> Path:
