@@ -28,11 +28,11 @@ from research._results import RESULTS, results_dir, write_results
 from research._utils import study_parser
 
 
-def train(data: str, out: Path, steps: int, args: Any, *extra: str) -> float:
+def train(data: str, out: Path, steps: int, args: Any, *extra: str, preset: str = "") -> float:
     shutil.rmtree(out, ignore_errors=True)  # equal settings: never resume another run
     start = time.perf_counter()
     run_command(
-        *("train", "image", "--data", data, "--preset", args.preset, "--no-preview"),
+        *("train", "image", "--data", data, "--preset", preset or args.preset, "--no-preview"),
         *("--steps", str(steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed)),
         *extra,
         *("--out", str(out)),
@@ -54,6 +54,9 @@ def main() -> None:
     parser = study_parser(__spec__.name, __doc__)
     parser.add_argument("--data", help="image data (default: the embedded Fashion-MNIST subset)")
     parser.add_argument("--preset", default="small")
+    parser.add_argument(
+        "--stage-preset", help="the stage's (default: --preset; it only adds detail)"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--direct-steps", type=int, default=500)
     parser.add_argument("--base-steps", type=int, default=350, help="the 14x14 base's steps")
@@ -77,7 +80,8 @@ def main() -> None:
     small = ("--size", "14x14", "--fit", "resize")
     seconds["base"] = train(data, work / "base14", args.base_steps, args, *small)
     stage = ("--set", "low_res=[14,14]")
-    seconds["stage"] = train(data, work / "stage28", args.stage_steps, args, *stage)
+    lighter = {"preset": args.stage_preset or args.preset}
+    seconds["stage"] = train(data, work / "stage28", args.stage_steps, args, *stage, **lighter)
     direct = evaluate(data, judge, out / "direct", args, "--model", str(work / "direct"))
     models = ("--model", str(work / "base14"), "--stages", str(work / "stage28"))
     cascade = evaluate(data, judge, out / "cascade", args, *models)
