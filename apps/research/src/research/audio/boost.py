@@ -37,6 +37,8 @@ from research._utils import study_parser
 
 
 def train(data: str, out: Path, steps: int, args: Any, *extra: str) -> Path:
+    if args.reuse and (out / "final").is_dir():
+        return out / "final"
     shutil.rmtree(out, ignore_errors=True)  # equal steps: never resume another run
     run_command(
         *("train", "audio", "--data", data, "--preset", args.preset, "--seed", str(args.seed)),
@@ -58,6 +60,8 @@ def main() -> None:
     parser.add_argument("--strength", type=float, default=0.3, help="share of K steps refined")
     parser.add_argument("--expert-range", type=float, default=0.4, help="HI of the expert")
     parser.add_argument("--per-class", type=int, default=10, help="samples per digit")
+    parser.add_argument("--guidance", type=float, default=3.0, help="as `sample audio`'s")
+    parser.add_argument("--reuse", action="store_true", help="keep the models of --work")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="outputs/audio_boost")
     parser.add_argument("--results", default=RESULTS / "audio" / "boost")
@@ -100,7 +104,7 @@ def main() -> None:
     labels = torch.arange(len(names)).repeat(args.per_class)
     lookup = {n: i for i, n in enumerate(judge.config.label_names)}
     intended = torch.tensor([lookup[names[i]] for i in labels.tolist()])
-    common = {"labels": labels, "seed": args.seed + 1, "progress": True}
+    common = {"labels": labels, "guidance": args.guidance, "seed": args.seed + 1, "progress": True}
     rows = []
 
     def arm(name: str, spectrograms: torch.Tensor, calls: int, pipeline: Any = pipe) -> None:
