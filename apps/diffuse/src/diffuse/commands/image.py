@@ -132,8 +132,8 @@ def _plan(model: Any, data: Any, args: argparse.Namespace, device: str, budget: 
 
     options = {"precision": args.precision, "device": device, "preview": PREVIEW}
     step, row = training_costs(model, data, args.batch_size, **options)
-    after = min(PREVIEW_ROWS * row, 15 * budget.minutes) + kit.SAVE_SECONDS  # <= 1/4 of the time
-    return (*budget.plan(step, after=after), row)
+    preview = 0.0 if args.no_preview else min(PREVIEW_ROWS * row, 15 * budget.minutes)  # <= 1/4
+    return (*budget.plan(step, after=preview + kit.SAVE_SECONDS), row)
 
 
 def _train_judge(args: argparse.Namespace) -> None:
