@@ -182,9 +182,7 @@ class AudioUNet(nn.Module):
             context = F.one_hot(speakers, c.null_speaker + 1)[:, :-1].to(x.dtype)
         elif speakers is not None:
             raise ValueError("speakers were given to a model trained without speakers")
-        cascade = (
-            {"low_res": low_res, "low_res_sigma": low_res_sigma} if low_res is not None else {}
-        )
+        cascade = {"low_res": low_res, "low_res_sigma": low_res_sigma}  # (None for no stage)
         return self.unet(x, t, labels=labels, context=context, **cascade)
 
     @property

@@ -132,9 +132,7 @@ class ImageDiffusion(nn.Module):
         low_res: Tensor | None = None,
         low_res_sigma: Tensor | None = None,
     ) -> Tensor:
-        cascade = (
-            {"low_res": low_res, "low_res_sigma": low_res_sigma} if low_res is not None else {}
-        )
+        cascade = {"low_res": low_res, "low_res_sigma": low_res_sigma}  # (None for no stage)
         return self.unet(x, t, labels=labels, context=context, **cascade)
 
     @property

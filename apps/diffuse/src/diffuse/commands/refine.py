@@ -123,13 +123,14 @@ def _refine(args: argparse.Namespace) -> None:
 
 def _refine_audio(args: argparse.Namespace) -> None:
     kit.check_input(args.input, "--input", "WAV files or folders")
-    files = sorted(
-        f
-        for path in map(Path, args.input)
-        for f in (path.rglob("*.wav") if path.is_dir() else [path])
-    )
-    if not files:
-        raise kit.DataError(f"no .wav file in {' '.join(args.input)}, --input, expected WAVs")
+    from diffcore.io import find_files
+
+    try:
+        files = find_files(args.input, (".wav",), what="WAV")
+    except ValueError:
+        raise kit.DataError(
+            f"no .wav file in {' '.join(args.input)}, --input, expected WAVs"
+        ) from None
     pipe = audio._open(args)
     import torch
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +32,7 @@ import torch
 from diffuse import demo_data
 from diffuse.demo_run import run_command
 from research._results import RESULTS, results_dir, sample_files, write_results
-from research._utils import study_parser
-
-
-def train(data: str, out: Path, steps: int, args: Any, *extra: str) -> Path:
-    if args.reuse and (out / "final").is_dir():
-        return out / "final"
-    shutil.rmtree(out, ignore_errors=True)  # equal steps: never resume another run
-    run_command(
-        *("train", "audio", "--data", data, "--preset", args.preset, "--seed", str(args.seed)),
-        *("--steps", str(steps), "--batch-size", str(args.batch_size), *extra),
-        *("--out", str(out)),
-    )
-    return out / "final"
+from research._utils import study_parser, train_fresh
 
 
 def main() -> None:
@@ -76,9 +63,10 @@ def main() -> None:
             *("train", "audio-judge", "--data", data, "--seed", str(args.seed)),
             *("--steps", str(args.judge_steps), "--out", str(judge_dir)),
         )
-    full = train(data, work / "base_full", s, args)
-    short = train(data, work / "base_short", s - r, args)
-    expert = train(
+    full = train_fresh("audio", data, work / "base_full", s, args)
+    short = train_fresh("audio", data, work / "base_short", s - r, args)
+    expert = train_fresh(
+        "audio",
         data,
         work / "expert",
         r,
@@ -95,8 +83,12 @@ def main() -> None:
     pipe = AudioPipeline.from_pretrained(full)
     spec = pipe.spectrogram
     coarse = f"[{spec.n_mels // 2},{spec.frames // 2}]"
-    base_small = train(data, work / "cascade_base", s // 2, args, "--set", f"size={coarse}")
-    stage = train(data, work / "cascade_stage", s - s // 2, args, "--set", f"low_res={coarse}")
+    base_small = train_fresh(
+        "audio", data, work / "cascade_base", s // 2, args, "--set", f"size={coarse}"
+    )
+    stage = train_fresh(
+        "audio", data, work / "cascade_stage", s - s // 2, args, "--set", f"low_res={coarse}"
+    )
 
     judge = from_pretrained(Judge, judge_dir / "final")
     real = load_split(data, spec, label_names=judge.config.label_names)

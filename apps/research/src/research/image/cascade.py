@@ -17,7 +17,6 @@ after another on the same machine. Every arm draws ``--n`` samples (ten classes 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,13 @@ from typing import Any
 from diffuse import demo_data
 from diffuse.demo_run import run_command
 from research._results import RESULTS, results_dir, write_results
-from research._utils import study_parser
+from research._utils import study_parser, train_fresh
 
 
 def train(data: str, out: Path, steps: int, args: Any, *extra: str, preset: str = "") -> float:
-    shutil.rmtree(out, ignore_errors=True)  # equal settings: never resume another run
+    """:func:`train_fresh` of an image model; returns its wall seconds (the compute compared)."""
     start = time.perf_counter()
-    run_command(
-        *("train", "image", "--data", data, "--preset", preset or args.preset, "--no-preview"),
-        *("--steps", str(steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed)),
-        *extra,
-        *("--out", str(out)),
-    )
+    train_fresh("image", data, out, steps, args, *extra, preset=preset)
     return time.perf_counter() - start
 
 

@@ -23,26 +23,14 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from diffuse import demo_data
 from diffuse.demo_run import run_command
 from research._results import RESULTS, results_dir, write_results
-from research._utils import study_parser
+from research._utils import study_parser, train_fresh
 from research.image.cascade import evaluate
-
-
-def train(data: str, out: Path, steps: int, args: Any, *extra: str) -> Path:
-    shutil.rmtree(out, ignore_errors=True)  # equal steps: never resume another run
-    run_command(
-        *("train", "image", "--data", data, "--preset", args.preset, "--no-preview"),
-        *("--steps", str(steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed)),
-        *extra,
-        *("--out", str(out)),
-    )
-    return out / "final"
 
 
 @torch.no_grad()
@@ -118,20 +106,21 @@ def main() -> None:
             *("train", "image-judge", "--data", data, "--batch-size", "64"),
             *("--test-split", "train", "--steps", str(args.judge_steps), "--out", str(judge)),
         )
-    one = train(data, work / "one", s, args)
+    one = train_fresh("image", data, work / "one", s, args)
     times = [(i + 0.5) / args.levels for i in range(args.levels)]
     losses = loss_by_level(one, data, times)
     split = round(args.split if args.split is not None else knee(times, losses), 3)
     plot_curve(times, losses, split, out / "loss_by_level.png")
-    low, high = f"0,{split}", f"{split},1"
+    sides = {"low": f"0,{split}", "high": f"{split},1"}
     scratch = [
-        train(data, work / "scratch_low", s // 2, args, "--noise-range", low),
-        train(data, work / "scratch_high", s // 2, args, "--noise-range", high),
+        train_fresh("image", data, work / f"scratch_{side}", s // 2, args, "--noise-range", r)
+        for side, r in sides.items()
     ]
-    half = train(data, work / "half", s // 2, args)
+    half = train_fresh("image", data, work / "half", s // 2, args)
+    init = ("--init", str(half))
     tuned = [
-        train(data, work / "tuned_low", s // 4, args, "--init", str(half), "--noise-range", low),
-        train(data, work / "tuned_high", s // 4, args, "--init", str(half), "--noise-range", high),
+        train_fresh("image", data, work / f"tuned_{side}", s // 4, args, *init, "--noise-range", r)
+        for side, r in sides.items()
     ]
 
     arms = {

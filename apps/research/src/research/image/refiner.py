@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,7 @@ import torch
 from diffuse import demo_data
 from diffuse.demo_run import run_command
 from research._results import RESULTS, results_dir, write_results
-from research._utils import study_parser
-
-
-def train(data: str, out: Path, steps: int, args: Any, *extra: str) -> Path:
-    shutil.rmtree(out, ignore_errors=True)  # equal steps: never resume another run
-    run_command(
-        *("train", "image", "--data", data, "--preset", args.preset, "--no-preview"),
-        *("--steps", str(steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed)),
-        *extra,
-        *("--out", str(out)),
-    )
-    return out / "final"
+from research._utils import study_parser, train_fresh
 
 
 def score(judge: Any, reference: torch.Tensor, images: torch.Tensor, labels: torch.Tensor):
@@ -80,13 +68,13 @@ def main() -> None:
             *("train", "image-judge", "--data", data, "--batch-size", "64"),
             *("--test-split", "train", "--steps", str(args.judge_steps), "--out", str(judge_dir)),
         )
-    full = train(data, work / "base_full", s, args)
-    short = train(data, work / "base_short", s - r, args)
+    full = train_fresh("image", data, work / "base_full", s, args)
+    short = train_fresh("image", data, work / "base_short", s - r, args)
     expert_range = f"0,{args.expert_range}"
-    expert = train(
-        data, work / "expert", r, args, "--init", str(short), "--noise-range", expert_range
+    expert = train_fresh(
+        "image", data, work / "expert", r, args, "--init", str(short), "--noise-range", expert_range
     )
-    restorer = train(data, work / "restorer", r, args, "--process", args.restorer)
+    restorer = train_fresh("image", data, work / "restorer", r, args, "--process", args.restorer)
 
     from diffimage import ImagePipeline, judge_features, load_images, load_judge, save_grid
     from diffimage.refine import refine
