@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from diffcore.generation import TokenOptions
 from diffcore.samplers import CONFIDENCES
 from diffcore.training import TrainConfig, default_ema_decay, list_checkpoints
 from difftext import (
@@ -154,6 +155,12 @@ def parse_args() -> argparse.Namespace:
         "confidence row), margin, entropy (these two keep every draw exact; each gets its own "
         "one-token-per-step row to compare with)",
     )
+    p.add_argument(
+        "--grids",
+        default="linear",
+        help="mask grids of the rows with fewer steps than tokens: linear (the same count "
+        "revealed per step) and/or cosine (MaskGIT's: few tokens first, many last)",
+    )
     p.add_argument("--samples", type=int, default=32, help="texts per sampler row")
     p.add_argument("--val-blocks", type=int, help="score only this many validation blocks")
     p.add_argument("--mc-samples", type=int, default=16, help="mask draws per block (bound)")
@@ -168,6 +175,9 @@ def parse_args() -> argparse.Namespace:
     for ranking in args.bound_rankings.split(","):  # before training, not after it
         if ranking not in CONFIDENCES:
             p.error(f"--bound-rankings: {ranking!r} is not one of {', '.join(CONFIDENCES)}")
+    for grid in args.grids.split(","):
+        if grid not in TokenOptions.GRIDS:
+            p.error(f"--grids: {grid!r} is not one of {', '.join(TokenOptions.GRIDS)}")
     return args
 
 
@@ -353,7 +363,13 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
     spacings = [int(d) for d in args.spacings.split(",") if d]
     families = args.samplers.split(",")
     plans: list[tuple[str, int | None, dict[str, Any]]] = [("autoregressive", None, {})]
-    for steps in (int(s) for s in args.steps.split(",") if int(s) <= length):
+    grids = args.grids.split(",")
+    for steps, grid in (
+        (int(s), g) for s in args.steps.split(",") if int(s) <= length for g in grids
+    ):
+        if steps == length and grid != grids[0]:  # one token per step: every grid is the same
+            continue
+        plans_before = len(plans)
         for key, name, sampler, noise in (
             ("confidence", "confidence", "confidence", 0.0),
             ("noise", "confidence, noise 4.5", "confidence", 4.5),  # MaskGIT's randomized order
@@ -369,6 +385,15 @@ def sample_rows(diffusion, peer, reference, args) -> list[dict]:
             )
         for spacing in spacings if steps < length else ():  # one token per step: nothing to space
             plans.append((f"confidence, spacing {spacing}", steps, confidence_row(spacing=spacing)))
+        if grid != "linear" and steps < length:
+            plans[plans_before:] = [
+                (
+                    f"{name}, {grid} grid",
+                    steps,
+                    {**plan, "options": {**plan["options"], "grid": grid}},
+                )
+                for name, steps, plan in plans[plans_before:]
+            ]
     for tau in (float(t) for t in args.thresholds.split(",") if t):
         for block in (None, *blocks):
             plan = confidence_row(threshold=tau, block_size=block)
