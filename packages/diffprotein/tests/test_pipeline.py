@@ -321,3 +321,28 @@ def test_a_block_models_edits_do_not_depend_on_the_batch_size():
             for size in (1, 8)
         )
         assert one == eight, options
+
+
+def test_experts_of_one_network_per_range_of_masked_shares_sample_as_the_network(untrained):
+    """Experts per masked share compose by the step's share (ProteinDenoiserConfig.mask_range):
+    copies of one network, each given a range, reproduce the network's samples exactly."""
+    import copy
+    import dataclasses
+
+    experts = []
+    for r in [(0.0, 0.4), (0.4, 1.0)]:
+        expert = copy.deepcopy(untrained)
+        expert.config = dataclasses.replace(untrained.config, mask_range=r)
+        experts.append(expert)
+    composed = ProteinPipeline(experts[1], experts=[experts[0]])
+    settings = dict(family="alpha", length=12, steps=6, sampler="confidence", seed=3)
+    expected = sequences(ProteinPipeline(untrained).sample(3, **settings))
+    assert sequences(composed.sample(3, **settings)) == expected
+    guided = dict(settings, guidance=2.0)
+    assert sequences(composed.sample(3, **guided)) == sequences(
+        ProteinPipeline(untrained).sample(3, **guided)
+    )
+    with pytest.raises(ValueError, match="split the times"):
+        ProteinPipeline(experts[0])
+    with pytest.raises(ValueError, match="masked models"):
+        dataclasses.replace(untrained.config, corruption="substitution", mask_range=(0.0, 0.5))

@@ -117,3 +117,28 @@ def test_the_callback_sees_every_step(pipe):
     seen = []
     pipe.sample(2, length=32, steps=4, progress=True, callback=lambda step, *_: seen.append(step))
     assert [(s.index, s.total) for s in seen] == [(0, 4), (1, 4), (2, 4), (3, 4)]
+
+
+@pytest.mark.parametrize("sampler", ["confidence", "masked_ancestral"])
+def test_experts_of_one_network_per_range_of_masked_shares_sample_as_the_network(
+    tiny_diffusion, sampler, tmp_path
+):
+    """Experts per masked share (``TextModel.mask_range``) compose by the step's share: three
+    "experts" that are the same network reproduce its samples exactly, also after a save."""
+    import dataclasses
+
+    from difftext.model import save_text_model
+
+    ranges = [(0.0, 0.3), (0.3, 0.7), (0.7, 1.0)]
+    experts = [dataclasses.replace(tiny_diffusion, mask_range=r) for r in ranges]
+    composed = TextPipeline(experts[1], experts=[experts[2], experts[0]])
+    settings = dict(prompt=["Thou", ""], length=32, steps=8, sampler=sampler, seed=2)
+    assert composed.sample(2, **settings) == TextPipeline(tiny_diffusion).sample(2, **settings)
+    folders = [save_text_model(e, tmp_path / str(i)) for i, e in enumerate(experts)]
+    loaded = TextPipeline.from_pretrained(folders[0], experts=folders[1:])
+    assert [e.mask_range for e in loaded.experts] == ranges[1:]
+    assert loaded.sample(2, **settings) == composed.sample(2, **settings)
+    with pytest.raises(ValueError, match="split the times"):
+        TextPipeline(experts[0])  # a lone expert cannot generate
+    with pytest.raises(ValueError, match="masked diffusion"):
+        dataclasses.replace(tiny_diffusion, corruption="substitution", mask_range=(0.0, 0.5))

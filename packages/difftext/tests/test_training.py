@@ -4,6 +4,8 @@ in bits per character and per token, and the run leaves a loadable model."""
 import json
 import math
 
+import torch
+
 from diffcore.training import TrainConfig
 from difftext.data import make_blocks, split_tail
 from difftext.model import load_text_model
@@ -68,3 +70,21 @@ def test_the_autoregressive_peer_learns_from_the_same_blocks(tmp_path, documents
     assert not result.final.bound
     assert result.final.bits_per_char < 0.8 * before.bits_per_char
     assert load_text_model(result.model_dir).kind == "autoregressive"
+
+
+def test_an_expert_trains_only_on_its_masked_shares(char_tokenizer):
+    from difftext.training import build_model, loss_function
+
+    expert = build_model("diffusion", char_tokenizer, 32, preset="tiny", mask_range=(0.6, 1.0))
+    shares = []
+    expert.model.register_forward_pre_hook(
+        lambda _m, _a, kw: shares.append((kw["input_ids"] == expert.mask_id).float().mean(1)),
+        with_kwargs=True,
+    )
+    tokens = torch.randint(5, 60, (16, 32), generator=torch.Generator().manual_seed(0))
+    loss = loss_function(expert)
+    for seed in range(4):
+        loss(expert.model, tokens, torch.Generator().manual_seed(seed))
+    seen = torch.cat(shares)
+    assert float(seen.min()) >= 0.6 - 1e-6 and float(seen.max()) <= 1.0
+    assert float(seen.max() - seen.min()) > 0.25

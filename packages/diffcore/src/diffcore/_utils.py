@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -50,3 +52,15 @@ def like(name: str, t: Tensor, x: Tensor) -> Tensor:
     if t.shape != x.shape:
         raise ValueError(f"{name} must be shaped like x {tuple(x.shape)}, got {tuple(t.shape)}")
     return t.to(device=x.device, dtype=x.dtype)
+
+
+def check_tiling(ranges: Sequence[tuple[float, float]], *, low: float = 0.0) -> None:
+    """Raise ValueError unless ``ranges`` (sorted by their start) tile [0, 1] one after
+    another: the first starts at most at ``low``, the last ends at 1, no gaps (experts per
+    noise level must cover every level between them)."""
+    gaps = [(a, b) for (_, a), (b, _) in zip(ranges, ranges[1:], strict=False) if abs(a - b) > 1e-9]
+    if ranges[0][0] > low or ranges[-1][1] != 1.0 or gaps:
+        raise ValueError(
+            f"experts must split the times [0, 1] between them, one range after another; "
+            f"their ranges are {[tuple(r) for r in ranges]} (give the other experts with the model)"
+        )

@@ -69,14 +69,13 @@ ESM_MAX_LENGTH = 1022  # residues an ESM-2 checkpoint takes: 1024 positions less
 PROCESS = MaskProcess(mask_id=MASK_ID, vocab_size=BASE_VOCAB_SIZE)
 
 
-def process_for(block: int | None) -> MaskProcess:
+def process_for(block: int | None, mask_range: tuple[float, float] = (0.0, 1.0)) -> MaskProcess:
     """The masking process of a denoiser with ``config.diffusion_block`` = ``block``: PROCESS,
-    or its block-diffusion form (every block masked on its own, the clean residues as context)."""
-    return (
-        PROCESS
-        if block is None
-        else MaskProcess(mask_id=MASK_ID, vocab_size=BASE_VOCAB_SIZE, block=block)
-    )
+    or its block-diffusion form (every block masked on its own, the clean residues as context);
+    ``mask_range``: an expert's masked shares (``MaskProcess.mask_range``)."""
+    if block is None and tuple(mask_range) == (0.0, 1.0):
+        return PROCESS
+    return MaskProcess(MASK_ID, BASE_VOCAB_SIZE, block=block, mask_range=tuple(mask_range))
 
 
 @dataclass(frozen=True)
@@ -145,9 +144,19 @@ class ProteinDenoiserConfig(EsmShape):
     # "mask", or wrong residues: "substitution" (uniform) / "blosum" (diffprotein.corruption);
     # folders saved before this field existed are masked models, which the default keeps
     corruption: str = "mask"
+    # the masked shares a masked model trained on: (0, 1) all of them, else an expert
+    mask_range: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        object.__setattr__(self, "mask_range", tuple(float(v) for v in self.mask_range))
+        if self.mask_range != (0.0, 1.0):
+            if self.corruption != "mask":
+                raise ValueError(
+                    f"mask_range {self.mask_range} belongs to masked models, not to corruption "
+                    f"{self.corruption!r}"
+                )
+            process_for(self.diffusion_block, self.mask_range)  # checks the range
         block = self.diffusion_block
         if block is not None and (
             isinstance(block, bool) or not isinstance(block, int) or block < 1
@@ -427,19 +436,25 @@ def model_for_training(
     from_esm: str | Path | None = None,
     diffusion_block: int | None = None,
     corruption: str = "mask",
+    mask_range: tuple[float, float] = (0.0, 1.0),
     seed: int | None = None,
 ) -> nn.Module:
     """A fresh model to train on ``records`` (``ProteinRecord``s): the denoiser (``objective``
     "diffusion"; from ESM-2 weights in the folder ``from_esm`` when given; conditioned on
     ``families``, () for none; undoing ``corruption``, see ``diffprotein.corruption``), its
     autoregressive peer ("autoregressive") or the family classifier ("classifier", whose labels
-    are ``families`` and "other"). seed: the initial weights' (None: torch's global generator)."""
-    if objective != "diffusion" and (corruption != "mask" or diffusion_block is not None):
+    are ``families`` and "other"). ``mask_range``: the denoiser's masked shares (an expert).
+    seed: the initial weights' (None: torch's global generator)."""
+    partial = tuple(mask_range) != (0.0, 1.0)
+    if objective != "diffusion" and (
+        corruption != "mask" or diffusion_block is not None or partial
+    ):
         raise ValueError(
-            f"corruption and diffusion_block are the denoiser's (objective 'diffusion'), not "
-            f"the {objective!r} model's"
+            f"corruption, diffusion_block and mask_range are the denoiser's (objective "
+            f"'diffusion'), not the {objective!r} model's"
         )
     denoiser = {"diffusion_block": diffusion_block, "corruption": corruption}
+    denoiser |= {"mask_range": tuple(mask_range)} if partial else {}
     with seeded(seed):
         return _fresh_model(objective, records, shape, families, from_esm, denoiser)
 

@@ -21,7 +21,8 @@ from Bio.SeqRecord import SeqRecord
 from torch import Tensor
 
 from diffcore.denoisers import condition, guidance
-from diffcore.generation import Run, Sampling, TokenOptions, TokenPipeline, remask
+from diffcore.generation import Run, Sampling, TokenOptions, TokenPipeline, mask_experts, remask
+from diffcore.io import from_pretrained
 from diffcore.processes.substitution import SubstitutionProcess
 from diffcore.seeding import sample_seeds
 from diffprotein.alphabet import MASK_ID, PAD_ID, decode, encode
@@ -48,6 +49,36 @@ class ProteinPipeline(TokenPipeline):
 
     model_class = ProteinDenoiser
 
+    def __init__(self, model: ProteinDenoiser, *, experts: Sequence[Any] = (), **options: Any):
+        """experts: denoisers (or their folders) trained on the other ranges of masked shares
+        (``ProteinDenoiserConfig.mask_range``); with ``model`` they must cover [0, 1], and each
+        step goes to the model that learned its share (experts per noise level)."""
+        super().__init__(model, **options)
+        self.experts = [
+            from_pretrained(ProteinDenoiser, e, device=self.device)
+            if isinstance(e, (str, Path))
+            else e.to(self.device)
+            for e in experts
+        ]
+        for e in self.experts:
+            e.eval()
+            keep = ("families", "diffusion_block", "corruption")
+            if any(getattr(e.config, k) != getattr(model.config, k) for k in keep):
+                raise ValueError(
+                    f"experts must share the model's {', '.join(keep)}: got {e.config} for "
+                    f"{model.config}"
+                )
+        self._experts_denoiser()  # their ranges must tile [0, 1]
+
+    def _experts_denoiser(self) -> Any:
+        nets = [self.model, *self.experts]
+        return mask_experts(nets, [m.config.mask_range for m in nets])
+
+    @property
+    def time_independent(self) -> bool:  # type: ignore[override]
+        # experts answer by the step's time: logits of one step are not another's
+        return not self.experts
+
     @property
     def mask_id(self) -> int:
         return MASK_ID
@@ -73,11 +104,11 @@ class ProteinPipeline(TokenPipeline):
     def denoiser(self, x: Tensor, conditions: Mapping[str, Tensor], scale: float) -> Any:
         # a block model's pass leaves out the blocks after the one being drawn (exact, cheaper)
         fixed = {"allow_unknown": False, "skip_later_blocks": self.diffusion_block is not None}
-        family = conditions["family"]
+        family, net = conditions["family"], self._experts_denoiser()
         if scale != 1.0 and bool((family >= 0).any()):
             cond, uncond = {"family": family}, {"family": torch.full_like(family, -1)}
-            return condition(guidance(self.model, scale, cond, uncond), **fixed)
-        return condition(self.model, family=family, **fixed)
+            return condition(guidance(net, scale, cond, uncond), **fixed)
+        return condition(net, family=family, **fixed)
 
     @torch.no_grad()
     def sample(

@@ -96,15 +96,18 @@ def build_denoiser(
     conditional: bool = True,
     diffusion_block: int | None = None,
     corruption: str = "mask",
+    mask_range: tuple[float, float] = (0.0, 1.0),
 ) -> ProteinDenoiser:
     """A fresh denoiser of ``shape`` whose families (if ``conditional``) and length histogram
     come from ``records``; ``diffusion_block``: residues per block of a block-diffusion model
     (None: the whole sequence is one block, MDLM); ``corruption``: what it learns to undo,
-    "mask", "substitution" or "blosum" (``diffprotein.corruption``)."""
+    "mask", "substitution" or "blosum" (``diffprotein.corruption``); ``mask_range``: train only
+    on these masked shares (an expert, ``MaskProcess.mask_range``)."""
     fields = dataclass_fields(shape)
     families = tuple(sorted({r.family for r in records if r.family})) if conditional else ()
     prior = LengthPrior.from_records((r.family, len(r.sequence)) for r in records)
     model = {"diffusion_block": diffusion_block, "corruption": corruption}
+    model["mask_range"] = tuple(mask_range)
     return ProteinDenoiser(
         ProteinDenoiserConfig(**fields, families=families, lengths=prior.to_json(), **model)
     )
@@ -121,24 +124,25 @@ class DenoiserLoss:
     """``loss_fn(model, batch, generator)`` for diffcore's loop: the masking ELBO (or, for a
     substitution model, the cross-entropy of the clean residues), with the family dropped to
     "none" for a ``family_dropout`` share of rows so the same network also learns the
-    unconditional model that classifier-free guidance needs. ``block`` and ``corruption``: the
-    model's (the loop may hand over a wrapper, so they are given here)."""
+    unconditional model that classifier-free guidance needs. ``block``, ``corruption`` and
+    ``mask_range``: the model's (the loop may hand over a wrapper, so they are given here)."""
 
     family_dropout: float = 0.1
     block: int | None = None
     corruption: str = "mask"
+    mask_range: tuple[float, float] = (0.0, 1.0)
 
     @classmethod
     def for_model(cls, model: ProteinDenoiser, family_dropout: float = 0.1) -> DenoiserLoss:
         """The loss ``train_denoiser`` trains ``model`` with (its block size and corruption
         included), so a step timed elsewhere costs what a training step costs."""
         config = model.config
-        return cls(family_dropout, config.diffusion_block, config.corruption)
+        return cls(family_dropout, config.diffusion_block, config.corruption, config.mask_range)
 
     def __call__(self, model: Any, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         tokens, family = batch["tokens"], batch["family"]
         family = drop_condition(family, self.family_dropout, -1, generator)
-        process = substitution_process(self.corruption) or process_for(self.block)
+        process = substitution_process(self.corruption) or process_for(self.block, self.mask_range)
         return process.loss(model, tokens, generator, loss_mask=tokens != PAD_ID, family=family)
 
 

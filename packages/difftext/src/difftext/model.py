@@ -296,7 +296,8 @@ class TextModel:
     peer); block_size: the sequence length it was trained on; diffusion_block: the tokens per
     block of a block-diffusion model (None: masked diffusion over the whole sequence);
     corruption: what a diffusion model learned to undo, "mask" (absorbing state) or
-    "substitution" (wrong tokens, see ``substitution``)."""
+    "substitution" (wrong tokens, see ``substitution``); mask_range: the masked shares a masked
+    model trained on ((0, 1): all; else an expert, see ``MaskProcess.mask_range``)."""
 
     model: nn.Module
     tokenizer: PreTrainedTokenizerBase
@@ -304,8 +305,15 @@ class TextModel:
     block_size: int
     diffusion_block: int | None = None
     corruption: Corruption = "mask"
+    mask_range: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "mask_range", tuple(float(v) for v in self.mask_range))
+        if self.mask_range != (0.0, 1.0) and (self.kind, self.corruption) != ("diffusion", "mask"):
+            raise ValueError(
+                f"mask_range {self.mask_range} belongs to masked diffusion models, not to "
+                f"{'a substitution' if self.kind == 'diffusion' else 'an autoregressive'} model"
+            )
         if self.corruption not in CORRUPTIONS:
             raise ValueError(
                 f"corruption must be 'mask' or 'substitution', got {self.corruption!r}"
@@ -383,6 +391,8 @@ def save_text_model(text_model: TextModel, directory: str | os.PathLike) -> Path
             meta["diffusion_block"] = text_model.diffusion_block
         if text_model.kind == "diffusion":
             meta["corruption"] = text_model.corruption
+        if text_model.mask_range != (0.0, 1.0):
+            meta["mask_range"] = list(text_model.mask_range)
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     return Path(directory)
 
@@ -449,8 +459,9 @@ def load_text_model(
         raise ValueError(
             f"{path / META_NAME}: corruption must be 'mask' or 'substitution', got {corruption!r}"
         )
+    mask_range = tuple(meta.get("mask_range", (0.0, 1.0)))
     model = model.to(device).eval()
-    return TextModel(model, tokenizer, kind, int(block), diffusion_block, corruption)
+    return TextModel(model, tokenizer, kind, int(block), diffusion_block, corruption, mask_range)
 
 
 def seconds_per_bound_draw(text_model: TextModel, blocks: Any, *, probe: int = 32) -> float:

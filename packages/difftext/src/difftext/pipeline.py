@@ -29,7 +29,14 @@ from typing import Any, Unpack
 import torch
 from torch import Tensor
 
-from diffcore.generation import Run, Sampling, TokenOptions, TokenPipeline, remask
+from diffcore.generation import (
+    Run,
+    Sampling,
+    TokenOptions,
+    TokenPipeline,
+    mask_experts,
+    remask,
+)
 from diffcore.processes.substitution import SubstitutionProcess
 from diffcore.samplers import Callback
 from diffcore.seeding import SampleGenerators
@@ -47,17 +54,46 @@ class TextPipeline(TokenPipeline):
 
     default_batch_size = 16
 
-    def __init__(self, text_model: TextModel, **options: Any) -> None:
+    def __init__(
+        self, text_model: TextModel, *, experts: Sequence[Any] = (), **options: Any
+    ) -> None:
+        """experts: models (or their folders) trained on the other ranges of masked shares
+        (``TextModel.mask_range``); with ``text_model`` they must cover [0, 1], and each step
+        goes to the model that learned its share (experts per noise level)."""
         super().__init__(text_model.model, **options)
         self.text_model = text_model
         self.tokenizer = text_model.tokenizer
+        self.experts = [
+            load_text_model(e, device=self.device) if isinstance(e, (str, Path)) else e
+            for e in experts
+        ]
+        for e in self.experts:
+            e.model.to(self.device).eval()
+            same = (e.kind, e.diffusion_block, e.corruption) == (
+                "diffusion",
+                text_model.diffusion_block,
+                text_model.corruption,
+            )
+            if not same or e.tokenizer.get_vocab() != self.tokenizer.get_vocab():
+                raise ValueError(
+                    "experts must be masked diffusion models of the same kind, blocks and "
+                    "tokenizer as the pipeline's model"
+                )
+        models = [text_model, *self.experts]
+        mask_experts([m.model for m in models], [m.mask_range for m in models])  # they tile
 
     @classmethod
     def from_pretrained(
         cls, directory: str | Path, *, device: str | torch.device = "cpu", **options: Any
     ) -> TextPipeline:
-        """A model folder written by ``save_pretrained`` (or a training run's ``model/``)."""
+        """A model folder written by ``save_pretrained`` (or a training run's ``model/``);
+        ``experts``: see the constructor."""
         return cls(load_text_model(directory, device=device), device=device, **options)
+
+    @property
+    def time_independent(self) -> bool:  # type: ignore[override]
+        # experts answer by the step's time: logits of one step are not another's
+        return not self.experts
 
     def save_pretrained(self, directory: str | Path) -> Path:
         return save_text_model(self.text_model, directory)
@@ -94,7 +130,10 @@ class TextPipeline(TokenPipeline):
         return super().batch_key(masked)
 
     def denoiser(self, x: Tensor, conditions: Mapping[str, Tensor], scale: float) -> Any:
-        denoiser = self.text_model.denoiser(generating=True)
+        models = [self.text_model, *self.experts]
+        denoiser = mask_experts(
+            [m.denoiser(generating=True) for m in models], [m.mask_range for m in models]
+        )
         fixed = conditions["fixed"]
         if scale != 1.0 and bool(fixed.any()):
             denoiser = prompt_guidance(denoiser, scale, fixed)

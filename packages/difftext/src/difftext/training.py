@@ -73,6 +73,7 @@ def build_model(
     dropout: float | None = None,
     diffusion_block: int | None = None,
     corruption: Corruption = "mask",
+    mask_range: tuple[float, float] = (0.0, 1.0),
 ) -> TextModel:
     """A fresh model (``from_config`` on the preset's shape; the autoregressive kind gets the
     GPT-2 peer of that shape), or, with ``init_from``, a model directory to keep training
@@ -83,7 +84,9 @@ def build_model(
     block-diffusion model (BD3-LM) with blocks of this many tokens, a divisor of ``block_size``;
     None: masked diffusion over the whole block (MDLM). ``corruption``: what a diffusion model
     learns to undo, "mask" or "substitution" (whole-sequence models only; with ``init_from``
-    too: a masked model may go on as a substitution model, and back)."""
+    too: a masked model may go on as a substitution model, and back). ``mask_range``: train a
+    masked model only on these masked shares, an expert (with ``init_from``: fine-tuned from a
+    full model, continued pre-training)."""
     if diffusion_block is not None and (
         kind != "diffusion"
         or not isinstance(diffusion_block, int)
@@ -111,19 +114,25 @@ def build_model(
             )
         loaded.model.train()
         block = diffusion_block if diffusion_block is not None else loaded.diffusion_block
-        return TextModel(loaded.model, loaded.tokenizer, kind, block_size, block, corruption)
+        return TextModel(
+            loaded.model, loaded.tokenizer, kind, block_size, block, corruption, mask_range
+        )
     torch.manual_seed(seed)  # weight initialization
     config = masked_lm_config(load_preset(preset), tokenizer, block_size)
     if dropout is not None:
         set_dropout(config, dropout)
     if kind == "diffusion":
         model = AutoModelForMaskedLM.from_config(config)
-        return TextModel(model, tokenizer, kind, block_size, diffusion_block, corruption)
+        return TextModel(
+            model, tokenizer, kind, block_size, diffusion_block, corruption, mask_range
+        )
     elif kind == "autoregressive":
         model = AutoModelForCausalLM.from_config(causal_lm_config(config, tokenizer, block_size))
     else:
         raise ValueError(f"kind must be 'diffusion' or 'autoregressive', got {kind!r}")
-    return TextModel(model, tokenizer, kind, block_size, corruption=corruption)
+    return TextModel(
+        model, tokenizer, kind, block_size, corruption=corruption, mask_range=mask_range
+    )
 
 
 def loss_function(
@@ -147,6 +156,7 @@ def loss_function(
             text_model.vocab_size,
             estimator=estimator,
             block=text_model.diffusion_block,
+            mask_range=text_model.mask_range,
         )
     elif estimator != "count":
         raise ValueError(

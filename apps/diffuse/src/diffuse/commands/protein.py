@@ -38,7 +38,8 @@ def register(verbs: dict[str, Any]) -> None:
     add = kit.commands(verbs, HELP)
     train = add("train protein", _train)
     _data_options(kit.data_options(train, help=DATA, positional=True))
-    a = kit.training_options(train, steps=2000, batch_size=32, lr=1e-3).add_argument
+    a = kit.training_options(train, steps=2000, batch_size=32, lr=1e-3, token_experts=True)
+    a = a.add_argument
     a("--objective", choices=OBJECTIVES, default="diffusion", help="what to train")
     a("--preset", default="small", help="shape in shared/presets/protein.json")
     a("--from-esm", help="diffusion: continue from ESM-2 weights in this folder")
@@ -84,7 +85,7 @@ def _data_options(g: Any) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser, n: int | None = None) -> None:
-    kit.model_options(parser)
+    kit.model_options(parser, experts=True, stages=False)
     help = {"sampler_help": SAMPLER, "steps_help": "steps (default: one per residue)"}
     g = kit.sampling_options(parser, "token", None, steps=None, guidance=1.0, batch_size=64, **help)
     kit.token_sampler_options(g)
@@ -120,7 +121,7 @@ def _train(args: argparse.Namespace) -> None:
     alpha, families = args.family_balance, () if args.unconditional else data.families
     training = records if alpha is None else balance_families(records, alpha)
     extra = {"from_esm": args.from_esm, "diffusion_block": args.diffusion_block, "seed": args.seed}
-    extra["corruption"] = args.process
+    extra |= {"corruption": args.process, "mask_range": args.noise_range}
     model = protein.model_for_training(args.objective, records, shape, families=families, **extra)
     device, steps, stop_at = kit.resolve_device(args.device), args.steps, None
     if budget:  # (saving the model is all that follows training)

@@ -40,7 +40,8 @@ def register(verbs: dict[str, Any]) -> None:
     a("--vocab-size", type=kit.positive_int, default=1024, help="bpe vocabulary size")
     a("--block-size", type=kit.positive_int, default=256, help="tokens per training block")
     a("--packing", choices=("pad", "pack"), default="pad", help="short documents: pad, or pack")
-    a = kit.training_options(train, steps=2000, batch_size=32, lr=1e-3).add_argument
+    a = kit.training_options(train, steps=2000, batch_size=32, lr=1e-3, token_experts=True)
+    a = a.add_argument
     a("--objective", choices=("diffusion", "autoregressive"), default="diffusion", help="what")
     a("--process", choices=("mask", "substitution"), default="mask", help=PROCESS)
     a("--preset", default="small", help="shape in shared/presets/text.json")
@@ -75,7 +76,7 @@ def register(verbs: dict[str, Any]) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser, n: int) -> None:
-    kit.model_options(parser, help="model folder (a train text run, or its model/)")
+    kit.model_options(parser, help="a text run or its model/", experts=True, stages=False)
     g = kit.sampling_options(parser, "token", "confidence", steps=64, guidance=1.0, batch_size=16)
     kit.token_sampler_options(g)
     kit.count_option(parser, default=n, help="texts (per prompt or template)")
@@ -95,7 +96,7 @@ def _train(args: argparse.Namespace) -> None:
     texts, vocab = [d.text for d in docs[0]], {"vocab_size": args.vocab_size}
     tokenizer = None if args.init_from else run_tokenizer(args.tokenizer, texts, out, **vocab)
     shape = {k: getattr(args, k) for k in ("preset", "dropout", "diffusion_block", "init_from")}
-    shape |= {"corruption": args.process}
+    shape |= {"corruption": args.process, "mask_range": args.noise_range}
     text_model = build_model(args.objective, tokenizer, args.block_size, seed=args.seed, **shape)
     tokenizer, size = text_model.tokenizer, args.block_size
     blocks = [make_blocks(tokenizer, d, size, packing=args.packing) for d in docs]

@@ -220,7 +220,10 @@ def model_options(
     required: bool = True,
     help: str = "model folder: a training run's --out folder or its final/",
     experts: bool = False,
+    stages: bool | None = None,
 ) -> Any:
+    """--model (or ``option``); with ``experts``, --experts and, unless ``stages`` is False,
+    --stages (cascades: the continuous domains)."""
     g = group(parser, "model")
     g.add_argument(option, required=required, help=help)
     if experts:
@@ -230,6 +233,7 @@ def model_options(
             help="models trained on the other noise ranges (train --noise-range); with --model "
             "they must cover all noise levels, each serving its own",
         )
+    if experts if stages is None else stages:
         g.add_argument(
             "--stages",
             metavar="FOLDER[,FOLDER]",
@@ -409,11 +413,15 @@ def training_options(
     checkpoint_every: int = 500,
     process: bool = False,
     crappifiers: Sequence[str] = (),
+    token_experts: bool = False,
 ) -> Any:
     """--steps, --minutes, --batch-size, --grad-accum, --lr, --ema, --ema-warmup, --precision,
     --checkpoint-every; with ``process``, --process (diffcore.processes.PROCESSES, and specs
-    of the domain's ``crappifiers`` joined by "+") and --noise-range (:func:`process_options`)."""
+    of the domain's ``crappifiers`` joined by "+") and --noise-range (:func:`process_options`);
+    with ``token_experts``, --noise-range over masked shares."""
     g = group(parser, "training")
+    if token_experts:
+        noise_range_option(g, tokens=True)
     if process:
         crappify = (
             f"; or a crappification to undo instead, names of {', '.join(crappifiers)} joined "
@@ -430,14 +438,7 @@ def training_options(
             help="what the model learns to undo: Gaussian diffusion as the preset has it, or "
             "flow matching (straight path, velocity target, logit-normal times)" + crappify,
         )
-        g.add_argument(
-            "--noise-range",
-            type=unit_range,
-            default=(0.0, 1.0),
-            metavar="LO,HI",
-            help="train only on these times of the schedule (0 = clean, 1 = pure noise): an "
-            "expert for that range, sampled with the others through --experts",
-        )
+        noise_range_option(g)
         g.add_argument(
             "--init",
             metavar="FOLDER",
@@ -497,6 +498,20 @@ def training_options(
         help="steps between checkpoints (re-running the command resumes)",
     )
     return g
+
+
+def noise_range_option(group: Any, *, tokens: bool = False) -> None:
+    """--noise-range LO,HI: train an expert on that part of the schedule only (of the masked
+    shares, for the token domains)."""
+    what = "masked shares (0 = nothing masked, 1 = all)" if tokens else "times of the schedule"
+    group.add_argument(
+        "--noise-range",
+        type=unit_range,
+        default=(0.0, 1.0),
+        metavar="LO,HI",
+        help=f"train only on these {what}{'' if tokens else ' (0 = clean, 1 = pure noise)'}: an "
+        "expert for that range, sampled with the others through --experts",
+    )
 
 
 def check_corruption(args: argparse.Namespace) -> None:

@@ -43,6 +43,8 @@ MODELS = {
     ("protein", "--classifier"): "diffprotein.judges.FamilyClassifier",
     ("text", "--model"): ("text.diffusion", "text.autoregressive"),  # both sample
     ("text", "--judge"): "text.autoregressive",
+    ("text", "--experts"): "text.diffusion",
+    ("protein", "--experts"): "diffprotein.model.ProteinDenoiser",
 }
 # A run folder (a training command's --out) holds its model here.
 RUN_SUBFOLDER = {"image": "final", "audio": "final", "protein": "final", "text": "model"}

@@ -120,6 +120,8 @@ class NoiseLevelExperts:
 
     ``boundaries`` are increasing sigmas splitting [0, inf) into ``len(experts)`` ranges: expert i
     handles ``boundaries[i-1] <= sigma < boundaries[i]``. Each sample goes to its own expert.
+    Token denoisers compose the same way, by their time (the masked share t in [0, 1]); their
+    outputs (logits) need not have the input's shape.
     """
 
     experts: Sequence[Denoiser]
@@ -141,11 +143,14 @@ class NoiseLevelExperts:
         first = int(which[0])
         if bool((which == first).all()):  # the common case: one call, no scatter
             return self.experts[first](x, sigma, **cond)
-        out = torch.empty_like(x)
+        out = None
         for i in which.unique().tolist():
             rows = (which == i).nonzero().squeeze(1)
             sub = {k: v[rows] if isinstance(v, Tensor) else v for k, v in cond.items()}
-            out[rows] = self.experts[i](x[rows], sigma[rows], **sub)
+            y = self.experts[i](x[rows], sigma[rows], **sub)
+            if out is None:  # logits of token denoisers: (B, L, V) for x (B, L)
+                out = y.new_empty((x.shape[0], *y.shape[1:]))
+            out[rows] = y
         return out
 
 

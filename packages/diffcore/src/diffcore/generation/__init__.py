@@ -31,7 +31,7 @@ from diffcore.generation.options import (
     TokenOptions,
     sampler_names,
 )
-from diffcore.generation.tokens import TokenPipeline, remask
+from diffcore.generation.tokens import TokenPipeline, mask_experts, remask
 
 __all__ = [
     "PRECISIONS",
@@ -51,6 +51,7 @@ __all__ = [
     "check_experts",
     "expert_denoiser",
     "network_calls",
+    "mask_experts",
     "remask",
     "sampler_names",
     "sampling_grid",

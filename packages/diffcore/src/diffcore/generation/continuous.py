@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from diffcore._utils import check_tiling
 from diffcore.denoisers import Clamped, NoiseLevelExperts, compiled, condition, guidance
 from diffcore.generation.base import Pipeline, Sampling, batches
 from diffcore.generation.options import ContinuousOptions, RefineOptions
@@ -76,15 +77,9 @@ def check_experts(models: Sequence[Any]) -> None:
     """Raise ValueError unless the models' training time ranges ([t_min, t_max] of their
     processes) tile the whole schedule, one after another, on one schedule."""
     ordered = sorted(models, key=lambda m: m.process.t_min)
-    ranges = [(m.process.t_min, m.process.t_max) for m in ordered]
     if any(m.process.schedule != ordered[0].process.schedule for m in ordered):
         raise ValueError("experts must share one noise schedule")
-    gaps = [(a, b) for (_, a), (b, _) in zip(ranges, ranges[1:], strict=False) if abs(a - b) > 1e-9]
-    if ranges[0][0] > 1e-3 or ranges[-1][1] != 1.0 or gaps:
-        raise ValueError(
-            f"experts must split the times [0, 1] between them, one range after another; "
-            f"their ranges are {ranges} (give the other experts with the model)"
-        )
+    check_tiling([(m.process.t_min, m.process.t_max) for m in ordered], low=1e-3)
 
 
 def expert_denoiser(models: Sequence[Any]) -> Any:

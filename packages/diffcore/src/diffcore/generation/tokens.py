@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from diffcore._utils import check_tiling
+from diffcore.denoisers import NoiseLevelExperts
 from diffcore.generation.base import Pipeline, batches
 from diffcore.generation.options import SubstituteOptions, TokenOptions
 from diffcore.processes.mask import cosine_mask_grid, linear_mask_grid
@@ -30,7 +32,7 @@ from diffcore.processes.substitution import SubstitutionProcess
 from diffcore.samplers import Callback
 from diffcore.seeding import SampleGenerators, sample_seeds
 
-__all__ = ["TokenPipeline", "remask"]
+__all__ = ["TokenPipeline", "mask_experts", "remask"]
 
 GRIDS = {"linear": linear_mask_grid, "cosine": cosine_mask_grid}
 
@@ -62,6 +64,20 @@ def remask(
         row[chosen.to(row.device)] = mask_id
         out.append(row)
     return out
+
+
+def mask_experts(denoisers: Sequence[Any], ranges: Sequence[tuple[float, float]]) -> Any:
+    """One ``TokenDenoiser`` from ``denoisers`` each trained on its own range of masked shares
+    (``MaskProcess.mask_range``; one model on all of them is the range (0, 1)): each step goes
+    to the model that learned the share it starts from (the sampler's time t). The ranges must
+    tile [0, 1]: ValueError else."""
+    if len(denoisers) != len(ranges):
+        raise ValueError(f"{len(denoisers)} denoisers for {len(ranges)} ranges")
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
+    check_tiling([tuple(ranges[i]) for i in order])
+    if len(order) == 1:
+        return denoisers[0]
+    return NoiseLevelExperts([denoisers[i] for i in order], [ranges[i][1] for i in order[:-1]])
 
 
 class TokenPipeline(Pipeline):

@@ -146,6 +146,12 @@ class MaskProcess:
     block: block diffusion (see the module docstring): every block of ``block`` tokens is masked
     on its own (the count forms, per block) and the denoiser is called with ``context=x0``.
     None: the whole sequence is one block (MDLM).
+
+    mask_range: (lo, hi), train only on masked shares in [lo, hi] (the count forms: k of n
+    tokens with k / n in it; "time": t in it): an expert for that part of the generation,
+    composed with the experts of the other ranges by ``diffcore.generation.tokens.mask_experts``
+    (experts per noise level, eDiff-I, for tokens). Its loss is the ELBO's integrand averaged
+    over that range only. ``nll_bound`` still covers all of (0, 1].
     """
 
     mask_id: int
@@ -153,6 +159,7 @@ class MaskProcess:
     t_min: float = 1e-3
     estimator: str = "count"
     block: int | None = None
+    mask_range: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.vocab_size, int) or self.vocab_size < 2:
@@ -170,6 +177,16 @@ class MaskProcess:
             raise ValueError(
                 f"estimator must be 'count', 'time' or 'complementary', got {self.estimator!r}"
             )
+        lo, hi = self.mask_range
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"mask_range must satisfy 0 <= lo < hi <= 1, got {self.mask_range}")
+        if self.estimator == "time" and hi <= self.t_min:
+            raise ValueError(f"mask_range {self.mask_range} lies below t_min {self.t_min}")
+        if self.estimator == "complementary" and self.partial:
+            raise ValueError(
+                "the complementary estimator pairs k masked tokens with n - k, which leave a "
+                "mask_range: use the 'count' estimator for an expert"
+            )
         if self.block is not None:
             if not isinstance(self.block, int) or isinstance(self.block, bool) or self.block < 1:
                 raise ValueError(f"block must be a positive integer or None, got {self.block!r}")
@@ -178,6 +195,11 @@ class MaskProcess:
                     "block diffusion masks each block on its own: use the 'count' or "
                     "'complementary' estimator"
                 )
+
+    @property
+    def partial(self) -> bool:
+        """Whether the process trains on part of the masked shares only (an expert)."""
+        return tuple(self.mask_range) != (0.0, 1.0)
 
     def corrupt(self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Mask each token of x0 (B, ...) long independently with probability t (B,) in [0, 1].
@@ -194,9 +216,11 @@ class MaskProcess:
     def sample_time(
         self, batch: int, generator: torch.Generator | None = None, device: Any = "cpu"
     ) -> Tensor:
-        """Training times (B,) float64 in [t_min, 1]: one per stratum of the interval (a shared
-        random offset, shuffled), MDLM's low-discrepancy sampler (Kingma et al. 2021)."""
-        return stratified_time(batch, generator, device, self.t_min, 1.0)
+        """Training times (B,) float64 in [t_min, 1] (within ``mask_range``): one per stratum of
+        the interval (a shared random offset, shuffled), MDLM's low-discrepancy sampler (Kingma
+        et al. 2021)."""
+        lo, hi = self.mask_range
+        return stratified_time(batch, generator, device, max(self.t_min, lo), hi)
 
     def loss(
         self,
@@ -221,8 +245,11 @@ class MaskProcess:
             groups = self._to_groups(counted)  # (G, S): rows, or the rows' blocks
             n = groups.sum(1)
             u = stratified_time(len(groups), generator, x0.device, 0.0, 1.0)
-            # uniform on 1..n (0 for a group with nothing counted: nothing masked, no weight)
-            k = ((u * n).floor().long().minimum(n - 1) + 1).clamp_min(0)
+            # uniform on 1..n (0 for a group with nothing counted: nothing masked, no weight),
+            # or on the counts whose share lies in mask_range
+            first, last = self._count_range(n)
+            span = last - first + 1
+            k = (first + (u * span).floor().long().minimum(span - 1)).clamp_min(0)
             masked, ks, shape = [self._mask_exactly(groups, k, generator)], [k], x0.shape
             if self.estimator == "complementary":
                 # n - k is uniform on 0..n-1; mapping 0 to n (mask all) makes it 1..n again
@@ -292,6 +319,16 @@ class MaskProcess:
             nll = self._masked_nll(denoiser, x0, chosen, (chosen.sum(1) / n_row).float(), context)
             total += (nll.double() * weight).sum(1) / n_row
         return total / samples
+
+    def _count_range(self, n: Tensor) -> tuple[Tensor, Tensor]:
+        """The fewest and most masked tokens (G,) of groups of ``n`` counted tokens whose share
+        lies in ``mask_range``: 1 and n for the whole range; at least one count per group."""
+        lo, hi = self.mask_range
+        if not self.partial:
+            return n.clamp_max(1), n
+        first = torch.ceil(lo * n.double() - 1e-9).long().clamp_min(1).minimum(n)
+        last = torch.floor(hi * n.double() + 1e-9).long().minimum(n).maximum(first)
+        return first, last
 
     def _to_groups(self, counted: Tensor) -> Tensor:
         """(B, L) -> (G, S): the rows themselves, or with ``block`` every row's blocks of
