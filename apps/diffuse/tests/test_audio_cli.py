@@ -316,6 +316,16 @@ def test_refine_audio_edits_every_recording_of_a_folder_from_one_strength(
     argv = ["refine", "audio", *model, "--input", str(empty), "--strength", "0.5"]
     assert main([*argv, "--out", str(tmp_path / "none")]) == 1
     assert "no .wav file in" in capsys.readouterr().err
+    # without --strength: each recording's own level, as the model's level predictor reads it
+    argv = ["refine", "audio", *model, "--input", str(tone_folder), "--out", str(out)]
+    assert main(argv) == 2
+    assert "train audio-level" in capsys.readouterr().err
+    level = ["train", "audio-level", "--model", str(run), "--data", str(tone_folder), *DATA]
+    assert main([*level, "--steps", "3", "--batch-size", "4", "--out", str(tmp_path / "lv")]) == 0
+    assert (run / "final" / "level" / "config.json").is_file()
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == len(wavs) and all(0 < r["strength"] <= 1 for r in rows)
 
 
 def test_a_spectrogram_cascade_trains_base_and_stage_apart_and_samples_them_in_order(

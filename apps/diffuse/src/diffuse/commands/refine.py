@@ -19,6 +19,10 @@ HELP = {
         "train a model's level predictor (for `refine image` without --strength)",
         "run folder; the predictor is also copied into the model's level/",
     ),
+    "train audio-level": (
+        "train a model's level predictor (for `refine audio` without --strength)",
+        "run folder; the predictor is also copied into the model's level/",
+    ),
     "refine image": (
         "refine images from anywhere with a model: edit from each one's own level",
         "folder for refined/, grid.png and refine.jsonl",
@@ -40,6 +44,10 @@ def register(verbs: dict[str, Any]) -> None:
     kit.model_options(level, help="the refiner's model folder (its process is learned)")
     image.data_options(level)
     kit.training_options(level, steps=500, batch_size=128, lr=2e-3, ema=False, minutes=False)
+    level = add("train audio-level", _train_level)
+    kit.model_options(level, help="the refiner's model folder (its process is learned)")
+    audio.data_options(level)
+    kit.training_options(level, steps=500, batch_size=64, lr=2e-3, ema=False, minutes=False)
     refine = add("refine image", _refine)
     image._model_options(refine)
     g = kit.group(refine, "data")
@@ -57,8 +65,8 @@ def register(verbs: dict[str, Any]) -> None:
     g.add_argument(
         "--strength",
         type=kit.share,
-        required=True,
-        help="share of the steps run on each recording (noise level to start from)",
+        help="share of the steps run on each recording (default: each one's level, read by the "
+        "model's level predictor: train audio-level)",
     )
     refine_text = add("refine text", _refine_text, out_default="refined.jsonl")
     text._model_options(refine_text, n=1)
@@ -70,22 +78,49 @@ def register(verbs: dict[str, Any]) -> None:
 
 
 def _train_level(args: argparse.Namespace) -> None:
-    folder = kit.check_model_dir(args.model, "image")
-    data = image.load_data(args)
+    domain = args.domain.removesuffix("-level")
+    folder = kit.check_model_dir(args.model, domain)
     import shutil
 
-    from diffimage import ImagePipeline
-    from diffimage.refine import LEVEL_DIR, train_level_predictor
+    from diffcore.generation.refine import LEVEL_DIR
 
     device, out = kit.resolve_device(args.device), Path(args.out)
-    pipe = ImagePipeline.from_pretrained(folder, device=device)
     config = kit.train_config(args, device=device)
+    if domain == "image":
+        from diffimage import ImagePipeline
+        from diffimage.refine import train_level_predictor
+
+        data = image.load_data(args)
+        model = ImagePipeline.from_pretrained(folder, device=device).model
+    else:
+        from diffaudio.model import AudioUNet
+        from diffaudio.refine import train_level_predictor
+        from diffcore.io import from_pretrained
+
+        model = from_pretrained(AudioUNet, folder, device=device)
+        data = audio.load(args, model.config.spectrogram)[1]
     kit.write_run(out, args, train_config=config)
-    result = train_level_predictor(pipe.model, data, config, out_dir=out, device=device)
+    result = train_level_predictor(model, data, config, out_dir=out, device=device)
     target = folder / LEVEL_DIR
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(result.final_model, target)
     print(f"level predictor: {result.final_model} (copied to {target})")
+
+
+def _predictor(args: argparse.Namespace, domain: str, device: Any) -> Any:
+    """The level predictor of --model (None with --strength); a one-line error if it has none."""
+    if args.strength is not None:
+        return None
+    from diffcore.generation.refine import LEVEL_DIR
+
+    folder = kit.check_model_dir(args.model, domain)
+    if not (folder / LEVEL_DIR).is_dir():
+        raise kit.UsageError(
+            f"no level predictor in {folder / LEVEL_DIR}, --strength, expected a strength or "
+            f"`diffuse train {domain}-level --model {args.model}` first"
+        )
+    module = __import__(f"diff{domain}.refine", fromlist=["load_level_predictor"])
+    return module.load_level_predictor(folder, device=device)
 
 
 def _refine(args: argparse.Namespace) -> None:
@@ -93,17 +128,9 @@ def _refine(args: argparse.Namespace) -> None:
     pipe = kit.open_pipeline(args, "image", compile=args.compile)
     from diffimage import load_image_files
     from diffimage.images import save_sample_files
-    from diffimage.refine import LEVEL_DIR, load_level_predictor, refine
+    from diffimage.refine import refine
 
-    predictor = None
-    if args.strength is None:
-        folder = kit.check_model_dir(args.model, "image")
-        if not (folder / LEVEL_DIR).is_dir():
-            raise kit.UsageError(
-                f"no level predictor in {folder / LEVEL_DIR}, --strength, expected a strength or "
-                f"`diffuse train image-level --model {args.model}` first"
-            )
-        predictor = load_level_predictor(folder, device=pipe.device)
+    predictor = _predictor(args, "image", pipe.device)
     size = pipe.model.config.image_size
     images, files = load_image_files(args.input, channels=pipe.model.channels, size=size)
     options = image._sampling(pipe, args, len(images))
@@ -135,10 +162,16 @@ def _refine_audio(args: argparse.Namespace) -> None:
     import torch
 
     from diffaudio.spectrogram import load_spectrogram
+    from diffcore.generation import refine
 
     clips = torch.stack([load_spectrogram(f, pipe.spectrogram) for f in files])[:, None]
-    refined = pipe.edit(clips, args.strength, **kit.sampling(args, pipe))  # without a class
-    records = [{"input": str(f), "strength": args.strength} for f in files]
+    predictor = _predictor(args, "audio", pipe.device)
+    options = {"strength": args.strength, "predictor": predictor} | kit.sampling(args, pipe)
+    refined, strengths = refine(pipe, clips, **options)  # without a class
+    records = [
+        {"input": str(f), "strength": round(s, 4)}
+        for f, s in zip(files, strengths.tolist(), strict=True)
+    ]
     audio._save(args, pipe, refined, [f"{f.stem}_refined" for f in files], records)
 
 

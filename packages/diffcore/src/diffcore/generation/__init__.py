@@ -6,6 +6,7 @@ done once).
   degradation (refinement samplers, :class:`RefineOptions`);
 - :class:`TokenPipeline` (text, proteins): ``fill`` masked positions — sampling, infilling and
   partial re-noising (``remask``) are all fills;
+- refiners (``refine``): a continuous model edits inputs made anywhere from their own level;
 - both: a sampler by name with its options (:class:`ContinuousOptions`, :class:`TokenOptions`),
   classifier-free guidance, batches of per-sample seeds (results independent of batch size),
   progress, device and precision, ``from_pretrained`` / ``save_pretrained``.
@@ -31,6 +32,7 @@ from diffcore.generation.options import (
     TokenOptions,
     sampler_names,
 )
+from diffcore.generation.refine import predict_levels, refine, strength_for_level
 from diffcore.generation.tokens import TokenPipeline, mask_experts, remask
 
 __all__ = [
@@ -51,6 +53,9 @@ __all__ = [
     "check_experts",
     "expert_denoiser",
     "network_calls",
+    "predict_levels",
+    "refine",
+    "strength_for_level",
     "mask_experts",
     "remask",
     "sampler_names",

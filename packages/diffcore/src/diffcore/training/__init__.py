@@ -9,9 +9,12 @@ from diffcore.training.distill import ProgressiveDistillation, distill, distill_
 from diffcore.training.distributed import DistInfo, dist_info
 from diffcore.training.dropout import drop_condition
 from diffcore.training.ema import EMA, default_ema_decay
+from diffcore.training.levels import level_loss, train_level_predictor
 from diffcore.training.loop import autocast_dtype, resolve_device, resolve_precision, train
 
 __all__ = [
+    "level_loss",
+    "train_level_predictor",
     "EMA",
     "BatchStream",
     "DistInfo",
