@@ -26,10 +26,10 @@ VERBS = {
     "edit": "edit existing data with a trained model (img2img, inpainting, infilling)",
     "eval": "evaluate samples or a trained model",
     "distill": "distil a trained model into students that sample in few network calls",
-    "refine": "improve images made anywhere with a model (boosting: one more round)",
+    "refine": "improve images, recordings or texts made anywhere with a model (boosting)",
 }
 # command modules: one per domain, and one per verb that spans domains
-DOMAINS = ("image", "text", "audio", "vocoder", "protein", "distill", "refine")
+DOMAINS = ("image", "text", "audio", "vocoder", "protein", "distill", "refine", "levels")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -354,11 +354,7 @@ class TextModel:
         """The process of a substitution model: each token replaced by one drawn uniformly
         from the tokens a sample may hold (not banned for generating, inside the tokenizer's
         vocabulary); None for any other model. Cached: the (V, V) matrix is built once."""
-        if self.corruption != "substitution":
-            return None
-        banned = set(banned_ids(self.tokenizer, generating=True))  # mask, padding, BOS, UNK...
-        tokens = [i for i in range(len(self.tokenizer)) if i not in banned]
-        return SubstitutionProcess(uniform_replacement(self.vocab_size, tokens), self.mask_id)
+        return uniform_substitution(self) if self.corruption == "substitution" else None
 
     def denoiser(self, *, generating: bool = False) -> TextDenoiser:
         """The diffusion model as a ``TokenDenoiser``, banning tokens that are never text and
@@ -376,6 +372,17 @@ class TextModel:
             skip_done=generating and self.corruption == "mask",
             diffusion_block=self.diffusion_block,
         )
+
+
+def uniform_substitution(text_model: TextModel) -> SubstitutionProcess:
+    """Each token replaced by one drawn uniformly from the tokens a sample may hold (not banned
+    for generating, inside the tokenizer's vocabulary): a substitution model's process, and
+    how a level predictor learns what wrong tokens look like."""
+    banned = set(banned_ids(text_model.tokenizer, generating=True))  # mask, padding, BOS, UNK..
+    tokens = [i for i in range(len(text_model.tokenizer)) if i not in banned]
+    return SubstitutionProcess(
+        uniform_replacement(text_model.vocab_size, tokens), text_model.mask_id
+    )
 
 
 def save_text_model(text_model: TextModel, directory: str | os.PathLike) -> Path:

@@ -199,13 +199,14 @@ class TextPipeline(TokenPipeline):
     def edit(
         self,
         texts: Sequence[str],
-        strength: float = 0.5,
+        strength: float | Sequence[float] = 0.5,
         **sampling: Unpack[Sampling],
     ) -> list[str]:
         """Partial re-noising: mask a random ``strength`` share of each text's tokens (by each
-        text's own seed) and regenerate them, keeping the rest."""
+        text's own seed; one strength for all, or one per text) and regenerate them, keeping
+        the rest."""
         self._check_diffusion("editing")
-        tokens = [self._encode(t) for t in texts]
+        tokens = [self.encode(t) for t in texts]
         plan, run = self.plan(sampling)
         rows = remask(tokens, strength, self.mask_id, seed=run["seed"])
         return self._decode(self.fill(rows, plan=plan, **run))
@@ -276,7 +277,8 @@ class TextPipeline(TokenPipeline):
                 f"{what} needs a diffusion model; an autoregressive model only continues a prefix"
             )
 
-    def _encode(self, text: str) -> Tensor:
+    def encode(self, text: str) -> Tensor:
+        """The token ids (L,) of ``text`` (no special tokens); ValueError on unknown characters."""
         ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         if self.tokenizer.unk_token_id in ids:
             raise ValueError(f"text {text[:40]!r}... holds characters the tokenizer does not know")

@@ -1,13 +1,13 @@
-"""``diffuse refine image|audio|text`` and ``diffuse train image-level``: refiners, boosting's
-next round. Any model refines what was made anywhere by running the last part of its own process
-on it: images from the level the model's level predictor reads on each (``diffimage.refine``) or
-from one --strength; recordings and texts from one --strength (proteins: ``edit protein
---fraction``)."""
+"""``diffuse refine image|audio|text``: refiners, boosting's next round. Any model refines what
+was made anywhere by running the last part of its own process on it, from one --strength or from
+the level the model's level predictor reads on each input (``diffuse train <domain>-level``,
+``commands/levels.py``; proteins: ``edit protein --fraction``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +15,6 @@ from diffuse import kit
 from diffuse.commands import audio, image, text
 
 HELP = {
-    "train image-level": (
-        "train a model's level predictor (for `refine image` without --strength)",
-        "run folder; the predictor is also copied into the model's level/",
-    ),
-    "train audio-level": (
-        "train a model's level predictor (for `refine audio` without --strength)",
-        "run folder; the predictor is also copied into the model's level/",
-    ),
     "refine image": (
         "refine images from anywhere with a model: edit from each one's own level",
         "folder for refined/, grid.png and refine.jsonl",
@@ -40,14 +32,6 @@ HELP = {
 
 def register(verbs: dict[str, Any]) -> None:
     add = kit.commands(verbs, HELP)
-    level = add("train image-level", _train_level)
-    kit.model_options(level, help="the refiner's model folder (its process is learned)")
-    image.data_options(level)
-    kit.training_options(level, steps=500, batch_size=128, lr=2e-3, ema=False, minutes=False)
-    level = add("train audio-level", _train_level)
-    kit.model_options(level, help="the refiner's model folder (its process is learned)")
-    audio.data_options(level)
-    kit.training_options(level, steps=500, batch_size=64, lr=2e-3, ema=False, minutes=False)
     refine = add("refine image", _refine)
     image._model_options(refine)
     g = kit.group(refine, "data")
@@ -73,38 +57,11 @@ def register(verbs: dict[str, Any]) -> None:
     g = kit.group(refine_text, "data")
     g.add_argument("--input", required=True, help="texts: one per line, or .jsonl with `text`")
     g.add_argument(
-        "--strength", type=kit.share, required=True, help="share of each text's tokens redrawn"
+        "--strength",
+        type=kit.share,
+        help="share of each text's tokens redrawn (default: each one's level, read by the "
+        "model's level predictor: train text-level)",
     )
-
-
-def _train_level(args: argparse.Namespace) -> None:
-    domain = args.domain.removesuffix("-level")
-    folder = kit.check_model_dir(args.model, domain)
-    import shutil
-
-    from diffcore.generation.refine import LEVEL_DIR
-
-    device, out = kit.resolve_device(args.device), Path(args.out)
-    config = kit.train_config(args, device=device)
-    if domain == "image":
-        from diffimage import ImagePipeline
-        from diffimage.refine import train_level_predictor
-
-        data = image.load_data(args)
-        model = ImagePipeline.from_pretrained(folder, device=device).model
-    else:
-        from diffaudio.model import AudioUNet
-        from diffaudio.refine import train_level_predictor
-        from diffcore.io import from_pretrained
-
-        model = from_pretrained(AudioUNet, folder, device=device)
-        data = audio.load(args, model.config.spectrogram)[1]
-    kit.write_run(out, args, train_config=config)
-    result = train_level_predictor(model, data, config, out_dir=out, device=device)
-    target = folder / LEVEL_DIR
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(result.final_model, target)
-    print(f"level predictor: {result.final_model} (copied to {target})")
 
 
 def _predictor(args: argparse.Namespace, domain: str, device: Any) -> Any:
@@ -179,7 +136,11 @@ def _refine_text(args: argparse.Namespace) -> None:
     source = kit.check_input(args.input, "--input", "a text or JSONL file")
     pipe = kit.open_pipeline(args, "text")
     from difftext.data import read_texts
+    from difftext.refine import refine_texts
 
     texts = [t for t in read_texts(source) for _ in range(args.n)]
-    refined = pipe.edit(texts, args.strength, **kit.sampling(args, pipe))
+    predictor = _predictor(args, "text", pipe.device)
+    options = {"strength": args.strength, "predictor": predictor} | kit.sampling(args, pipe)
+    refined, strengths = refine_texts(pipe, texts, **options)
     text._save(refined, [""] * len(refined), args, pipe)
+    print(f"strengths: {', '.join(f'{s:.2f}' for s in strengths.tolist())}", file=sys.stderr)

@@ -22,10 +22,14 @@ def predict_levels(predictor: Any, x: Tensor, *, batch_size: int = 500) -> Tenso
     """The level t (N,) in (0, 1) each input of x (N, ...) looks corrupted to."""
     device = next(predictor.parameters()).device
     out = [
-        torch.sigmoid(predictor(chunk.to(device).float()).reshape(len(chunk))).cpu()
+        torch.sigmoid(predictor(_as_input(chunk.to(device))).reshape(len(chunk))).cpu()
         for chunk in x.split(batch_size)
     ]
     return torch.cat(out)
+
+
+def _as_input(x: Tensor) -> Tensor:
+    return x.float() if x.is_floating_point() else x
 
 
 def strength_for_level(pipe: Any, level: float, sampler: str, steps: int) -> float:

@@ -39,19 +39,24 @@ GRIDS = {"linear": linear_mask_grid, "cosine": cosine_mask_grid}
 
 def remask(
     tokens: Sequence[Tensor],
-    strength: float,
+    strength: float | Sequence[float],
     mask_id: int,
     *,
     seed: int = 0,
     editable: Sequence[Tensor] | None = None,
 ) -> list[Tensor]:
     """Partial re-noising of token sequences: mask round(strength * k) of the k editable
-    positions of each (at least one), chosen at random by the sample's own seed."""
-    if not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength must lie in (0, 1], got {strength}")
+    positions of each (at least one), chosen at random by the sample's own seed. strength: one
+    for all, or one per sequence."""
+    strengths = [strength] * len(tokens) if isinstance(strength, (int, float)) else strength
+    if len(strengths) != len(tokens):
+        raise ValueError(f"{len(strengths)} strengths for {len(tokens)} sequences")
+    for value in strengths:
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"strength must lie in (0, 1], got {value}")
     out = []
-    for i, (row, s) in enumerate(
-        zip(tokens, sample_seeds(seed ^ 0x5EED, len(tokens)), strict=True)
+    for i, (row, s, strength) in enumerate(
+        zip(tokens, sample_seeds(seed ^ 0x5EED, len(tokens)), strengths, strict=True)
     ):
         where = torch.ones(len(row), dtype=torch.bool) if editable is None else editable[i].cpu()
         positions = where.nonzero().flatten()

@@ -116,6 +116,10 @@ class SubstitutionProcess:
         drawn = torch.searchsorted(cdf, (u * cdf[-1]).contiguous())
         return drawn.clamp_max(self.vocab_size - 1)
 
+    def sample_time(self, batch: int, generator: Any = None, device: Any = "cpu") -> Tensor:
+        """Training times (B,) float64 in [t_min, 1], stratified (as ``loss`` draws them)."""
+        return stratified_time(batch, generator, device, self.t_min, 1.0)
+
     def corrupt(
         self, x0: Tensor, t: Tensor, generator: Any = None, *, counted: Tensor | None = None
     ) -> Tensor:
@@ -140,7 +144,7 @@ class SubstitutionProcess:
         at every counted position (``loss_mask``, default all): substituted tokens must be
         fixed and kept ones recognised as right."""
         counted = torch.ones_like(x0, dtype=torch.bool) if loss_mask is None else loss_mask.bool()
-        t = stratified_time(x0.shape[0], generator, x0.device, self.t_min, 1.0)
+        t = self.sample_time(x0.shape[0], generator, x0.device)
         xt = self.corrupt(x0, t, generator, counted=counted)
         log_probs = clean_log_probs(denoiser(xt, t.float(), **cond), self.mask_id)
         nll = -log_probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
