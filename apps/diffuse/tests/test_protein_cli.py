@@ -237,3 +237,25 @@ def test_substitution_usage_and_model_errors_are_one_line(run, blosum, capsys):
     assert "no likelihood bound for a substitution model" in capsys.readouterr().err
     assert main([*argv, "--sampler", "confidence", "--device", "cpu"]) == 1
     assert "unknown substitution sampler 'confidence'" in capsys.readouterr().err
+
+
+def test_refine_protein_from_a_strength_or_from_each_sequences_level(run, tmp_path, capsys):
+    model = ["--model", str(run / "run"), "--device", "cpu"]
+    source = run / "data" / "sh3.fasta"
+    out = tmp_path / "refined.fasta"
+    argv = ["refine", "protein", *model, "--input", str(source), "--out", str(out)]
+    assert main([*argv, "--strength", "0.2"]) == 0
+    before = [str(r.seq) for r in SeqIO.parse(source, "fasta")]
+    after = [str(r.seq) for r in SeqIO.parse(out, "fasta")]
+    assert [len(s) for s in after] == [len(s) for s in before]
+    for a, b in zip(after, before, strict=True):  # only the re-noised share may change
+        assert sum(x != y for x, y in zip(a, b, strict=True)) <= round(0.2 * len(b)) + 1
+    capsys.readouterr()
+    assert main(argv) == 2  # no predictor yet: one line naming the fix
+    assert "train protein-level" in capsys.readouterr().err
+    level = ["train", "protein-level", *model, "--data", str(run / "data"), "--steps", "3"]
+    assert main([*level, "--batch-size", "8", "--out", str(tmp_path / "level")]) == 0
+    capsys.readouterr()
+    assert main(argv) == 0
+    strengths = capsys.readouterr().err.split("strengths: ")[1].split(", ")
+    assert len(strengths) == len(before) and all(0 < float(s) <= 1 for s in strengths)

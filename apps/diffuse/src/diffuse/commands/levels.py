@@ -1,6 +1,6 @@
-"""``diffuse train image-level|audio-level|text-level``: a refiner's level predictor, which reads
+"""``diffuse train image-level|audio-level|text-level|protein-level``: a refiner's level predictor, which reads
 how corrupted each input looks so that ``diffuse refine`` needs no --strength. It learns the
-refiner's own process (noise or a crappification; for text, tokens replaced at random) on clean
+refiner's own process (noise or a crappification; for tokens, ones replaced at random) on clean
 data, and is copied into the model folder's ``level/``."""
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ HELP = {
         f"train a model's level predictor (for `refine {d}` without --strength)",
         OUT,
     )
-    for d in ("image", "audio", "text")
+    for d in ("image", "audio", "text", "protein")
 }
 TEXT = "text files (.txt/.md), folders of them, or .parquet/.jsonl/.csv tables"
+PROTEINS = "sequence files (FASTA, A3M, Stockholm) or folders of them"
 
 
 def register(verbs: dict[str, Any]) -> None:
     add = kit.commands(verbs, HELP)
-    for domain, batch in (("image", 128), ("audio", 64), ("text", 32)):
+    for domain, batch in (("image", 128), ("audio", 64), ("text", 32), ("protein", 64)):
         level = add(f"train {domain}-level", _train_level)
         kit.model_options(level, help="the refiner's model folder (its process is learned)")
         if domain == "image":
@@ -34,7 +35,7 @@ def register(verbs: dict[str, Any]) -> None:
         elif domain == "audio":
             audio.data_options(level)
         else:
-            kit.data_options(level, help=TEXT)
+            kit.data_options(level, help=TEXT if domain == "text" else PROTEINS)
         options = {"steps": 500, "batch_size": batch, "lr": 2e-3, "ema": False, "minutes": False}
         kit.training_options(level, **options)
 
@@ -68,6 +69,14 @@ def _model_and_data(domain: str, folder: Path, args: argparse.Namespace, device:
 
         model = from_pretrained(AudioUNet, folder, device=device)
         return model, audio.load(args, model.config.spectrogram)[1]
+    if domain == "protein":
+        kit.check_input(args.data, "--data", PROTEINS)
+        from diffcore.io import from_pretrained
+        from diffprotein.data import ReadOptions, read_sequences
+        from diffprotein.model import ProteinDenoiser
+
+        model = from_pretrained(ProteinDenoiser, folder, device=device)
+        return model, read_sequences([args.data], ReadOptions()).records
     kit.check_input(args.data, "--data", TEXT)
     from difftext.data import load_documents, make_blocks
     from difftext.model import load_text_model

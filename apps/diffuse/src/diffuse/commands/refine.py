@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from diffuse import kit
-from diffuse.commands import audio, image, text
+from diffuse.commands import audio, image, protein, text
 
+SHARE = (
+    "share of each one's {} redrawn (default: each one's level, read by the model's level "
+    "predictor: train {}-level)"
+)
 HELP = {
     "refine image": (
         "refine images from anywhere with a model: edit from each one's own level",
@@ -22,6 +26,10 @@ HELP = {
     "refine audio": (
         "refine recordings from anywhere with a model: edit each from one --strength",
         "folder for the refined WAVs and spectrogram PNGs",
+    ),
+    "refine protein": (
+        "refine sequences from anywhere with a model: re-noise a share of each and redraw it",
+        "FASTA of the refined sequences (with run.json beside it)",
     ),
     "refine text": (
         "refine texts from anywhere with a model: re-noise a share of each and redraw it",
@@ -52,16 +60,30 @@ def register(verbs: dict[str, Any]) -> None:
         help="share of the steps run on each recording (default: each one's level, read by the "
         "model's level predictor: train audio-level)",
     )
+    refine_protein = add("refine protein", _refine_protein, out_default="refined.fasta")
+    protein._model_options(refine_protein)
+    g = kit.group(refine_protein, "data")
+    g.add_argument("--input", required=True, help="sequences: FASTA, A3M or Stockholm")
+    g.add_argument("--strength", type=kit.share, help=SHARE.format("residues", "protein"))
     refine_text = add("refine text", _refine_text, out_default="refined.jsonl")
     text._model_options(refine_text, n=1)
     g = kit.group(refine_text, "data")
     g.add_argument("--input", required=True, help="texts: one per line, or .jsonl with `text`")
-    g.add_argument(
-        "--strength",
-        type=kit.share,
-        help="share of each text's tokens redrawn (default: each one's level, read by the "
-        "model's level predictor: train text-level)",
-    )
+    g.add_argument("--strength", type=kit.share, help=SHARE.format("tokens", "text"))
+
+
+def _refine_protein(args: argparse.Namespace) -> None:
+    source = kit.check_input(args.input, "--input", "a sequence file")
+    pipe = kit.open_pipeline(args, "protein")
+    from diffprotein.data import ReadOptions, read_sequences
+    from diffprotein.refine import refine_records
+
+    records = read_sequences(source, ReadOptions()).records
+    predictor = _predictor(args, "protein", pipe.device)
+    options = {"strength": args.strength, "predictor": predictor, "family": args.family}
+    refined, strengths = refine_records(pipe, records, **options, **kit.sampling(args))
+    protein._save(pipe, refined, args)
+    print(f"strengths: {', '.join(f'{s:.2f}' for s in strengths.tolist())}", file=sys.stderr)
 
 
 def _predictor(args: argparse.Namespace, domain: str, device: Any) -> Any:
