@@ -15,3 +15,15 @@ def image_folder(tmp_path_factory):
             image.paste(230, box)
             image.save(root / name / f"{i}.png")
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on one torch thread: on a busy 2-core machine two OpenMP threads waiting
+    for each other make each pass far slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,7 +4,6 @@ trains each, `diffuse sample text|protein --model A --experts B` composes them."
 import json
 
 import pytest
-import torch
 from Bio import SeqIO
 
 from diffuse import demo_data
@@ -13,12 +12,7 @@ from diffuse.cli import main
 SH3 = "ALYDYEARTEDDLSFHKGEKFQILNSSEGDWWEARSLTTGETGYIPSNYVAPV"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_text_experts_train_on_their_ranges_and_sample_together(tmp_path, capsys):

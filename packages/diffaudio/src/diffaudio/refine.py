@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from diffaudio.data import AudioClips
 from diffaudio.model import AudioUNet
 from diffaudio.pipeline import clip_spectrograms
-from diffcore.generation.refine import LEVEL_DIR
-from diffcore.io import from_pretrained
+from diffcore.generation.refine import load_level_predictor as level_predictor
 from diffcore.nn.level import LevelNet, LevelNetConfig
 from diffcore.training import TrainConfig, TrainResult, levels
 
@@ -46,7 +45,7 @@ def train_level_predictor(
 
 def load_level_predictor(directory: str | Path, *, device: Any = "cpu") -> LevelNet:
     """The level predictor of a model folder (``directory/level``) or a predictor's own."""
-    path = Path(directory)
-    if (path / LEVEL_DIR).is_dir():
-        path = path / LEVEL_DIR
-    return from_pretrained(LevelNet, path, device=device).eval()
+    net = level_predictor(directory, device=device)
+    if net.config.vocab_size:
+        raise ValueError(f"{directory} reads tokens, not spectrograms")
+    return net

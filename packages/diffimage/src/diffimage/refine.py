@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from diffcore.generation.refine import LEVEL_DIR, predict_levels, refine, strength_for_level
-from diffcore.io import from_pretrained
+from diffcore.generation.refine import load_level_predictor as level_predictor
 from diffcore.training import TrainConfig, TrainResult, levels
 from diffimage.data import ImageData, keep_batch
 from diffimage.evaluate import Judge, JudgeConfig
@@ -53,10 +53,7 @@ def train_level_predictor(
 
 def load_level_predictor(directory: str | Path, *, device: Any = "cpu") -> Judge:
     """The level predictor of a model folder (``directory/level``) or a predictor's own."""
-    path = Path(directory)
-    if (path / LEVEL_DIR).is_dir():
-        path = path / LEVEL_DIR
-    net = from_pretrained(Judge, path, device=device).eval()
+    net = level_predictor(directory, model_class=Judge, device=device)
     if net.config.num_classes != 1:
-        raise ValueError(f"{path} is a classifier, not a level predictor (one output)")
+        raise ValueError(f"{directory} is a classifier, not a level predictor (one output)")
     return net

@@ -14,8 +14,8 @@ import torch
 from Bio.SeqRecord import SeqRecord
 from torch import Tensor
 
-from diffcore.generation.refine import LEVEL_DIR, predict_levels
-from diffcore.io import from_pretrained
+from diffcore.generation.refine import load_level_predictor as level_predictor
+from diffcore.generation.refine import predict_levels
 from diffcore.nn.level import LevelNet, LevelNetConfig
 from diffcore.training import TrainConfig, TrainResult, levels
 from diffprotein.alphabet import BASE_VOCAB_SIZE, encode
@@ -59,12 +59,9 @@ def train_level_predictor(
 
 def load_level_predictor(directory: str | Path, *, device: Any = "cpu") -> LevelNet:
     """The level predictor of a model folder (``directory/level``) or a predictor's own."""
-    path = Path(directory)
-    if (path / LEVEL_DIR).is_dir():
-        path = path / LEVEL_DIR
-    net = from_pretrained(LevelNet, path, device=device).eval()
+    net = level_predictor(directory, device=device)
     if net.config.vocab_size != BASE_VOCAB_SIZE:
-        raise ValueError(f"{path} is not a protein level predictor")
+        raise ValueError(f"{directory} is not a protein level predictor")
     return net
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffcore.generation.refine import LEVEL_DIR, predict_levels
-from diffcore.io import from_pretrained
+from diffcore.generation.refine import load_level_predictor as level_predictor
+from diffcore.generation.refine import predict_levels
 from diffcore.nn.level import LevelNet, LevelNetConfig
 from diffcore.training import TrainConfig, TrainResult, levels
 from difftext.data import TokenBlocks
@@ -45,12 +45,9 @@ def train_level_predictor(
 
 def load_level_predictor(directory: str | Path, *, device: Any = "cpu") -> LevelNet:
     """The level predictor of a model folder (``directory/level``) or a predictor's own."""
-    path = Path(directory)
-    if (path / LEVEL_DIR).is_dir():
-        path = path / LEVEL_DIR
-    net = from_pretrained(LevelNet, path, device=device).eval()
+    net = level_predictor(directory, device=device)
     if net.config.vocab_size == 0:
-        raise ValueError(f"{path} reads images or spectrograms, not tokens")
+        raise ValueError(f"{directory} reads images or spectrograms, not tokens")
     return net
 
 

@@ -5,16 +5,30 @@ along each input is when no strength is given."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from diffcore.generation.continuous import sampling_grid
+from diffcore.io import from_pretrained
+from diffcore.nn.level import LevelNet
 
-__all__ = ["LEVEL_DIR", "predict_levels", "refine", "strength_for_level"]
+__all__ = ["LEVEL_DIR", "load_level_predictor", "predict_levels", "refine", "strength_for_level"]
 
 LEVEL_DIR = "level"  # a refiner's level predictor, inside its model folder
+
+
+def load_level_predictor(
+    directory: str | Path, *, model_class: type = LevelNet, device: Any = "cpu"
+) -> Any:
+    """The level predictor of a model folder (its ``level/``) or a predictor's own folder, in
+    eval mode (``model_class``: the net it was saved as)."""
+    path = Path(directory)
+    if (path / LEVEL_DIR).is_dir():
+        path = path / LEVEL_DIR
+    return from_pretrained(model_class, path, device=device).eval()
 
 
 @torch.no_grad()
