@@ -51,3 +51,11 @@ def test_fit_grid_checks_its_arguments():
             sigma_max=20.0,
             start=karras_grid(3, 0.002, 20.0),
         )
+
+
+def test_a_one_step_grid_has_nothing_to_fit():
+    """One step goes from sigma_max straight to 0 (a pipeline passes its one Karras level as
+    both bounds: the image distillation study's 1-call row raised before)."""
+    for low in (0.002, 20.0):
+        grid = fit_grid(MIX, noise(8, 0), "unipc", 1, sigma_min=low, sigma_max=20.0)
+        assert grid.tolist() == [20.0, 0.0]

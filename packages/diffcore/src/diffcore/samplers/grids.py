@@ -53,6 +53,8 @@ def fit_grid(
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if steps == 1 and start is None:  # one step from sigma_max: no level to move
+        return torch.tensor([sigma_max, 0.0], dtype=torch.float64)
     solve = SAMPLERS[sampler]
     reference = sample_dpmpp_2m(
         denoiser, noise, karras_grid(reference_steps, sigma_min / 10, sigma_max)
