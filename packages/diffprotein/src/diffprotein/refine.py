@@ -15,7 +15,7 @@ from Bio.SeqRecord import SeqRecord
 from torch import Tensor
 
 from diffcore.generation.refine import load_level_predictor as level_predictor
-from diffcore.generation.refine import predict_levels
+from diffcore.generation.refine import token_strengths
 from diffcore.nn.level import LevelNet, LevelNetConfig
 from diffcore.training import TrainConfig, TrainResult, levels
 from diffprotein.alphabet import BASE_VOCAB_SIZE, encode
@@ -83,9 +83,7 @@ def refine_records(
     n = len(records)
     if strength is not None:
         return pipe.edit(records, strength, **sampling), torch.full((n,), float(strength))
-    read = torch.cat([predict_levels(predictor, encode(r.sequence)[None]) for r in records])
-    floor = torch.tensor([1.0 / len(r.sequence) for r in records])
-    strengths = torch.maximum((read / resolution).round() * resolution, floor).clamp_max(1.0)
+    strengths = token_strengths(predictor, [encode(r.sequence) for r in records], resolution)
     out: list[SeqRecord | None] = [None] * n
     for value in strengths.unique().tolist():  # one edit per strength, records back in order
         rows = (strengths == value).nonzero().flatten().tolist()

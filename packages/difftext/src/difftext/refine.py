@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from diffcore.generation.refine import load_level_predictor as level_predictor
-from diffcore.generation.refine import predict_levels
+from diffcore.generation.refine import token_strengths
 from diffcore.nn.level import LevelNet, LevelNetConfig
 from diffcore.training import TrainConfig, TrainResult, levels
 from difftext.data import TokenBlocks
@@ -68,8 +68,5 @@ def refine_texts(
     if strength is not None:
         strengths = torch.full((len(texts),), float(strength))
     else:
-        read = [predict_levels(predictor, pipe.encode(t)[None].cpu()) for t in texts]
-        levels_ = (torch.cat(read) / resolution).round() * resolution
-        floor = torch.tensor([1.0 / max(1, len(pipe.encode(t))) for t in texts])
-        strengths = torch.maximum(levels_, floor).clamp_max(1.0)
+        strengths = token_strengths(predictor, [pipe.encode(t) for t in texts], resolution)
     return pipe.edit(texts, strengths.tolist(), **sampling), strengths

@@ -5,6 +5,7 @@ along each input is when no strength is given."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,14 @@ from diffcore.generation.continuous import sampling_grid
 from diffcore.io import from_pretrained
 from diffcore.nn.level import LevelNet
 
-__all__ = ["LEVEL_DIR", "load_level_predictor", "predict_levels", "refine", "strength_for_level"]
+__all__ = [
+    "LEVEL_DIR",
+    "load_level_predictor",
+    "predict_levels",
+    "refine",
+    "strength_for_level",
+    "token_strengths",
+]
 
 LEVEL_DIR = "level"  # a refiner's level predictor, inside its model folder
 
@@ -40,6 +48,14 @@ def predict_levels(predictor: Any, x: Tensor, *, batch_size: int = 500) -> Tenso
         for chunk in x.split(batch_size)
     ]
     return torch.cat(out)
+
+
+def token_strengths(predictor: Any, rows: Sequence[Tensor], resolution: float = 0.05) -> Tensor:
+    """The share (N,) of each token sequence to re-mask and redraw: its level as ``predictor``
+    reads it, rounded to ``resolution``, at least one token and at most all of them."""
+    read = torch.cat([predict_levels(predictor, row[None].cpu()) for row in rows])
+    floor = torch.tensor([1.0 / max(1, len(row)) for row in rows])
+    return torch.maximum((read / resolution).round() * resolution, floor).clamp_max(1.0)
 
 
 def _as_input(x: Tensor) -> Tensor:
